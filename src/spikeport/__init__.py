@@ -1,0 +1,43 @@
+"""spikeport: convert trained ANNs into spiking neural networks and measure exactly what you get.
+
+import spikeport as sp
+snn = sp.convert(model, calibration, method="rmp")
+ev = sp.evaluate(snn, data, timesteps=[8, 32, 128], ann=model)
+print(ev.to_markdown())
+"""
+
+from spikeport.convert import convert
+from spikeport.errors import (
+    CalibrationError,
+    ConversionError,
+    DataError,
+    InputShapeError,
+    SaveFormatError,
+    SpikeportError,
+)
+from spikeport.evaluate import evaluate
+from spikeport.evaluation import Evaluation, LayerReport
+from spikeport.metrics import EnergyModel
+from spikeport.network import Simulation, SpikingNetwork
+from spikeport.serialize import load, save
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CalibrationError",
+    "ConversionError",
+    "DataError",
+    "EnergyModel",
+    "Evaluation",
+    "InputShapeError",
+    "LayerReport",
+    "SaveFormatError",
+    "Simulation",
+    "SpikeportError",
+    "SpikingNetwork",
+    "SpikeportError",
+    "convert",
+    "evaluate",
+    "load",
+    "save",
+]

@@ -1,0 +1,73 @@
+"""sp.convert: prepare -> calibrate -> convert, in one call."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch import Tensor, nn
+
+from spikeport.data import as_batches
+from spikeport.encoding import Encoding
+from spikeport.errors import CalibrationError, ConversionError
+from spikeport.graph.assemble import assemble
+from spikeport.graph.prepare import prepare
+from spikeport.methods import make_method
+from spikeport.network import DEFAULT_MEMORY_BUDGET, SpikingNetwork
+
+
+def model_dtype(model: nn.Module) -> torch.dtype:
+    """The floating dtype the model computes in (float32 unless its weights say otherwise)."""
+    return next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+
+
+def calibration_batches(calibration, batch_size: int, limit: int | None, dtype: torch.dtype):
+    """A re-iterable source of calibration input batches (labels are not needed)."""
+
+    def batches() -> Iterator[Tensor]:
+        for x, _ in as_batches(calibration, batch_size=batch_size, limit=limit, split_default="train"):
+            yield x.to(dtype)
+
+    return batches
+
+
+def convert(
+    model: nn.Module,
+    calibration,
+    method: str = "rmp",
+    *,
+    encoding: Encoding | str = "analog",
+    encoding_scale: float = 1.0,
+    seed: int = 0,
+    calibration_samples: int | None = None,
+    batch_size: int = 256,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    **options,
+) -> SpikingNetwork:
+    """Convert ``model`` to a SpikingNetwork with ``method`` (``rmp``, ``max``, ``percentile``).
+
+    ``calibration`` is training data in any form ``spikeport.data.as_batches`` takes (a DataLoader, a
+    Dataset, a tensor, ``(x, y)``, or a spec string such as ``"mnist:train"``); ``calibration_samples``
+    caps how much of it is used. Method options (``reset``, ``initial_potential``, ``channelwise``,
+    ``alpha``, ``percentile``...) are passed as keywords.
+    """
+    strategy = make_method(method, **options)
+    if not isinstance(model, nn.Module):
+        raise ConversionError(f"expected a torch.nn.Module to convert, got {type(model).__name__}")
+    batches = calibration_batches(calibration, batch_size, calibration_samples, model_dtype(model))
+    example = next(batches(), None)
+    if example is None or example.shape[0] == 0:
+        raise CalibrationError("calibration data is empty; pass at least one batch of training inputs")
+    prepared = prepare(model, example)
+    thresholds = strategy.thresholds(prepared, batches)
+    return assemble(
+        prepared,
+        thresholds,
+        reset=strategy.reset,
+        initial_potential=strategy.initial_potential,
+        encoding=encoding,
+        encoding_scale=encoding_scale,
+        seed=seed,
+        memory_budget=memory_budget,
+        info={**strategy.describe(), "encoding": Encoding.parse(encoding).value, "notes": prepared.notes},
+    )

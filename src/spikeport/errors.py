@@ -1,0 +1,29 @@
+"""Exceptions that spikeport raises on bad input.
+
+Every message names the problem and the fix in one line; callers (the CLI above all) print
+``str(error)`` and nothing else.
+"""
+
+
+class SpikeportError(Exception):
+    """Base class of every error spikeport raises on purpose."""
+
+
+class ConversionError(SpikeportError):
+    """The model cannot be converted as it is (unsupported op, untraceable, bad weights...)."""
+
+
+class CalibrationError(SpikeportError):
+    """Calibration data is missing, empty or does not fit the model."""
+
+
+class DataError(SpikeportError):
+    """A dataset spec or file cannot be read."""
+
+
+class InputShapeError(SpikeportError):
+    """The input given to a network does not have the shape it was converted for."""
+
+
+class SaveFormatError(SpikeportError):
+    """A saved file is not a spikeport file, is corrupt, or comes from an incompatible version."""

@@ -1,0 +1,142 @@
+"""sp.evaluate: one simulation of max(T) steps per batch gives the results for every T."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from spikeport.data import as_batches
+from spikeport.errors import DataError
+from spikeport.evaluation import Evaluation, LayerReport
+from spikeport.metrics import EnergyModel
+from spikeport.network import SpikingNetwork
+
+
+class _Tally:
+    """Per-step sums over the whole evaluation set."""
+
+    def __init__(self, steps: int):
+        self.steps = steps
+        self.correct = torch.zeros(steps, dtype=torch.float64)
+        self.agree = torch.zeros(steps, dtype=torch.float64)
+        self.spikes: dict[str, Tensor] = {}
+        self.sops: dict[str, Tensor] = {}
+        self.input_sops = torch.zeros(steps, dtype=torch.float64)
+        self.input_macs = torch.zeros(steps, dtype=torch.float64)
+        self.ann_correct = 0
+        self.samples = 0
+        self.labelled = True
+
+    def add(self, name: str, table: dict[str, Tensor], per_step: Tensor) -> None:
+        table[name] = table.get(name, torch.zeros(self.steps, dtype=torch.float64)) + per_step.double().cpu()
+
+
+def evaluate(
+    snn: SpikingNetwork,
+    data,
+    timesteps: Sequence[int] = (1, 2, 4, 8, 16, 32, 64, 128),
+    ann: nn.Module | None = None,
+    *,
+    batch_size: int = 100,
+    limit: int | None = None,
+    energy: EnergyModel | None = None,
+    progress: bool = True,
+) -> Evaluation:
+    """Accuracy, agreement with ``ann``, spikes, SOPs and energy at each T in ``timesteps``.
+
+    ``data``: anything ``spikeport.data.as_batches`` accepts (default split: test). Labels are optional;
+    without them only agreement and costs are reported. ``ann`` defaults to the ANN the network was
+    converted from (BN folded), so agreement is always available. ``agreement[T]`` is the fraction of inputs on which
+    the SNN after T steps predicts the ANN's class: the conversion loss, independent of labels.
+    """
+    steps = sorted({int(t) for t in timesteps})
+    if not steps or steps[0] < 1:
+        raise ValueError(f"timesteps must be positive integers, got {list(timesteps)}")
+    energy = energy or EnergyModel()
+    tally = _Tally(steps[-1])
+    ann = ann if ann is not None else snn.ann
+    if ann is not None:
+        ann = ann.eval()
+    bar = tqdm(desc=f"simulating T={steps[-1]}", unit="img", disable=not progress, leave=False)
+    for x, y in as_batches(data, batch_size=batch_size, limit=limit):
+        x = x.to(snn.dtype)
+        sim = snn.simulate(x, steps[-1], record=True)
+        predictions = sim.readout.argmax(dim=-1)  # [T, B]
+        if y is None:
+            tally.labelled = False
+        else:
+            tally.correct += (predictions == y.unsqueeze(0)).sum(dim=1).double()
+        if ann is not None:
+            with torch.no_grad():
+                reference = ann(x).argmax(dim=-1)
+            tally.agree += (predictions == reference.unsqueeze(0)).sum(dim=1).double()
+            if y is not None:
+                tally.ann_correct += int((reference == y).sum())
+        for name in sim.spikes:
+            tally.add(name, tally.spikes, sim.spikes[name])
+            tally.add(name, tally.sops, sim.sops[name])
+        if sim.input_sops is not None:
+            tally.input_sops += sim.input_sops.cpu()
+        if sim.input_macs is not None:
+            tally.input_macs += sim.input_macs.cpu()
+        tally.samples += x.shape[0]
+        bar.update(x.shape[0])
+    bar.close()
+    if tally.samples == 0:
+        raise DataError("evaluation data is empty")
+    return _summarise(snn, tally, steps, ann is not None, energy)
+
+
+def _summarise(
+    snn: SpikingNetwork, tally: _Tally, steps: list[int], with_ann: bool, energy: EnergyModel
+) -> Evaluation:
+    n = tally.samples
+
+    def at(series: Tensor) -> dict[int, float]:
+        cumulative = series.cumsum(0)
+        return {t: float(cumulative[t - 1]) / n for t in steps}
+
+    total_spikes = sum(tally.spikes.values(), torch.zeros(tally.steps, dtype=torch.float64))
+    total_sops = sum(tally.sops.values(), tally.input_sops.clone())
+    sops, macs = at(total_sops), at(tally.input_macs)
+    accuracy_curve = (tally.correct / n).tolist() if tally.labelled else [None] * tally.steps
+    agreement_curve = (tally.agree / n).tolist() if with_ann else [None] * tally.steps
+    neurons = snn.neurons()
+    layers = []
+    for name, neuron in neurons.items():
+        size = int(neuron.fanout.numel())
+        spikes = at(tally.spikes[name])
+        layers.append(
+            LayerReport(
+                name=name,
+                neurons=size,
+                spikes_per_image=spikes,
+                firing_rate={t: spikes[t] / (size * t) for t in steps},
+                sops_per_image=at(tally.sops[name]),
+            )
+        )
+    ann_macs = snn.ann_macs_per_image
+    return Evaluation(
+        timesteps=steps,
+        samples=n,
+        accuracy={t: accuracy_curve[t - 1] for t in steps},
+        agreement={t: agreement_curve[t - 1] for t in steps},
+        spikes_per_image=at(total_spikes),
+        sops_per_image=sops,
+        macs_per_image=macs,
+        energy_per_image={t: energy.energy(sops[t], macs[t]) for t in steps},
+        ann_accuracy=(tally.ann_correct / n) if (with_ann and tally.labelled) else None,
+        ann_macs_per_image=ann_macs,
+        ann_energy_per_image=energy.energy(0, ann_macs),
+        method=dict(snn.info),
+        energy_model={"joules_per_sop": energy.joules_per_sop, "joules_per_mac": energy.joules_per_mac},
+        layers=layers,
+        curves={
+            "accuracy": accuracy_curve,
+            "agreement": agreement_curve,
+            "sops_per_image": (total_sops.cumsum(0) / n).tolist(),
+        },
+    )

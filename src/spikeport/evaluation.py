@@ -1,0 +1,101 @@
+"""Evaluation: what a converted network gives at every number of time steps, in numbers."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class LayerReport:
+    """One neuron layer: size, spikes and the synaptic operations its spikes cause, per image."""
+
+    name: str
+    neurons: int
+    spikes_per_image: dict[int, float]
+    firing_rate: dict[int, float]  # spikes per neuron per time step
+    sops_per_image: dict[int, float]
+
+
+@dataclass
+class Evaluation:
+    """Results of ``sp.evaluate``; every per-T field is a dict keyed by the number of time steps.
+
+    ``curves`` holds accuracy, agreement and SOPs after *every* step 1..max(timesteps) of the same run, so
+    the plot and ``latency`` need no further simulation.
+    """
+
+    timesteps: list[int]
+    samples: int
+    accuracy: dict[int, float | None]
+    agreement: dict[int, float | None]
+    spikes_per_image: dict[int, float]
+    sops_per_image: dict[int, float]
+    macs_per_image: dict[int, float]  # analog input current into the first layer(s), every step
+    energy_per_image: dict[int, float]  # joules
+    ann_accuracy: float | None
+    ann_macs_per_image: int
+    ann_energy_per_image: float
+    method: dict = field(default_factory=dict)
+    energy_model: dict = field(default_factory=dict)
+    layers: list[LayerReport] = field(default_factory=list)
+    curves: dict[str, list[float | None]] = field(default_factory=dict)
+
+    def latency(self, target: float = 0.99, metric: str = "agreement") -> int | None:
+        """First time step at which ``metric`` (agreement or accuracy) reaches ``target`` and stays there."""
+        curve = self.curves.get(metric)
+        if not curve or curve[-1] is None or curve[-1] < target:
+            return None
+        step = len(curve)
+        while step > 1 and curve[step - 2] is not None and curve[step - 2] >= target:
+            step -= 1
+        return step
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def to_json(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=2))
+        return path
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> Evaluation:
+        raw = json.loads(Path(path).read_text())
+
+        def keyed(d: dict) -> dict:
+            return {int(k): v for k, v in d.items()}
+
+        per_t = [
+            "accuracy",
+            "agreement",
+            "spikes_per_image",
+            "sops_per_image",
+            "macs_per_image",
+            "energy_per_image",
+        ]
+        for key in per_t:
+            raw[key] = keyed(raw[key])
+        raw["layers"] = [
+            LayerReport(
+                **{
+                    **layer,
+                    **{k: keyed(layer[k]) for k in ("spikes_per_image", "firing_rate", "sops_per_image")},
+                }
+            )
+            for layer in raw["layers"]
+        ]
+        return cls(**raw)
+
+    def to_markdown(self) -> str:
+        from spikeport.report import evaluation_markdown
+
+        return evaluation_markdown(self)
+
+    def plot(self, path: str | Path) -> Path:
+        """Accuracy (or agreement) against T and against SOPs per image, as a PNG."""
+        from spikeport.report import plot_evaluations
+
+        return plot_evaluations({self.method.get("method", "snn"): self}, path)

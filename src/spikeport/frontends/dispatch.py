@@ -1,0 +1,59 @@
+"""sp.load_model: one entry point for every way a user hands us a model."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from spikeport.errors import ConversionError
+
+
+def load_model(source: str | Path, weights: str | Path | None = None) -> nn.Module:
+    """A model from a ``.pt2`` file (torch.export) or a ``package.module:factory`` reference.
+
+    With a factory, ``weights`` is a state-dict file (loaded with ``weights_only=True``).
+    """
+    text = str(source)
+    if text.endswith(".pt2"):
+        from spikeport.frontends.torch_export import load_exported
+
+        model = load_exported(text)
+    elif ":" in text and not Path(text).exists():
+        model = _from_factory(text)
+    else:
+        raise ConversionError(
+            f"cannot load a model from {text!r}: give a torch.export file (.pt2) or package.module:factory"
+        )
+    if weights is not None:
+        _load_weights(model, Path(weights))
+    return model.eval()
+
+
+def _from_factory(reference: str) -> nn.Module:
+    module_name, _, attribute = reference.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as error:
+        raise ConversionError(f"cannot import {reference!r}: {error}") from None
+    model = factory() if callable(factory) and not isinstance(factory, nn.Module) else factory
+    if not isinstance(model, nn.Module):
+        raise ConversionError(f"{reference!r} did not give a torch.nn.Module (got {type(model).__name__})")
+    return model
+
+
+def _load_weights(model: nn.Module, path: Path) -> None:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise ConversionError(f"cannot read weights from {path}: {str(error).splitlines()[0]}") from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError) as error:
+        raise ConversionError(
+            f"weights in {path} do not fit the model: {str(error).splitlines()[0]}"
+        ) from None

@@ -1,0 +1,102 @@
+"""convert's last step: put neurons with their thresholds where the activations were."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import Tensor
+
+from spikeport.encoding import Encoding
+from spikeport.graph.connectivity import fanout
+from spikeport.graph.prepare import PreparedModel
+from spikeport.metrics import ann_macs_per_image
+from spikeport.network import DEFAULT_MEMORY_BUDGET, SpikingNetwork
+from spikeport.neurons import IFNeuron, Reset
+
+
+def broadcastable(threshold: Tensor, sample_shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
+    """A layer-wise (scalar) or channel-wise ([C]) threshold shaped to broadcast over [B, C, ...]."""
+    threshold = threshold.detach().to(dtype)
+    if threshold.numel() == 1:
+        return threshold.reshape(())
+    return threshold.reshape(-1, *([1] * (len(sample_shape) - 1)))
+
+
+def assemble(
+    prepared: PreparedModel,
+    thresholds: dict[str, Tensor],
+    *,
+    reset: Reset | str = Reset.SOFT,
+    initial_potential: float = 0.0,
+    encoding: Encoding | str = Encoding.ANALOG,
+    encoding_scale: float = 1.0,
+    seed: int = 0,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    info: dict | None = None,
+) -> SpikingNetwork:
+    """Build the SpikingNetwork; ``thresholds`` maps activation node names to layer/channel thresholds."""
+    gm = copy.deepcopy(prepared.graph_module)
+    dtype = next((p.dtype for p in gm.parameters() if p.is_floating_point()), torch.float32)
+    nodes = {n.name: n for n in gm.graph.nodes}
+    for activation in prepared.activation_nodes():
+        node = nodes[activation.name]
+        threshold = broadcastable(thresholds[node.name], node.meta["sample_shape"], dtype)
+        parent, _, attr = str(node.target).rpartition(".")
+        owner = gm.get_submodule(parent) if parent else gm
+        setattr(owner, attr, IFNeuron(threshold, reset, initial_potential))
+    modules = dict(gm.named_modules())
+    for node in gm.graph.nodes:
+        if node.op == "call_module" and isinstance(modules[node.target], IFNeuron):
+            modules[node.target].fanout = fanout(gm, node)
+    source = next(n for n in gm.graph.nodes if n.op == "placeholder")
+    gm.recompile()
+    static_ok = analog_prefix_is_separable(gm)
+    snn = SpikingNetwork(
+        gm,
+        prepared.input_shape,
+        fanout(gm, source),
+        encoding=encoding,
+        encoding_scale=encoding_scale,
+        seed=seed,
+        memory_budget=memory_budget,
+        info=info,
+    )
+    snn.separable_prefix = static_ok
+    snn.ann_macs_per_image = ann_macs_per_image(gm)
+    snn.__dict__["ann"] = prepared.graph_module
+    return snn
+
+
+def analog_prefix_is_separable(gm) -> bool:
+    """True when no op combines a value computed before the first neurons with one computed after them.
+
+    Then, for an analog input (the same at every step), the part of the graph before the neurons can run
+    once per batch instead of once per step, and the neurons take its output as a constant current.
+    """
+    static, dynamic = set(), set()
+    for node in gm.graph.nodes:
+        if node.op == "placeholder":
+            static.add(node)
+            continue
+        inputs = set(node.all_input_nodes)
+        from_static, from_dynamic = bool(inputs & static), bool(inputs & dynamic)
+        if node.op == "call_module" and isinstance(gm.get_submodule(node.target), IFNeuron):
+            dynamic.add(node)
+        elif from_static and from_dynamic:
+            return False
+        elif node.op == "output":
+            return not from_static
+        elif from_dynamic:
+            dynamic.add(node)
+        elif from_static:
+            static.add(node)
+    return True
+
+
+def positive_thresholds(raw: Tensor) -> Tensor:
+    """Thresholds must be positive and finite: channels that never fired take the layer's largest value."""
+    raw = raw.double()
+    valid = torch.isfinite(raw) & (raw > 0)
+    fallback = raw[valid].max() if valid.any() else torch.tensor(1.0, dtype=torch.float64)
+    return torch.where(valid, raw, fallback)

@@ -1,0 +1,142 @@
+"""Rewrite a traced graph into canonical form: one spelling for each op.
+
+After these passes every activation is a ``call_module`` of ``nn.ReLU``, every pooling a pooling module,
+and dropout, identities and a final softmax are gone. Later passes then look at module types only.
+"""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import fx, nn
+
+from spikeport.errors import ConversionError
+from spikeport.graph.ops import RELU_FUNCTIONS, RELU_METHODS, Role, describe, role_of, supported_summary
+
+POOL_MODULES = {
+    F.avg_pool1d: nn.AvgPool1d,
+    F.avg_pool2d: nn.AvgPool2d,
+    F.adaptive_avg_pool1d: nn.AdaptiveAvgPool1d,
+    F.adaptive_avg_pool2d: nn.AdaptiveAvgPool2d,
+}
+
+
+def modules_of(gm: fx.GraphModule) -> dict[str, nn.Module]:
+    return dict(gm.named_modules())
+
+
+def check_supported(gm: fx.GraphModule) -> None:
+    """Raise on the first op the converter does not know, naming it and what is supported."""
+    modules = modules_of(gm)
+    for node in gm.graph.nodes:
+        if role_of(node, modules) is None:
+            raise ConversionError(
+                f"node '{node.name}' ({describe(node, modules)}) cannot be converted to spikes yet; "
+                f"{supported_summary()}"
+            )
+
+
+def _is_inplace(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
+    if node.op == "call_module":
+        return bool(getattr(modules[node.target], "inplace", False))
+    if node.op == "call_method":
+        return str(node.target).endswith("_")
+    if node.op == "call_function":
+        return bool(node.kwargs.get("inplace", False)) or getattr(node.target, "__name__", "").endswith("_")
+    return False
+
+
+def redirect_inplace_users(gm: fx.GraphModule) -> None:
+    """Make in-place ops explicit: later readers of a mutated tensor read the op's result instead.
+
+    ``y = x.relu_(); z = x + y`` reads the *mutated* x in eager mode; once the op becomes out-of-place the
+    graph must say so, or the converted network would silently differ from the model.
+    """
+    modules = modules_of(gm)
+    order = {node: i for i, node in enumerate(gm.graph.nodes)}
+    for node in gm.graph.nodes:
+        if not _is_inplace(node, modules) or not node.args or not isinstance(node.args[0], fx.Node):
+            continue
+        mutated = node.args[0]
+        for user in list(mutated.users):
+            if user is not node and order[user] > order[node]:
+                user.replace_input_with(mutated, node)
+
+
+def _replace_with_module(gm: fx.GraphModule, node: fx.Node, module: nn.Module, stem: str) -> None:
+    name = stem
+    index = 1
+    existing = modules_of(gm)
+    while name in existing:
+        name = f"{stem}_{index}"
+        index += 1
+    gm.add_submodule(name, module)
+    with gm.graph.inserting_before(node):
+        replacement = gm.graph.call_module(name, (node.args[0],))
+    node.replace_all_uses_with(replacement)
+    gm.graph.erase_node(node)
+
+
+def canonicalize_activations(gm: fx.GraphModule) -> None:
+    """Every ReLU spelling (module, F.relu, torch.relu, .relu(), in-place) becomes an nn.ReLU module of its own.
+
+    A ReLU module called once keeps its name (so layers are named as in the user's model); functional
+    calls and modules shared by several call sites get fresh ``relu``, ``relu_1``... modules.
+    """
+    modules = modules_of(gm)
+    calls: dict[str, int] = {}
+    for node in gm.graph.nodes:
+        if node.op == "call_module":
+            calls[node.target] = calls.get(node.target, 0) + 1
+    for node in list(gm.graph.nodes):
+        if (
+            node.op == "call_module"
+            and isinstance(modules.get(node.target), nn.ReLU)
+            and calls[node.target] == 1
+        ):
+            parent, _, attr = node.target.rpartition(".")
+            setattr(gm.get_submodule(parent) if parent else gm, attr, nn.ReLU())  # drops inplace=True
+            continue
+        is_relu = (
+            (node.op == "call_function" and node.target in RELU_FUNCTIONS)
+            or (node.op == "call_method" and node.target in RELU_METHODS)
+            or (node.op == "call_module" and isinstance(modules.get(node.target), nn.ReLU))
+        )
+        if is_relu:
+            _replace_with_module(gm, node, nn.ReLU(), "relu")
+
+
+def canonicalize_pools(gm: fx.GraphModule) -> None:
+    """Functional average pools become modules, so fan-out and export see one kind of pooling node."""
+    for node in list(gm.graph.nodes):
+        if node.op != "call_function" or node.target not in POOL_MODULES:
+            continue
+        params = (*node.args[1:], *node.kwargs.values())
+        if any(isinstance(p, fx.Node) for p in params):
+            raise ConversionError(
+                f"node '{node.name}' ({node.target.__name__}) takes its pooling size from a tensor; "
+                "use constant sizes or an nn pooling module"
+            )
+        module = POOL_MODULES[node.target](*node.args[1:], **node.kwargs)
+        _replace_with_module(gm, node, module, "pool")
+
+
+def remove_passthrough(gm: fx.GraphModule) -> list[str]:
+    """Drop dropout, identities and a softmax that ends the network; returns notes for the user."""
+    notes: list[str] = []
+    modules = modules_of(gm)
+    output = next(n for n in gm.graph.nodes if n.op == "output")
+    for node in list(gm.graph.nodes):
+        role = role_of(node, modules)
+        if role is Role.REMOVE:
+            node.replace_all_uses_with(node.args[0])
+            gm.graph.erase_node(node)
+        elif role is Role.READOUT_SOFTMAX:
+            if list(node.users) != [output]:
+                raise ConversionError(
+                    f"node '{node.name}' ({describe(node, modules)}) is a softmax inside the network; only a "
+                    "softmax that produces the output can be dropped (argmax is unchanged)"
+                )
+            node.replace_all_uses_with(node.args[0])
+            gm.graph.erase_node(node)
+            notes.append(f"dropped the final softmax '{node.name}': the read-out's argmax is unchanged")
+    return notes

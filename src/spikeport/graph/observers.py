@@ -1,0 +1,88 @@
+"""Mergeable activation statistics collected during calibration.
+
+Both statistics are sums or maxima over fixed bins, so partial results from batches, or from processes
+(``torch.distributed.all_reduce``), merge exactly in any order.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+def _channels_first(x: Tensor, channelwise: bool) -> Tensor:
+    """[B, C, ...] -> [C, everything else] (or [1, everything] when statistics are layer-wise)."""
+    if not channelwise or x.dim() < 2:
+        return x.reshape(1, -1)
+    return x.transpose(0, 1).reshape(x.shape[1], -1)
+
+
+class MaxStatistic:
+    """Running maximum of the activation, per channel or per layer."""
+
+    def __init__(self, channelwise: bool = False):
+        self.channelwise = channelwise
+        self.max: Tensor | None = None
+
+    def update(self, x: Tensor) -> None:
+        current = _channels_first(x.detach(), self.channelwise).amax(dim=1).double()
+        self.max = current if self.max is None else torch.maximum(self.max, current)
+
+    def merge(self, other: MaxStatistic) -> None:
+        if other.max is not None:
+            self.max = other.max if self.max is None else torch.maximum(self.max, other.max)
+
+
+class HistogramStatistic(MaxStatistic):
+    """Counts of positive activations in fixed log2-spaced bins, plus the exact maximum.
+
+    Fixed bins (``bins_per_octave`` per factor of two over 2^-32..2^32) need no range estimate up front
+    and merge by addition; a percentile is read off with a relative precision of 2^(1/bins_per_octave).
+    Only positive values count: a ReLU's zeros say nothing about the scale of its output.
+    """
+
+    LOW_EXPONENT, HIGH_EXPONENT = -32, 32
+
+    def __init__(self, channelwise: bool = False, bins_per_octave: int = 64):
+        super().__init__(channelwise)
+        self.bins_per_octave = bins_per_octave
+        self.bins = (self.HIGH_EXPONENT - self.LOW_EXPONENT) * bins_per_octave
+        self.counts: Tensor | None = None
+
+    def update(self, x: Tensor) -> None:
+        super().update(x)
+        values = _channels_first(x.detach(), self.channelwise).float()
+        channels = values.shape[0]
+        positive = values > 0
+        index = ((torch.log2(values.clamp_min(1e-38)) - self.LOW_EXPONENT) * self.bins_per_octave).floor()
+        index = index.clamp_(0, self.bins - 1).long()
+        index += torch.arange(channels, device=values.device).unsqueeze(1) * self.bins
+        counts = torch.bincount(index[positive], minlength=channels * self.bins).view(channels, self.bins)
+        self.counts = counts if self.counts is None else self.counts + counts
+
+    def merge(self, other: HistogramStatistic) -> None:
+        super().merge(other)
+        if other.counts is not None:
+            self.counts = other.counts if self.counts is None else self.counts + other.counts
+
+    def percentile(self, p: float) -> Tensor:
+        """Upper edge of the bin holding the p-th percentile of positive values, capped at the maximum."""
+        if self.counts is None or self.max is None:
+            raise ValueError("no data observed")
+        cumulative = self.counts.cumsum(dim=1).double()
+        total = cumulative[:, -1:]
+        first = (cumulative < total * (p / 100.0)).sum(dim=1)
+        edge = torch.exp2((first.double() + 1) / self.bins_per_octave + self.LOW_EXPONENT)
+        return torch.minimum(edge, self.max)
+
+
+class ActivationObserver(nn.Module):
+    """Pass-through module that feeds what flows through it to a statistic."""
+
+    def __init__(self, statistic: MaxStatistic):
+        super().__init__()
+        self.statistic = statistic
+
+    def forward(self, x: Tensor) -> Tensor:
+        self.statistic.update(x)
+        return x

@@ -1,0 +1,151 @@
+"""What each traced op *is* to the converter.
+
+Conversion only needs to know an op's role: synaptic layers (linear maps with weights), activations
+(replaced by neurons), linear glue (adds, means, scalings) and pure data movement. Everything that is
+linear in the signal is exact under rate coding (the mean of a linear map is the map of the mean), so
+only activations change. An op missing from this table is an error, never a guess.
+"""
+
+from __future__ import annotations
+
+import operator
+from enum import Enum
+
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+
+from spikeport.neurons import IFNeuron
+
+
+class Role(str, Enum):
+    INPUT = "input"
+    OUTPUT = "output"
+    WEIGHTED = "weighted"  # conv / linear: weights and bias
+    POOL = "pool"  # average pooling: fixed weights
+    AFFINE = "affine"  # per-channel scale and shift (BatchNorm not folded into a layer before it)
+    ACTIVATION = "activation"  # replaced by spiking neurons
+    LINEAR = "linear"  # add, sub, mean, scaling by a constant
+    STRUCTURAL = "structural"  # reshape, flatten, cat, slicing: moves data, computes nothing
+    ATTRIBUTE = "attribute"  # sizes, shapes and constants: no signal
+    REMOVE = "remove"  # dropout, identity, contiguous: dropped from the graph
+    READOUT_SOFTMAX = "readout_softmax"  # a softmax that ends the network: dropped, argmax unchanged
+
+
+MODULE_ROLES: dict[type[nn.Module], Role] = {
+    nn.Conv1d: Role.WEIGHTED,
+    nn.Conv2d: Role.WEIGHTED,
+    nn.Linear: Role.WEIGHTED,
+    nn.AvgPool1d: Role.POOL,
+    nn.AvgPool2d: Role.POOL,
+    nn.AdaptiveAvgPool1d: Role.POOL,
+    nn.AdaptiveAvgPool2d: Role.POOL,
+    nn.BatchNorm1d: Role.AFFINE,
+    nn.BatchNorm2d: Role.AFFINE,
+    nn.ReLU: Role.ACTIVATION,
+    IFNeuron: Role.ACTIVATION,
+    nn.Flatten: Role.STRUCTURAL,
+    nn.Unflatten: Role.STRUCTURAL,
+    nn.Dropout: Role.REMOVE,
+    nn.Dropout1d: Role.REMOVE,
+    nn.Dropout2d: Role.REMOVE,
+    nn.Identity: Role.REMOVE,
+    nn.Softmax: Role.READOUT_SOFTMAX,
+    nn.LogSoftmax: Role.READOUT_SOFTMAX,
+}
+
+RELU_FUNCTIONS = {F.relu, torch.relu, torch.relu_, F.relu_}
+RELU_METHODS = {"relu", "relu_"}
+
+FUNCTION_ROLES: dict[object, Role] = {
+    **dict.fromkeys(RELU_FUNCTIONS, Role.ACTIVATION),
+    operator.add: Role.LINEAR,
+    torch.add: Role.LINEAR,
+    operator.sub: Role.LINEAR,
+    torch.sub: Role.LINEAR,
+    operator.mul: Role.LINEAR,  # linear only when one side is a constant: checked per node
+    torch.mul: Role.LINEAR,
+    operator.truediv: Role.LINEAR,
+    torch.mean: Role.LINEAR,
+    torch.sum: Role.LINEAR,
+    F.avg_pool1d: Role.POOL,
+    F.avg_pool2d: Role.POOL,
+    F.adaptive_avg_pool1d: Role.POOL,
+    F.adaptive_avg_pool2d: Role.POOL,
+    torch.flatten: Role.STRUCTURAL,
+    torch.reshape: Role.STRUCTURAL,
+    torch.cat: Role.STRUCTURAL,
+    torch.concat: Role.STRUCTURAL,
+    torch.squeeze: Role.STRUCTURAL,
+    torch.unsqueeze: Role.STRUCTURAL,
+    torch.permute: Role.STRUCTURAL,
+    torch.transpose: Role.STRUCTURAL,
+    operator.getitem: Role.STRUCTURAL,
+    F.dropout: Role.REMOVE,
+    F.dropout1d: Role.REMOVE,
+    F.dropout2d: Role.REMOVE,
+    F.softmax: Role.READOUT_SOFTMAX,
+    F.log_softmax: Role.READOUT_SOFTMAX,
+    torch.softmax: Role.READOUT_SOFTMAX,
+    torch.log_softmax: Role.READOUT_SOFTMAX,
+}
+
+METHOD_ROLES: dict[str, Role] = {
+    **dict.fromkeys(RELU_METHODS, Role.ACTIVATION),
+    **dict.fromkeys(["add", "add_", "sub", "sub_", "mul", "div", "mean", "sum"], Role.LINEAR),
+    **dict.fromkeys(
+        ["view", "reshape", "flatten", "squeeze", "unsqueeze", "permute", "transpose", "__getitem__"],
+        Role.STRUCTURAL,
+    ),
+    **dict.fromkeys(["size", "dim"], Role.ATTRIBUTE),
+    **dict.fromkeys(["contiguous", "clone", "detach"], Role.REMOVE),
+    **dict.fromkeys(["softmax", "log_softmax"], Role.READOUT_SOFTMAX),
+}
+
+# Ops whose two operands must not both carry the signal (a product of two signals is not linear).
+SCALING_FUNCTIONS = {operator.mul, torch.mul, operator.truediv}
+SCALING_METHODS = {"mul", "div"}
+
+
+def describe(node: fx.Node, modules: dict[str, nn.Module]) -> str:
+    """A short human name of what a node computes, for error messages."""
+    if node.op == "call_module":
+        return f"{type(modules[node.target]).__name__} module '{node.target}'"
+    if node.op == "call_function":
+        name = getattr(node.target, "__name__", str(node.target))
+        module = getattr(node.target, "__module__", "") or ""
+        prefix = (
+            "torch.nn.functional."
+            if "functional" in module
+            else ("operator." if module == "_operator" else "torch.")
+        )
+        return f"function {prefix}{name}"
+    if node.op == "call_method":
+        return f"method .{node.target}()"
+    return node.op
+
+
+def supported_summary() -> str:
+    """One line listing what the converter accepts, for error messages."""
+    modules = ", ".join(sorted({cls.__name__ for cls in MODULE_ROLES}))
+    return (
+        f"supported modules: {modules}; functions: relu, add/sub, mul/div by a constant, mean/sum, "
+        "avg pools, flatten/reshape/view/cat/getitem/permute, dropout"
+    )
+
+
+def role_of(node: fx.Node, modules: dict[str, nn.Module]) -> Role | None:
+    """The node's role, or None when spikeport does not know the op."""
+    if node.op == "placeholder":
+        return Role.INPUT
+    if node.op == "output":
+        return Role.OUTPUT
+    if node.op == "get_attr":
+        return Role.ATTRIBUTE
+    if node.op == "call_module":
+        return MODULE_ROLES.get(type(modules[node.target]))
+    if node.op == "call_function":
+        return FUNCTION_ROLES.get(node.target)
+    if node.op == "call_method":
+        return METHOD_ROLES.get(node.target)
+    return None

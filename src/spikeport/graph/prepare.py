@@ -1,0 +1,57 @@
+"""prepare: from a user's model to a canonical, checked graph ready for calibration and conversion."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from torch import Tensor, fx, nn
+
+from spikeport.errors import ConversionError
+from spikeport.graph.canonical import (
+    canonicalize_activations,
+    canonicalize_pools,
+    check_supported,
+    redirect_inplace_users,
+    remove_passthrough,
+)
+from spikeport.graph.fold import fold_batchnorms
+from spikeport.graph.ops import Role, role_of
+from spikeport.graph.shapes import check_linear_scalings, propagate_shapes
+from spikeport.graph.trace import trace
+
+
+@dataclass
+class PreparedModel:
+    """A canonical graph of the model: BN folded, dropout gone, every activation an ``nn.ReLU`` module."""
+
+    graph_module: fx.GraphModule
+    input_shape: tuple[int, ...]
+    notes: list[str] = field(default_factory=list)
+
+    def activation_nodes(self) -> list[fx.Node]:
+        """Activation sites in execution order (each becomes a layer of spiking neurons)."""
+        modules = dict(self.graph_module.named_modules())
+        return [n for n in self.graph_module.graph.nodes if role_of(n, modules) is Role.ACTIVATION]
+
+
+def prepare(model: nn.Module, example: Tensor) -> PreparedModel:
+    """Trace, canonicalise and check ``model``; ``example`` is a batch of real input (shapes only)."""
+    gm = trace(model)
+    check_supported(gm)
+    redirect_inplace_users(gm)
+    notes = remove_passthrough(gm)
+    canonicalize_activations(gm)
+    canonicalize_pools(gm)
+    folded = fold_batchnorms(gm)
+    if folded:
+        notes.append(f"folded {folded} BatchNorm layer(s) into the conv/linear layer before them")
+    gm.graph.eliminate_dead_code()
+    gm.delete_all_unused_submodules()
+    gm.graph.lint()
+    gm.recompile()
+    output = next(n for n in gm.graph.nodes if n.op == "output")
+    if not isinstance(output.args[0], fx.Node):
+        raise ConversionError("the model must return a single tensor (the class scores), not a tuple or dict")
+    check_linear_scalings(gm)
+    input_shape = propagate_shapes(gm, example)
+    return PreparedModel(gm, input_shape, notes)

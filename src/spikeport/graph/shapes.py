@@ -1,0 +1,118 @@
+"""Shape propagation and the checks that time folding relies on.
+
+The SNN runs every synaptic op on ``[T*B, ...]``. That is only correct when each op treats dim 0 as an
+independent batch: we run the model at two batch sizes and refuse any node whose output does not track it.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, fx
+
+from spikeport.errors import ConversionError, InputShapeError
+from spikeport.graph.ops import SCALING_FUNCTIONS, SCALING_METHODS, Role, describe, role_of
+
+
+class _Recorder(fx.Interpreter):
+    def __init__(self, gm: fx.GraphModule):
+        super().__init__(gm)
+        self.shapes: dict[str, tuple[int, ...]] = {}
+        self.current: fx.Node | None = None
+
+    def run_node(self, node: fx.Node):
+        self.current = node
+        result = super().run_node(node)
+        if isinstance(result, Tensor):
+            self.shapes[node.name] = tuple(result.shape)
+        return result
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
+def _batch_error(node: fx.Node, modules: dict, detail: str) -> ConversionError:
+    return ConversionError(
+        f"node '{node.name}' ({describe(node, modules)}) does not keep dim 0 as the batch ({detail}); spikeport "
+        "folds time into the batch, so use x.view(x.size(0), -1) or torch.flatten(x, 1), not fixed batch sizes"
+    )
+
+
+def propagate_shapes(gm: fx.GraphModule, example: Tensor) -> tuple[int, ...]:
+    """Store ``node.meta['sample_shape']`` for every tensor node; returns the input's per-sample shape.
+
+    The model runs on ``example`` as given (a failure there means the data does not fit the model) and
+    again at another batch size (a failure or a shape that does not follow means a hard-coded batch).
+    """
+    if example.dim() == 0:
+        raise InputShapeError("calibration input is a scalar; expected a batch [N, ...]")
+    modules = dict(gm.named_modules())
+    batch = example.shape[0]
+    reference = _Recorder(gm)
+    try:
+        with torch.no_grad():
+            reference.run(example)
+    except Exception as error:
+        raise InputShapeError(
+            f"the model fails on input of shape {list(example.shape)}: {_first_line(error)}; give calibration "
+            "data shaped like the model's training input"
+        ) from None
+    other = example[:1] if batch > 1 else torch.cat([example, example])
+    probe = _Recorder(gm)
+    try:
+        with torch.no_grad():
+            probe.run(other)
+    except Exception as error:
+        raise _batch_error(
+            probe.current, modules, f"it fails for batch {other.shape[0]}: {_first_line(error)}"
+        ) from None
+    for node in gm.graph.nodes:
+        if node.name not in reference.shapes:
+            continue
+        s1, s2 = reference.shapes[node.name], probe.shapes[node.name]
+        if len(s1) == 0 or s1[0] != batch or s2[0] != other.shape[0] or s1[1:] != s2[1:]:
+            raise _batch_error(
+                node, modules, f"shape {list(s1)} for batch {batch}, {list(s2)} for {other.shape[0]}"
+            )
+        node.meta["sample_shape"] = s1[1:]
+    return tuple(example.shape[1:])
+
+
+def signal_nodes(gm: fx.GraphModule) -> set[fx.Node]:
+    """Nodes whose value depends on the network input (sizes and constants do not count)."""
+    modules = dict(gm.named_modules())
+    signal: set[fx.Node] = set()
+    for node in gm.graph.nodes:
+        role = role_of(node, modules)
+        if role is Role.INPUT or (
+            role is not Role.ATTRIBUTE and any(arg in signal for arg in node.all_input_nodes)
+        ):
+            signal.add(node)
+    return signal
+
+
+def check_linear_scalings(gm: fx.GraphModule) -> None:
+    """``a * b`` is linear only when one side is a constant; a product of two signals is refused."""
+    signal = signal_nodes(gm)
+    for node in gm.graph.nodes:
+        is_scaling = (node.op == "call_function" and node.target in SCALING_FUNCTIONS) or (
+            node.op == "call_method" and node.target in SCALING_METHODS
+        )
+        if not is_scaling:
+            continue
+        operands = [a for a in node.args[:2] if isinstance(a, fx.Node) and a in signal]
+        divides_by_signal = (
+            len(node.args) > 1
+            and node.args[1] in signal
+            and node.target
+            in (
+                "div",
+                *[f for f in SCALING_FUNCTIONS if getattr(f, "__name__", "") == "truediv"],
+            )
+        )
+        if len(operands) > 1 or divides_by_signal:
+            names = " and ".join(f"'{a.name}'" for a in operands)
+            raise ConversionError(
+                f"node '{node.name}' multiplies or divides two signals ({names}); that is not linear and "
+                "cannot be rate-coded (gates such as squeeze-and-excitation need FS temporal coding)"
+            )

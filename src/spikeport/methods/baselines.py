@@ -1,0 +1,45 @@
+"""The classic data-based normalisations, kept as honest baselines.
+
+- ``max``: Diehl et al. 2015 — threshold = maximum ANN activation; hard reset by default.
+- ``percentile``: Rueckauer et al. 2017 — threshold = a high percentile (99.9 by default) of the positive
+  ANN activations, robust to outliers; soft reset by default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from torch import Tensor
+
+from spikeport.graph.assemble import positive_thresholds
+from spikeport.graph.observers import HistogramStatistic, MaxStatistic
+from spikeport.graph.prepare import PreparedModel
+from spikeport.methods.base import Batches, Method
+from spikeport.methods.statistics import observe_activations
+from spikeport.neurons import Reset
+
+
+@dataclass
+class MaxNorm(Method):
+    name: ClassVar[str] = "max"
+    reset: Reset | str = Reset.HARD
+
+    def thresholds(self, prepared: PreparedModel, batches: Batches) -> dict[str, Tensor]:
+        stats = observe_activations(prepared, batches, lambda: MaxStatistic(self.channelwise))
+        return {name: positive_thresholds(s.max) for name, s in stats.items()}
+
+
+@dataclass
+class PercentileNorm(Method):
+    name: ClassVar[str] = "percentile"
+    percentile: float = 99.9
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0.0 < self.percentile <= 100.0:
+            raise ValueError(f"percentile must be in (0, 100], got {self.percentile}")
+
+    def thresholds(self, prepared: PreparedModel, batches: Batches) -> dict[str, Tensor]:
+        stats = observe_activations(prepared, batches, lambda: HistogramStatistic(self.channelwise))
+        return {name: positive_thresholds(s.percentile(self.percentile)) for name, s in stats.items()}

@@ -1,0 +1,38 @@
+"""Collect activation statistics by running the ANN on calibration data (observers kept apart from rewriting)."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+
+import torch
+
+from spikeport.errors import CalibrationError
+from spikeport.graph.observers import ActivationObserver, MaxStatistic
+from spikeport.graph.prepare import PreparedModel
+from spikeport.methods.base import Batches
+
+
+def observe_activations(
+    prepared: PreparedModel, batches: Batches, make_statistic: Callable[[], MaxStatistic]
+) -> dict[str, MaxStatistic]:
+    """Statistics of the input of every activation, keyed by activation node name."""
+    gm = copy.deepcopy(prepared.graph_module)
+    statistics: dict[str, MaxStatistic] = {}
+    for node in [n for n in gm.graph.nodes if n.name in {a.name for a in prepared.activation_nodes()}]:
+        statistic = make_statistic()
+        name = f"observer_{node.name}"
+        gm.add_submodule(name, ActivationObserver(statistic))
+        with gm.graph.inserting_before(node):
+            observed = gm.graph.call_module(name, (node.args[0],))
+        node.replace_input_with(node.args[0], observed)
+        statistics[node.name] = statistic
+    gm.recompile()
+    seen = 0
+    with torch.no_grad():
+        for x in batches():
+            gm(x)
+            seen += x.shape[0]
+    if seen == 0:
+        raise CalibrationError("calibration data is empty; pass at least one batch of training inputs")
+    return statistics

@@ -1,0 +1,12 @@
+"""State shared by every stateful module of one SpikingNetwork during a simulation."""
+
+from dataclasses import dataclass
+
+
+@dataclass
+class SimulationClock:
+    """How many time steps the current chunk holds, for how many samples, and whether modules count events."""
+
+    steps: int = 1
+    batch: int = 1
+    recording: bool = False

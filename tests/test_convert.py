@@ -1,0 +1,166 @@
+"""Conversion and simulation: the SNN approaches the ANN, and the simulator's shortcuts change nothing."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given
+from hypothesis import strategies as st
+from torch import nn
+
+import spikeport as sp
+from tests.helpers import Residual, randomize_batchnorms
+
+
+def random_chain(seed: int, depth: int, width: int) -> nn.Module:
+    torch.manual_seed(seed)
+    layers: list[nn.Module] = [nn.Flatten()]
+    features = 12
+    for _ in range(depth):
+        layers += [nn.Linear(features, width), nn.ReLU()]
+        features = width
+    layers.append(nn.Linear(features, 3))
+    return nn.Sequential(*layers).eval()
+
+
+@pytest.mark.parametrize("method", ["rmp", "max", "percentile"])
+def test_every_method_converges_on_the_residual_net(method):
+    model = randomize_batchnorms(Residual())
+    x = torch.rand(64, 1, 8, 8)
+    snn = sp.convert(model, x, method, reset="soft")
+    errors = [(snn(x, timesteps=T)[-1] - model(x)).abs().max().item() for T in (16, 128, 1024)]
+    scale = model(x).abs().max().item()
+    assert errors[0] > errors[2]
+    # Only 'max' keeps every activation below its threshold, so only it must get very close; the others
+    # clip their largest activations by design and stay within a few percent.
+    assert errors[2] < (0.02 if method == "max" else 0.1) * scale
+
+
+@given(st.integers(0, 1000), st.integers(1, 3), st.integers(4, 16))
+def test_random_chain_approaches_the_ann(seed, depth, width):
+    model = random_chain(seed, depth, width)
+    x = torch.rand(32, 12)
+    snn = sp.convert(model, x, "rmp", calibration_timesteps=16)
+    readout = snn(x, timesteps=512)
+    error = lambda T: (readout[T - 1] - model(x)).abs().mean().item()  # noqa: E731
+    assert error(512) <= error(16) + 1e-6
+    assert error(512) < 0.1 * model(x).abs().mean().item() + 1e-3
+
+
+def float64_net(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return randomize_batchnorms(Residual(), seed).double()
+
+
+@pytest.mark.parametrize("encoding", ["analog", "poisson"])
+def test_prefix_of_a_long_run_equals_a_short_run(encoding):
+    model = float64_net()
+    x = torch.rand(6, 1, 8, 8, dtype=torch.float64)
+    snn = sp.convert(model, x, "percentile", encoding=encoding, seed=3)
+    long = snn(x, timesteps=40)
+    for T in (1, 7, 23):
+        assert torch.allclose(long[:T], snn(x, timesteps=T), rtol=0, atol=1e-12)
+
+
+@given(st.integers(1, 13), st.sampled_from(["soft", "hard"]), st.sampled_from(["analog", "poisson"]))
+def test_chunked_equals_unchunked(chunk, reset, encoding):
+    model = float64_net()
+    x = torch.rand(5, 1, 8, 8, dtype=torch.float64)
+    snn = sp.convert(model, x, "max", reset=reset, encoding=encoding)
+    whole = snn.simulate(x, 30, record=True, chunk=30)
+    parts = snn.simulate(x, 30, record=True, chunk=chunk)
+    assert torch.allclose(whole.readout, parts.readout, rtol=0, atol=1e-12)
+    for name in whole.spikes:
+        assert torch.equal(whole.spikes[name], parts.spikes[name])
+        assert torch.equal(whole.sops[name], parts.sops[name])
+
+
+def test_memory_budget_sets_the_chunk_length():
+    model = Residual()
+    x = torch.rand(4, 1, 8, 8)
+    snn = sp.convert(model, x, "max", memory_budget=1)
+    assert snn.chunk_steps(batch=4, timesteps=100, device="cuda") == 1
+    snn.memory_budget = 1 << 40
+    assert snn.chunk_steps(batch=4, timesteps=100, device="cuda") == 100
+    assert snn.chunk_steps(batch=4, timesteps=100, device="cpu") == 64  # cache-friendly calls on CPU
+
+
+@pytest.mark.parametrize(
+    "relu",
+    [
+        nn.ReLU(),
+        nn.ReLU(inplace=True),
+        F.relu,
+        torch.relu,
+        lambda x: x.relu(),
+        lambda x: F.relu(x, inplace=True),
+    ],
+)
+def test_every_relu_spelling_becomes_neurons(relu):
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1, self.fc2 = nn.Linear(6, 8), nn.Linear(8, 3)
+            self.act = relu if isinstance(relu, nn.Module) else None
+
+        def forward(self, x):
+            h = self.fc1(x)
+            return self.fc2(self.act(h) if self.act is not None else relu(h))
+
+    model = Net().eval()
+    snn = sp.convert(model, torch.rand(16, 6), "max")
+    assert len(snn.neurons()) == 1
+
+
+def test_inplace_relu_read_after_mutation_keeps_eager_semantics():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1, self.fc2 = nn.Linear(6, 8), nn.Linear(8, 3)
+
+        def forward(self, x):
+            h = self.fc1(x)
+            r = h.relu_()
+            return self.fc2(h + r)  # eager: h was mutated, so this is 2 * relu(fc1(x))
+
+    model = Net().eval()
+    x = torch.rand(16, 6)
+    snn = sp.convert(model, x, "max")
+    assert torch.allclose(snn.ann(x), model(x), atol=1e-6)
+
+
+def test_final_softmax_is_dropped_with_a_note():
+    model = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 3), nn.Softmax(dim=1)).eval()
+    snn = sp.convert(model, torch.rand(8, 4), "max")
+    assert any("softmax" in note for note in snn.info["notes"])
+
+
+def test_channelwise_thresholds_have_one_value_per_channel():
+    model = Residual()
+    snn = sp.convert(model, torch.rand(16, 1, 8, 8), "percentile", channelwise=True)
+    shapes = {name: tuple(neuron.threshold.shape) for name, neuron in snn.neurons().items()}
+    assert all(shape == (4, 1, 1) for shape in shapes.values())
+
+
+class InputSkip(nn.Module):
+    """The raw input is added after the neurons: the pre-neuron part cannot run once per batch."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(6, 6), nn.Linear(6, 3)
+
+    def forward(self, x):
+        return self.fc2(torch.relu(self.fc1(x)) + x)
+
+
+@pytest.mark.parametrize("model", [Residual(), InputSkip()], ids=["residual", "input-skip"])
+def test_pre_neuron_part_once_per_batch_changes_nothing(model):
+    model = model.double().eval()
+    x = torch.rand(7, *((1, 8, 8) if isinstance(model, Residual) else (6,)), dtype=torch.float64)
+    snn = sp.convert(model, x, "percentile")
+    assert snn.static_input == isinstance(model, Residual)
+    fast = snn.simulate(x, 25, record=True)
+    snn.separable_prefix = False
+    slow = snn.simulate(x, 25, record=True)
+    assert torch.allclose(fast.readout, slow.readout, rtol=0, atol=1e-12)
+    assert all(torch.equal(fast.spikes[k], slow.spikes[k]) for k in fast.spikes)
+    assert torch.equal(fast.input_macs, slow.input_macs)
