@@ -17,6 +17,7 @@ from spikeport.errors import (
 )
 from spikeport.evaluate import evaluate
 from spikeport.evaluation import Evaluation, LayerReport
+from spikeport.frontends import load_model
 from spikeport.metrics import EnergyModel
 from spikeport.network import Simulation, SpikingNetwork
 from spikeport.serialize import load, save
@@ -35,9 +36,9 @@ __all__ = [
     "Simulation",
     "SpikeportError",
     "SpikingNetwork",
-    "SpikeportError",
     "convert",
     "evaluate",
     "load",
+    "load_model",
     "save",
 ]

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-from enum import Enum
-
 import torch
 from torch import Tensor
 
+from spikeport.choices import Choice
 
-class Encoding(str, Enum):
+
+class Encoding(Choice):
+    """How the analog input enters the network."""
+
     ANALOG = "analog"  # the input is injected as a current at every step (the common choice for conversion)
     POISSON = "poisson"  # Bernoulli spikes with probability |x| / scale, carrying sign(x) * scale
-
-    @classmethod
-    def parse(cls, value: str | Encoding) -> Encoding:
-        try:
-            return cls(value)
-        except ValueError:
-            raise ValueError(f"encoding must be 'analog' or 'poisson', got {value!r}") from None
 
 
 def encode_chunk(

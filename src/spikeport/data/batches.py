@@ -47,7 +47,9 @@ def _source(data, batch_size: int, split_default: str) -> Iterator[Batch]:
     )
 
 
-def as_batches(data, batch_size: int = 256, limit: int | None = None, split_default: str = "test") -> Iterator[Batch]:
+def as_batches(
+    data, batch_size: int = 256, limit: int | None = None, split_default: str = "test"
+) -> Iterator[Batch]:
     """Yield ``(x, y)`` batches (``y`` None without labels), at most ``limit`` samples in all."""
     remaining = limit
     for x, y in _source(data, batch_size, split_default):

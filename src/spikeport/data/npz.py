@@ -22,7 +22,9 @@ def load_npz(path: str | Path) -> ArrayDataset:
     except (OSError, ValueError, zipfile.BadZipFile) as error:
         raise DataError(f"{path}: not a readable .npz file ({error})") from None
     if "x" not in found:
-        raise DataError(f"{path}: needs an array named 'x' (and optionally 'y'); found {', '.join(found) or 'none'}")
+        raise DataError(
+            f"{path}: needs an array named 'x' (and optionally 'y'); found {', '.join(found) or 'none'}"
+        )
     x = found["x"]
     x = from_uint8(x) if x.dtype == np.uint8 else torch.as_tensor(x).float()
     y = torch.as_tensor(found["y"]).long() if "y" in found else None

@@ -27,6 +27,17 @@ class _Recorder(fx.Interpreter):
         return result
 
 
+def _run(gm: fx.GraphModule, x: Tensor) -> tuple[_Recorder, Exception | None]:
+    """Shapes of every node for input ``x``, or the error the model raised (and at which node)."""
+    recorder = _Recorder(gm)
+    try:
+        with torch.no_grad():
+            recorder.run(x)
+    except Exception as error:  # any failure inside the user's model is reported, not re-raised
+        return recorder, error
+    return recorder, None
+
+
 def _first_line(error: Exception) -> str:
     return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 

@@ -8,24 +8,17 @@ biases, residual additions and concatenations in one consistent scale without to
 
 from __future__ import annotations
 
-from enum import Enum
-
 import torch
 from torch import Tensor
 
+from spikeport.choices import Choice
 
-class Reset(str, Enum):
+
+class Reset(Choice):
     """What happens to the membrane after a spike."""
 
     SOFT = "soft"  # reset by subtraction, V <- V - Vth (RMP): the residual charge is kept
     HARD = "hard"  # reset to zero, V <- 0 (Diehl 2015): the residual charge is lost
-
-    @classmethod
-    def parse(cls, value: str | Reset) -> Reset:
-        try:
-            return cls(value)
-        except ValueError:
-            raise ValueError(f"reset must be 'soft' or 'hard', got {value!r}") from None
 
 
 def if_step(v: Tensor, current: Tensor, threshold: Tensor, reset: Reset) -> tuple[Tensor, Tensor]:

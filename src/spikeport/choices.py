@@ -1,0 +1,17 @@
+"""String-valued options that users pass by name ("soft", "poisson"...)."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class Choice(str, Enum):
+    """An enum whose members users may also name as plain strings."""
+
+    @classmethod
+    def parse(cls, value: str | Choice) -> Choice:
+        try:
+            return cls(value)
+        except ValueError:
+            options = " or ".join(repr(member.value) for member in cls)
+            raise ValueError(f"{cls.__name__.lower()} must be {options}, got {value!r}") from None
