@@ -1,4 +1,4 @@
-"""The in-memory dataset every loader returns."""
+"""The in-memory dataset every loader returns, so callers never care which format the data came from."""
 
 from __future__ import annotations
 
@@ -9,30 +9,39 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from spikeport.errors import DataError
+
 
 @dataclass
 class ArrayDataset(Dataset):
-    """Inputs ``x`` (float32, [N, ...]) with optional integer labels ``y`` ([N])."""
+    """Inputs ``x`` (float32, [N, ...]) with optional int64 class labels ``y`` ([N])."""
 
     x: Tensor
     y: Tensor | None
     name: str = "data"
 
     def __post_init__(self) -> None:
-        if self.y is not None and len(self.y) != len(self.x):
-            raise ValueError(f"{self.name}: {len(self.x)} inputs but {len(self.y)} labels")
+        if not isinstance(self.x, Tensor) or self.x.dim() == 0:
+            raise DataError(f"{self.name}: inputs must be a tensor with a leading sample dimension")
+        if self.y is not None and (not isinstance(self.y, Tensor) or self.y.shape != (len(self.x),)):
+            shape = tuple(self.y.shape) if isinstance(self.y, Tensor) else type(self.y).__name__
+            raise DataError(
+                f"{self.name}: {len(self.x)} inputs need labels of shape ({len(self.x)},), got {shape}"
+            )
 
     def __len__(self) -> int:
         return len(self.x)
 
-    def __getitem__(self, index: int):
+    def __getitem__(self, index: int) -> Tensor | tuple[Tensor, Tensor]:
         return self.x[index] if self.y is None else (self.x[index], self.y[index])
 
     def subset(self, n: int) -> ArrayDataset:
-        """The first ``n`` samples."""
+        """The first ``n`` samples (all of them if there are fewer), e.g. a calibration set."""
+        if n < 0:
+            raise DataError(f"subset size must be >= 0, got {n}")
         return ArrayDataset(self.x[:n], None if self.y is None else self.y[:n], self.name)
 
 
-def from_uint8(images, scale: float = 255.0) -> Tensor:
-    """uint8 images as float32 in [0, 1]."""
-    return torch.tensor(np.asarray(images)).float().div_(scale)
+def from_uint8(images: np.ndarray, scale: float = 255.0) -> Tensor:
+    """uint8 pixels as float32 ``pixels / scale``; one place so every loader scales the same way."""
+    return torch.from_numpy(np.array(images, dtype=np.float32)).div_(scale)

@@ -1,8 +1,11 @@
-"""as_batches: every form of data a user may hand us, as (x, y-or-None) batches."""
+"""as_batches: every form of data a user may hand us, as (x, y-or-None) batches.
+
+Conversion and evaluation take data in whatever form the user has; this is the one place that knows them all.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
@@ -12,54 +15,89 @@ from spikeport.data.specs import load_dataset
 from spikeport.errors import DataError
 
 Batch = tuple[Tensor, Tensor | None]
+DataSource = str | ArrayDataset | Dataset | DataLoader | Tensor | tuple[Tensor, Tensor | None]
+ACCEPTED = (
+    "a spec string such as 'mnist:test', a Dataset, a DataLoader, a tensor, or a tuple (x, y) of tensors"
+)
 
 
-def _split(item) -> Batch:
+def _split(item: object) -> Batch:
+    """A DataLoader batch: a tensor x, or a list/tuple whose first two entries are x and (maybe) y."""
     if isinstance(item, Tensor):
         return item, None
     if isinstance(item, list | tuple) and item and isinstance(item[0], Tensor):
         labels = item[1] if len(item) > 1 and isinstance(item[1], Tensor) else None
         return item[0], None if labels is None else labels.long()
-    raise DataError(f"a batch must be a tensor or an (inputs, labels) pair, got {type(item).__name__}")
-
-
-def _source(data, batch_size: int, split_default: str) -> Iterator[Batch]:
-    if isinstance(data, str):
-        data = load_dataset(data, default_split=split_default)
-    if isinstance(data, ArrayDataset):
-        data = (data.x, data.y)
-    if isinstance(data, Tensor):
-        data = (data, None)
-    if isinstance(data, tuple) and len(data) == 2 and isinstance(data[0], Tensor):
-        x, y = data
-        for start in range(0, len(x), batch_size):
-            yield x[start : start + batch_size], None if y is None else y[start : start + batch_size].long()
-        return
-    if isinstance(data, Dataset):
-        data = DataLoader(data, batch_size=batch_size, shuffle=False)
-    if isinstance(data, DataLoader):
-        for item in data:
-            yield _split(item)
-        return
     raise DataError(
-        f"cannot read data of type {type(data).__name__}; pass a DataLoader, a Dataset, a tensor, a tuple "
-        "(x, y) of tensors, or a spec string such as 'mnist:test'"
+        f"a batch must be a tensor or an (inputs, labels) pair of tensors, got {type(item).__name__}"
     )
 
 
-def as_batches(
-    data, batch_size: int = 256, limit: int | None = None, split_default: str = "test"
-) -> Iterator[Batch]:
-    """Yield ``(x, y)`` batches (``y`` None without labels), at most ``limit`` samples in all."""
+def _slices(x: Tensor, y: Tensor | None, batch_size: int) -> Iterator[Batch]:
+    for start in range(0, len(x), batch_size):
+        yield x[start : start + batch_size], None if y is None else y[start : start + batch_size].long()
+
+
+def _from_loader(loader: Iterable) -> Iterator[Batch]:
+    for item in loader:
+        yield _split(item)
+
+
+def _tensor_pair(data: tuple) -> tuple[Tensor, Tensor | None]:
+    x, y = data
+    if not isinstance(x, Tensor) or not (y is None or isinstance(y, Tensor)):
+        raise DataError(f"a tuple (x, y) must hold tensors, got ({type(x).__name__}, {type(y).__name__})")
+    if x.dim() == 0:
+        raise DataError("x must have a leading sample dimension, got a 0-d tensor")
+    if y is not None and (y.dim() != 1 or len(y) != len(x)):
+        raise DataError(f"(x, y): {len(x)} samples need labels of shape ({len(x)},), got {tuple(y.shape)}")
+    return x, y
+
+
+def _source(data: object, batch_size: int, split_default: str) -> Iterator[Batch]:
+    """Batches of ``data``; raises at once (not on first use) when ``data`` is of no accepted kind."""
+    if isinstance(data, str):
+        data = load_dataset(data, default_split=split_default)
+    if isinstance(data, ArrayDataset):
+        return _slices(data.x, data.y, batch_size)
+    if isinstance(data, Tensor):
+        return _slices(*_tensor_pair((data, None)), batch_size)
+    if isinstance(data, tuple) and len(data) == 2:
+        return _slices(*_tensor_pair(data), batch_size)
+    if isinstance(data, Dataset):
+        return _from_loader(DataLoader(data, batch_size=batch_size, shuffle=False))
+    if isinstance(data, DataLoader):
+        return _from_loader(data)
+    raise DataError(f"cannot read data of type {type(data).__name__}; pass {ACCEPTED}")
+
+
+def _limited(batches: Iterator[Batch], limit: int | None) -> Iterator[Batch]:
     remaining = limit
-    for x, y in _source(data, batch_size, split_default):
+    if remaining == 0:
+        return
+    for x, y in batches:
         if remaining is not None:
-            if remaining <= 0:
-                return
             x, y = x[:remaining], None if y is None else y[:remaining]
             remaining -= len(x)
         if len(x):
             yield x, y
+        if remaining == 0:
+            return  # before pulling another, maybe costly, batch
 
 
-__all__ = ["as_batches"]
+def as_batches(
+    data: DataSource, batch_size: int = 256, limit: int | None = None, split_default: str = "test"
+) -> Iterator[Batch]:
+    """Yield ``(x, y)`` batches (``y`` int64, or None without labels), at most ``limit`` samples in all.
+
+    A DataLoader's batches come as it makes them (its own batch size); everything else is cut into
+    ``batch_size`` pieces in order. A spec string loads ``split_default`` unless it names a split.
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise DataError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+        raise DataError(f"limit must be None or an integer >= 0, got {limit!r}")
+    return _limited(_source(data, batch_size, split_default), limit)
+
+
+__all__ = ["Batch", "DataSource", "as_batches"]

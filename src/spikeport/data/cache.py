@@ -9,9 +9,9 @@ from pathlib import Path
 def cache_dir() -> Path:
     """``$SPIKEPORT_CACHE``, else ``$XDG_CACHE_HOME/spikeport``, else ``~/.cache/spikeport`` (created)."""
     if os.environ.get("SPIKEPORT_CACHE"):
-        path = Path(os.environ["SPIKEPORT_CACHE"])
+        path = Path(os.environ["SPIKEPORT_CACHE"]).expanduser()
     else:
         base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-        path = Path(base) / "spikeport"
+        path = Path(base).expanduser() / "spikeport"
     path.mkdir(parents=True, exist_ok=True)
     return path

@@ -1,4 +1,4 @@
-"""CIFAR-10 in its standard python format (the cifar-10-batches-py folder)."""
+"""CIFAR-10 in its standard python format (the cifar-10-batches-py folder of pickled batches)."""
 
 from __future__ import annotations
 
@@ -11,33 +11,48 @@ import torch
 from spikeport.data.arrays import ArrayDataset, from_uint8
 from spikeport.errors import DataError
 
+FOLDER = "cifar-10-batches-py"
 BATCHES = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
+ROW = 3 * 32 * 32  # one image: the R, G and B planes of 32x32, each row-major
 
 
 def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         with open(path, "rb") as f:
             batch = pickle.load(f, encoding="bytes")
-    except (OSError, pickle.UnpicklingError, EOFError, ValueError) as error:
-        raise DataError(f"{path}: not a readable CIFAR-10 batch ({error})") from None
+    except Exception as error:  # a damaged pickle can raise almost anything
+        raise DataError(
+            f"{path}: not a readable CIFAR-10 batch ({type(error).__name__}); re-download it"
+        ) from None
     if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
-        raise DataError(f"{path}: a CIFAR-10 batch is a dict with b'data' and b'labels'")
-    data = np.asarray(batch[b"data"], dtype=np.uint8)
-    labels = np.asarray(batch[b"labels"], dtype=np.int64)
-    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(labels) != len(data):
-        raise DataError(f"{path}: expected data [N, 3072] and N labels, got {data.shape} and {labels.shape}")
-    return data, labels
+        keys = sorted(batch) if isinstance(batch, dict) else type(batch).__name__
+        raise DataError(f"{path}: a CIFAR-10 batch is a dict with b'data' and b'labels', got {keys}")
+    data, labels = np.asarray(batch[b"data"]), np.asarray(batch[b"labels"])
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != ROW:
+        raise DataError(f"{path}: expected b'data' uint8 [N, {ROW}], got {data.dtype} {list(data.shape)}")
+    if labels.shape != (len(data),) or not np.issubdtype(labels.dtype, np.integer):
+        raise DataError(
+            f"{path}: expected {len(data)} integer labels, got {labels.dtype} {list(labels.shape)}"
+        )
+    return data, labels.astype(np.int64)
 
 
 def load_cifar10(directory: str | Path, split: str) -> ArrayDataset:
-    """``directory``: the cifar-10-batches-py folder or its parent. Images: float32 [N, 3, 32, 32] in [0, 1]."""
+    """``directory``: cifar-10-batches-py or its parent. Images: float32 [N, 3, 32, 32] in [0, 1]."""
+    if split not in BATCHES:
+        raise DataError(f"split must be 'train' or 'test', got {split!r}")
     directory = Path(directory)
-    if (directory / "cifar-10-batches-py").is_dir():
-        directory = directory / "cifar-10-batches-py"
+    if (directory / FOLDER).is_dir():
+        directory = directory / FOLDER
+    if not directory.is_dir():
+        raise DataError(f"{directory}: no such folder; cifar10:DIR takes the {FOLDER} folder or its parent")
     missing = [name for name in BATCHES[split] if not (directory / name).is_file()]
     if missing:
-        raise DataError(f"{directory}: missing CIFAR-10 batch file(s) {', '.join(missing)} (python version)")
+        raise DataError(
+            f"{directory}: missing CIFAR-10 batch file(s) {', '.join(missing)}; "
+            f"point cifar10:DIR at the python-version {FOLDER} folder"
+        )
     parts = [_read_batch(directory / name) for name in BATCHES[split]]
-    data = np.concatenate([p[0] for p in parts]).reshape(-1, 3, 32, 32)
-    labels = np.concatenate([p[1] for p in parts])
-    return ArrayDataset(from_uint8(data), torch.as_tensor(labels), "cifar10")
+    images = np.concatenate([data for data, _ in parts]).reshape(-1, 3, 32, 32)
+    labels = np.concatenate([labels for _, labels in parts])
+    return ArrayDataset(from_uint8(images), torch.from_numpy(labels), "cifar10")
