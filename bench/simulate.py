@@ -18,25 +18,7 @@ import torch
 from torch import nn
 
 import spikeport as sp
-from spikeport.models import mnist_cnn
-
-
-def vgg_style(width: int = 32, classes: int = 10) -> nn.Sequential:
-    """Six 3x3 convs in three stages with average pooling, as in conversion-friendly VGGs (RMP-SNN)."""
-    layers: list[nn.Module] = []
-    channels = 3
-    for stage in range(3):
-        out = width * 2**stage
-        layers += [
-            nn.Conv2d(channels, out, 3, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(out, out, 3, padding=1),
-            nn.ReLU(),
-        ]
-        layers.append(nn.AvgPool2d(2))
-        channels = out
-    layers += [nn.Flatten(), nn.Linear(channels * 4 * 4, classes)]
-    return nn.Sequential(*layers).eval()
+from spikeport.models import mnist_cnn, vgg6
 
 
 def interleaved_medians(functions: dict, repeats: int) -> dict[str, float]:
@@ -94,7 +76,7 @@ def main() -> None:
     args = parser.parse_args()
     cases = [
         ("demo CNN (MNIST shape)", mnist_cnn().eval(), (1, 28, 28)),
-        ("VGG-style 6 conv (32-64-128)", vgg_style(), (3, 32, 32)),
+        ("VGG-style 6 conv (32-64-128)", vgg6().eval(), (3, 32, 32)),
     ]
     rows = [measure(name, model, shape, args.batch, args.timesteps) for name, model, shape in cases]
     print(

@@ -49,6 +49,10 @@ def test_scan_equals_repeated_steps(T, reset):
     theta = torch.rand(4, generator=g) + 0.1
     v = torch.zeros(3, 4)
     v_scan, out = if_scan(v, current, theta, reset)
+    assert torch.equal(v, torch.zeros(3, 4))  # pure by default
+    state = v.clone()
+    v_owned, out_owned = if_scan(state, current, theta, reset, update_state=True)
+    assert v_owned is state and torch.equal(state, v_scan) and torch.equal(out_owned, out)
     for t in range(T):
         v, spikes = if_step(v, current[t], theta, reset)
         assert torch.equal(out[t], spikes * theta)

@@ -5,6 +5,7 @@ import json
 import torch
 
 import spikeport as sp
+from spikeport.report import comparison_markdown
 from tests.helpers import Residual, randomize_batchnorms
 
 
@@ -58,3 +59,15 @@ def test_latency_is_the_first_step_that_stays_above_target():
     ev.curves["agreement"] = [0.5, 0.995, 0.9, 0.991, 0.999] + [1.0] * 59
     assert ev.latency(0.99) == 4
     assert ev.latency(0.9999) == 6
+
+
+def test_comparison_table_reports_latency_and_its_cost():
+    _, snn, x = converted("max")
+    ev = sp.evaluate(snn, x, timesteps=[8], progress=False)
+    ev.curves["agreement"] = [0.5, 0.992, 0.995, 0.995, 0.995, 0.9995, 0.9995, 0.9995]
+    ev.curves["sops_per_image"] = [1000.0 * step for step in range(1, 9)]
+    table = comparison_markdown({"a": ev})
+    assert "| steps to 99% agreement | 2 | 2.00k |" in table
+    assert "| steps to 99.9% agreement | 6 | 6.00k |" in table
+    ev.curves["agreement"][-1] = 0.9
+    assert "| steps to 99% agreement | not within 8 | – |" in comparison_markdown({"a": ev})

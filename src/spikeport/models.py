@@ -1,4 +1,4 @@
-"""Model builders. For now the demo's MNIST CNN; deeper families (VGG, ResNet) come with their issue."""
+"""Model builders: the demo's MNIST CNN and the small VGG that benchmarks measure simulation on."""
 
 from __future__ import annotations
 
@@ -23,3 +23,24 @@ def mnist_cnn(channels: tuple[int, int] = (16, 32), classes: int = 10) -> nn.Seq
         nn.Dropout(0.25),
         nn.Linear(c2 * 7 * 7, classes),
     )
+
+
+def vgg6(width: int = 32, classes: int = 10, in_channels: int = 3) -> nn.Sequential:
+    """Six 3x3 convs in three stages with average pooling, for 32x32 input (CIFAR shape).
+
+    The conversion-friendly VGG layout of RMP-SNN at a CPU-friendly width (32-64-128 channels).
+    """
+    layers: list[nn.Module] = []
+    channels = in_channels
+    for stage in range(3):
+        out = width * 2**stage
+        layers += [
+            nn.Conv2d(channels, out, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(out, out, 3, padding=1),
+            nn.ReLU(),
+        ]
+        layers.append(nn.AvgPool2d(2))
+        channels = out
+    layers += [nn.Flatten(), nn.Linear(channels * 4 * 4, classes)]
+    return nn.Sequential(*layers)

@@ -6,6 +6,9 @@ from pathlib import Path
 
 from spikeport.evaluation import Evaluation
 
+# Agreement levels at which tables report the latency (steps) and the SOPs spent to get there.
+LATENCY_TARGETS = (0.99, 0.999)
+
 
 def _pct(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.2f}"
@@ -38,7 +41,7 @@ def evaluation_markdown(ev: Evaluation) -> str:
             f"{ev.energy_per_image[t] * 1e6:.3f} | {ratio:.2f}× |"
         )
     footer = ""
-    for target in (0.99, 0.999):
+    for target in LATENCY_TARGETS:
         steps = ev.latency(target)
         if steps is not None:
             footer += f"\nLatency: {steps} steps to {100 * target:g}% agreement with the ANN."
@@ -80,6 +83,14 @@ def plot_evaluations(evaluations: dict[str, Evaluation], path: str | Path) -> Pa
     return path
 
 
+def _latency_cells(ev: Evaluation, target: float) -> str:
+    """Steps until agreement stays at ``target`` and the SOPs per image spent by then (or: not reached)."""
+    steps = ev.latency(target)
+    if steps is None:
+        return f"not within {len(ev.curves['agreement'])} | –"
+    return f"{steps} | {_count(ev.curves['sops_per_image'][steps - 1])}"
+
+
 def comparison_markdown(evaluations: dict[str, Evaluation]) -> str:
     """Methods side by side: accuracy (agreement) and SOPs per image at each T."""
     first = next(iter(evaluations.values()))
@@ -93,6 +104,9 @@ def comparison_markdown(evaluations: dict[str, Evaluation]) -> str:
             for ev in evaluations.values()
         ]
         rows.append(f"| {t} | " + " | ".join(cells) + " |")
+    for target in LATENCY_TARGETS:
+        cells = [_latency_cells(ev, target) for ev in evaluations.values()]
+        rows.append(f"| steps to {100 * target:g}% agreement | " + " | ".join(cells) + " |")
     ann = f"ANN: {_pct(first.ann_accuracy)}% accuracy, {_count(first.ann_macs_per_image)} MACs per image, "
     ann += f"{first.samples} test samples.\n\n"
     return ann + header + "\n".join(rows) + "\n"

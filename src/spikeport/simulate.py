@@ -13,45 +13,47 @@ def run(snn: SpikingNetwork, x: Tensor, timesteps: int, *, record: bool, chunk: 
     """Simulate ``timesteps`` steps in chunks of ``chunk`` steps; see ``SpikingNetwork.simulate``."""
     neurons = snn.neurons()
     for neuron in neurons.values():
-        neuron.reset_state()
+        neuron.reset_state(record_steps=timesteps if record else 0)
     generator = (
         torch.Generator(device=x.device).manual_seed(snn.seed) if snn.encoding is Encoding.POISSON else None
     )
     batch = x.shape[0]
-    total: Tensor | None = None
-    readouts: list[Tensor] = []
-    input_events: list[Tensor] = []
+    total: Tensor | None = None  # the read-out summed over the steps so far, float64
+    readout: Tensor | None = None  # [timesteps, B, ...]: the running mean after every step
+    input_events = torch.zeros(timesteps, dtype=torch.float64, device=x.device) if record else None
     snn.clock.recording = record
     snn.clock.batch = batch
     try:
         done = 0
         while done < timesteps:
             steps = min(chunk, timesteps - done)
-            snn.clock.steps = steps
+            snn.clock.steps, snn.clock.offset = steps, done
             frames = x if snn.static_input else snn.encode(x, steps, generator)
             if record and snn.encoding is Encoding.POISSON and not snn.static_input:
                 counts = frames.reshape(steps, batch, -1).ne(0).sum(dim=1).to(torch.float64)
-                input_events.append(counts @ snn.input_fanout)
+                input_events[done : done + steps] = counts @ snn.input_fanout
             out = snn.graph_module(frames)
             out = out.reshape(steps, batch, *out.shape[1:])
             running = out.cumsum(dim=0, dtype=torch.float64)
-            if total is not None:
-                running += total
-            total = running[-1].clone()
+            if total is None:
+                total = torch.zeros_like(running[0])
+                readout = out.new_empty(timesteps, *out.shape[1:])
+            running += total
+            total.copy_(running[-1])
             elapsed = torch.arange(done + 1, done + steps + 1, dtype=torch.float64, device=x.device)
-            readouts.append((running / elapsed.reshape(-1, *([1] * (running.dim() - 1)))).to(out.dtype))
+            readout[done : done + steps] = running / elapsed.reshape(-1, *([1] * (running.dim() - 1)))
             done += steps
     finally:
         snn.clock.recording = False
-    result = Simulation(readout=torch.cat(readouts))
+    result = Simulation(readout=readout)
     if record:
         for name, neuron in neurons.items():
-            result.spikes[name] = torch.cat(neuron.spikes_per_step)
+            result.spikes[name] = neuron.spikes_per_step
             result.sops[name] = (
-                torch.cat(neuron.sops_per_step) if neuron.sops_per_step else torch.zeros(timesteps)
+                neuron.sops_per_step if neuron.sops_per_step is not None else torch.zeros(timesteps)
             )
         if snn.encoding is Encoding.POISSON:
-            result.input_sops = torch.cat(input_events)
+            result.input_sops = input_events
         else:
             dense = snn.input_fanout.sum() * batch
             result.input_macs = dense.expand(timesteps).clone()

@@ -30,18 +30,26 @@ class IFNeuron(nn.Module):
         # While set, the neuron only observes its input currents and stays silent (threshold calibration).
         self.observer: Callable[[Tensor], None] | None = None
         self.v: Tensor | None = None
-        self.spikes_per_step: list[Tensor] = []
-        self.sops_per_step: list[Tensor] = []
+        # Per-step totals over the batch, filled chunk by chunk while the clock records.
+        self.spikes_per_step: Tensor | None = None
+        self.sops_per_step: Tensor | None = None
 
     def extra_repr(self) -> str:
         th = self.threshold
         shown = f"{th.item():.4g}" if th.numel() == 1 else f"per-channel[{th.numel()}]"
         return f"threshold={shown}, reset={self.reset_mode.value}, initial_potential={self.initial_potential}"
 
-    def reset_state(self) -> None:
+    def reset_state(self, record_steps: int = 0) -> None:
+        """Forget the membrane; with ``record_steps``, allocate the per-step counters of the coming run.
+
+        Everything that lives through a run is allocated here, before the first chunk: long-lived
+        buffers allocated between a chunk's large temporaries pin the allocator's heap and make a long
+        run's memory grow with T (measured: 5 GiB at T=2048 on a VGG without this).
+        """
         self.v = None
-        self.spikes_per_step = []
-        self.sops_per_step = []
+        self.spikes_per_step = torch.zeros(record_steps, dtype=torch.float64) if record_steps else None
+        record_sops = record_steps and self.fanout.numel()
+        self.sops_per_step = torch.zeros(record_steps, dtype=torch.float64) if record_sops else None
 
     def forward(self, x: Tensor) -> Tensor:
         clock = self.clock
@@ -59,7 +67,8 @@ class IFNeuron(nn.Module):
             currents = x.reshape(steps, clock.batch, *x.shape[1:])
         if self.v is None:
             self.v = (self.initial_potential * self.threshold).expand(currents.shape[1:]).to(x.dtype).clone()
-        self.v, out = if_scan(self.v, currents, self.threshold.to(x.dtype), self.reset_mode)
+        # The state keeps its storage across chunks, so a chunk's temporaries are all freed together.
+        _, out = if_scan(self.v, currents, self.threshold.to(x.dtype), self.reset_mode, update_state=True)
         if clock.recording:
             self._count(out)
         return out.reshape(steps * clock.batch, *x.shape[1:])
@@ -71,6 +80,7 @@ class IFNeuron(nn.Module):
         steps, batch = out.shape[0], out.shape[1]
         summed = out.reshape(steps, batch, -1).sum(dim=1).double()
         counts = (summed / self.threshold.double().expand(out.shape[2:]).reshape(1, -1)).round_()
-        self.spikes_per_step.append(counts.sum(dim=1))
-        if self.fanout.numel():
-            self.sops_per_step.append(counts @ self.fanout)
+        window = slice(self.clock.offset, self.clock.offset + steps)
+        self.spikes_per_step[window] = counts.sum(dim=1)
+        if self.sops_per_step is not None:
+            self.sops_per_step[window] = counts @ self.fanout

@@ -1,0 +1,83 @@
+"""Peak memory of a long evaluation: chunked time keeps it flat in T.
+
+Each T runs in a fresh process (peak RSS is per process) on the VGG-style net with synthetic uniform-noise
+input of CIFAR shape; the figure that matters is the growth from the shortest to the longest run, set
+against what the time-folded activations would take if all T steps went through at once.
+Run: python bench/memory.py [--timesteps 64,512,2048] [--batch 25] [--json bench/results/memory.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+import spikeport as sp
+from spikeport.models import vgg6
+
+
+def peak_rss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+def child(timesteps: int, batch: int) -> dict:
+    """One evaluation of ``timesteps`` steps; prints a JSON line with peak memory before and after."""
+    torch.manual_seed(0)
+    model = vgg6().eval()
+    x = torch.rand(batch, 3, 32, 32)
+    snn = sp.convert(model, x, "percentile")
+    before = peak_rss_bytes()
+    start = time.perf_counter()
+    sp.evaluate(snn, x, timesteps=[timesteps], ann=model, progress=False)
+    return {
+        "timesteps": timesteps,
+        "batch": batch,
+        "chunk_steps": snn.chunk_steps(batch, timesteps),
+        "seconds": time.perf_counter() - start,
+        "peak_rss_before_bytes": before,
+        "peak_rss_bytes": peak_rss_bytes(),
+        "unchunked_activation_bytes": timesteps * batch * snn.elements_per_sample * 4,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--timesteps", default="64,512,2048")
+    parser.add_argument("--batch", type=int, default=25)
+    parser.add_argument("--json", default="bench/results/memory.json")
+    parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(args.child, args.batch)))
+        return
+    rows = []
+    for t in sorted(int(v) for v in args.timesteps.split(",")):
+        command = [sys.executable, __file__, "--child", str(t), "--batch", str(args.batch)]
+        result = subprocess.run(command, check=True, capture_output=True, text=True)
+        rows.append(json.loads(result.stdout.strip().splitlines()[-1]))
+    mib = 2**20
+    print(f"VGG-style 6 conv on synthetic 3x32x32 input, batch {args.batch}, CPU, torch {torch.__version__}\n")
+    print("| T | steps per chunk | seconds | peak RSS MiB | growth over the run MiB | all T at once would need MiB |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        growth = (r["peak_rss_bytes"] - r["peak_rss_before_bytes"]) / mib
+        print(
+            f"| {r['timesteps']} | {r['chunk_steps']} | {r['seconds']:.1f} | {r['peak_rss_bytes'] / mib:.0f} | "
+            f"{growth:.0f} | {r['unchunked_activation_bytes'] / mib:.0f} |"
+        )
+    path = Path(args.json)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.machine()}
+    path.write_text(json.dumps({"meta": meta, "results": rows}, indent=2))
+    print(f"\nJSON: {path}")
+
+
+if __name__ == "__main__":
+    main()
