@@ -63,8 +63,12 @@ def main() -> None:
         result = subprocess.run(command, check=True, capture_output=True, text=True)
         rows.append(json.loads(result.stdout.strip().splitlines()[-1]))
     mib = 2**20
-    print(f"VGG-style 6 conv on synthetic 3x32x32 input, batch {args.batch}, CPU, torch {torch.__version__}\n")
-    print("| T | steps per chunk | seconds | peak RSS MiB | growth over the run MiB | all T at once would need MiB |")
+    print(
+        f"VGG-style 6 conv on synthetic 3x32x32 input, batch {args.batch}, CPU, torch {torch.__version__}\n"
+    )
+    print(
+        "| T | steps per chunk | seconds | peak RSS MiB | growth over the run MiB | all T at once would need MiB |"
+    )
     print("|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         growth = (r["peak_rss_bytes"] - r["peak_rss_before_bytes"]) / mib

@@ -164,3 +164,29 @@ def test_pre_neuron_part_once_per_batch_changes_nothing(model):
     assert torch.allclose(fast.readout, slow.readout, rtol=0, atol=1e-12)
     assert all(torch.equal(fast.spikes[k], slow.spikes[k]) for k in fast.spikes)
     assert torch.equal(fast.input_macs, slow.input_macs)
+
+
+class ZeroPadded(nn.Module):
+    """Asymmetric zero padding (TensorFlow's 'same' for even kernels), as a module and as F.pad."""
+
+    def __init__(self):
+        super().__init__()
+        self.pad = nn.ZeroPad2d((0, 1, 0, 1))
+        self.conv1 = nn.Conv2d(1, 4, 2)
+        self.conv2 = nn.Conv2d(4, 4, 3, stride=2)
+        self.fc = nn.Linear(4 * 4 * 4, 3)
+
+    def forward(self, x):
+        x = torch.relu(self.conv1(self.pad(x)))
+        x = torch.relu(self.conv2(F.pad(x, (1, 0, 1, 0))))
+        return self.fc(x.flatten(1))
+
+
+def test_zero_padding_converts_exactly():
+    torch.manual_seed(0)
+    model = ZeroPadded().eval()
+    x = torch.rand(32, 1, 8, 8)
+    expected = model(x)
+    snn = sp.convert(model, x, "ecc")
+    errors = [(snn(x, timesteps=t)[-1] - expected).abs().mean() / expected.std() for t in (16, 512)]
+    assert errors[1] < 0.01 and errors[1] < errors[0] / 5

@@ -37,6 +37,15 @@ class FixedBatch(nn.Module):
         return self.fc(x.reshape(8, 16))
 
 
+class ReflectPad(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3)
+
+    def forward(self, x):
+        return self.conv(torch.nn.functional.pad(torch.relu(x), (1, 1, 1, 1), mode="reflect")).flatten(1)
+
+
 def one_line(error: BaseException) -> str:
     message = str(error)
     assert "\n" not in message
@@ -53,6 +62,7 @@ def one_line(error: BaseException) -> str:
         ),
         (nn.Sequential(nn.Conv1d(1, 2, 3), nn.ReLU(), nn.MaxPool1d(2)), (8, 1, 9), ["MaxPool1d module '2'"]),
         (Gated(), (8, 4), ["'mul'", "two signals"]),
+        (ReflectPad(), (8, 1, 6, 6), ["mode='reflect'", "only zero padding"]),
     ],
 )
 def test_unsupported_ops_are_named(model, x, words):
@@ -99,7 +109,7 @@ def test_wrong_input_shape_at_simulation():
 
 
 def test_unknown_method_and_option():
-    with pytest.raises(ValueError, match="unknown method 'foo'; available: max, percentile, rmp"):
+    with pytest.raises(ValueError, match="unknown method 'foo'; available: ecc, max, percentile, rmp"):
         sp.convert(Residual(), torch.rand(4, 1, 8, 8), "foo")
     with pytest.raises(ValueError, match="has no option"):
         sp.convert(Residual(), torch.rand(4, 1, 8, 8), "max", alpha=0.5)

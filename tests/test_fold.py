@@ -67,3 +67,52 @@ def test_prepare_folds_and_keeps_the_function():
     kinds = {type(m) for m in prepared.graph_module.modules()}
     assert nn.BatchNorm2d not in kinds and nn.BatchNorm1d not in kinds
     assert torch.allclose(prepared.graph_module(x), model(x), atol=1e-5)
+
+
+class ReluThenBatchNorm(nn.Module):
+    """BN after the activation (Keras style), on the input, before a padded conv and across a flatten."""
+
+    def __init__(self, pad_second: bool):
+        super().__init__()
+        self.bn_in = nn.BatchNorm2d(2)
+        self.conv1 = nn.Conv2d(2, 4, 3)
+        self.bn1 = nn.BatchNorm2d(4)
+        self.conv2 = nn.Conv2d(4, 4, 3, padding=1 if pad_second else 0, bias=False)
+        self.bn2 = nn.BatchNorm2d(4)
+        self.fc = nn.Linear(4 * (4 if pad_second else 2) ** 2, 3)
+
+    def forward(self, x):
+        x = self.bn1(torch.relu(self.conv1(self.bn_in(x))))
+        x = self.bn2(torch.relu(self.conv2(x)))
+        return self.fc(torch.flatten(x, 1))
+
+
+@given(st.booleans(), st.integers(min_value=0, max_value=10_000))
+def test_forward_fold_is_exact_and_keeps_padded_convs_affine(pad_second, seed):
+    g = torch.Generator().manual_seed(seed)
+    model = ReluThenBatchNorm(pad_second).double().eval()
+    for bn in (model.bn_in, model.bn1, model.bn2):
+        randomize(bn, g)
+    x = torch.randn(5, 2, 6, 6, generator=g, dtype=torch.float64)
+    prepared = prepare(model, x)
+    left = [m for m in prepared.graph_module.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert len(left) == (1 if pad_second else 0)  # only the BN before the padded conv stays
+    assert torch.allclose(prepared.graph_module(x), model(x), atol=1e-10, rtol=1e-10)
+    assert any("after them" in note for note in prepared.notes)
+    assert any("kept 1 BatchNorm" in note for note in prepared.notes) == pad_second
+
+
+def test_batchnorm_after_relu_converts_exactly():
+    """The SNN of a BN-after-ReLU net (one BN folded forward, one kept affine) converges to the ANN."""
+    import spikeport as sp
+
+    g = torch.Generator().manual_seed(1)
+    model = ReluThenBatchNorm(pad_second=True).eval()
+    for bn in (model.bn_in, model.bn1, model.bn2):
+        randomize(bn.double(), g)
+        bn.float()
+    x = torch.rand(64, 2, 6, 6, generator=g)
+    expected = model(x)
+    snn = sp.convert(model, x, "ecc")
+    errors = [(snn(x, timesteps=t)[-1] - expected).abs().mean() / expected.std() for t in (16, 512)]
+    assert errors[1] < 0.005 and errors[1] < errors[0] / 5  # the read-out converges to the ANN's output

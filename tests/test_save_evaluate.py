@@ -67,7 +67,8 @@ def test_comparison_table_reports_latency_and_its_cost():
     ev.curves["agreement"] = [0.5, 0.992, 0.995, 0.995, 0.995, 0.9995, 0.9995, 0.9995]
     ev.curves["sops_per_image"] = [1000.0 * step for step in range(1, 9)]
     table = comparison_markdown({"a": ev})
-    assert "| steps to 99% agreement | 2 | 2.00k |" in table
-    assert "| steps to 99.9% agreement | 6 | 6.00k |" in table
+    energy = ev.curves["energy_per_image"]
+    cost = f"{energy[1] / ev.ann_energy_per_image:.2f}×", f"{energy[5] / ev.ann_energy_per_image:.2f}×"
+    assert f"| a | 2 | 2.00k | {cost[0]} | 6 | 6.00k | {cost[1]} |" in table  # 99% then 99.9% agreement
     ev.curves["agreement"][-1] = 0.9
-    assert "| steps to 99% agreement | not within 8 | – |" in comparison_markdown({"a": ev})
+    assert "| a | not within 8 | – | – | not within 8 | – | – |" in comparison_markdown({"a": ev})

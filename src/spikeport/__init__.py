@@ -6,6 +6,7 @@ ev = sp.evaluate(snn, data, timesteps=[8, 32, 128], ann=model)
 print(ev.to_markdown())
 """
 
+from spikeport.compare import Comparison, compare
 from spikeport.convert import convert
 from spikeport.errors import (
     CalibrationError,
@@ -26,6 +27,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CalibrationError",
+    "Comparison",
     "ConversionError",
     "DataError",
     "EnergyModel",
@@ -36,6 +38,7 @@ __all__ = [
     "Simulation",
     "SpikeportError",
     "SpikingNetwork",
+    "compare",
     "convert",
     "evaluate",
     "load",

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
+from spikeport.compare import DEFAULT_METHODS, DEFAULT_TIMESTEPS
 from spikeport.errors import SpikeportError
+from spikeport.methods.base import parse_method
+
+MODEL_HELP = "a .pt2 file (torch.export), a Keras .keras/.h5 file, or package.module:factory"
 
 
 def _timesteps(text: str) -> list[int]:
@@ -28,7 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     demo = commands.add_parser(
-        "demo", help="MNIST end to end: train (cached), convert with rmp/max/percentile, plot"
+        "demo", help="MNIST end to end: train (cached), convert with rmp/ecc/max/percentile, plot"
     )
     demo.add_argument("--out", default="spikeport-demo", help="folder for the plot, table and JSON")
     demo.add_argument(
@@ -37,10 +42,14 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
 
     convert = commands.add_parser("convert", help="convert a model into a saved SpikingNetwork")
-    convert.add_argument("model", help="a .pt2 file (torch.export) or package.module:factory")
+    convert.add_argument("model", help=MODEL_HELP)
     convert.add_argument("--weights", help="state_dict file for a factory model")
     convert.add_argument("--data", required=True, help="calibration data spec, e.g. mnist:train or npz:FILE")
-    convert.add_argument("--method", default="rmp", help="rmp, max or percentile (default rmp)")
+    convert.add_argument(
+        "--method",
+        default="rmp",
+        help="rmp, ecc, max or percentile, optionally with options: max[reset=soft]",
+    )
     convert.add_argument("--reset", choices=["soft", "hard"])
     convert.add_argument(
         "--initial-potential", type=float, help="membrane at t=0 as a fraction of the threshold"
@@ -51,6 +60,10 @@ def _parser() -> argparse.ArgumentParser:
     convert.add_argument(
         "--calibration-timesteps", type=int, help="rmp: steps simulated per calibration pass"
     )
+    convert.add_argument(
+        "--thresholding", type=float, help="ecc: initial membrane as a fraction of Vth (default 0.5)"
+    )
+    convert.add_argument("--weight-bits", type=int, help="ecc: quantise weights to N signed bits")
     convert.add_argument("--calibration-samples", type=int, help="use the first N calibration samples")
     convert.add_argument("--encoding", choices=["analog", "poisson"], default="analog")
     convert.add_argument("-o", "--output", required=True, help="where to save the network (.spk)")
@@ -64,7 +77,48 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", help="write the evaluation as JSON")
     evaluate.add_argument("--plot", help="write accuracy-vs-T and accuracy-vs-SOPs as PNG")
     evaluate.add_argument("--quiet", action="store_true")
+    compare = commands.add_parser(
+        "compare", help="convert one model with several methods: one table, one accuracy-vs-cost plot"
+    )
+    compare.add_argument("model", help=MODEL_HELP)
+    compare.add_argument("--weights", help="state_dict file for a factory model")
+    compare.add_argument("--data", required=True, help="test data spec, e.g. mnist:test")
+    compare.add_argument("--calibration", help="calibration data spec (default: the train split of --data)")
+    compare.add_argument(
+        "--methods",
+        type=_methods,
+        default=list(DEFAULT_METHODS),
+        help="comma-separated method specs (default ecc,rmp,percentile), e.g. ecc,ecc[weight_bits=8],max[reset=soft]",
+    )
+    compare.add_argument("--timesteps", type=_timesteps, default=list(DEFAULT_TIMESTEPS))
+    compare.add_argument("--limit", type=int, help="first N test samples only")
+    compare.add_argument("--calibration-samples", type=int, default=5000, help="default 5000")
+    compare.add_argument("--batch-size", type=int, default=100)
+    compare.add_argument("--cost", choices=["sops", "energy"], default="sops", help="x axis of the plot")
+    compare.add_argument("--out", default="spikeport-compare", help="folder for table, plot and JSON")
+    compare.add_argument("--quiet", action="store_true")
     return parser
+
+
+def _methods(text: str) -> list[str]:
+    """Split on the commas that separate methods, not those inside NAME[option=value, ...]."""
+    specs = [spec.strip() for spec in re.split(r",(?![^\[]*\])", text) if spec.strip()]
+    try:
+        for spec in specs:
+            parse_method(spec)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    if not specs:
+        raise argparse.ArgumentTypeError("give at least one method, e.g. ecc,rmp,percentile")
+    return specs
+
+
+def _calibration_spec(data: str) -> str:
+    """The train split of the dataset that ``data`` names."""
+    from spikeport.data.specs import parse_spec
+
+    name, argument, _ = parse_spec(data)
+    return ":".join(part for part in (name, argument, "train") if part)
 
 
 def _convert(args: argparse.Namespace) -> None:
@@ -72,7 +126,16 @@ def _convert(args: argparse.Namespace) -> None:
     from spikeport.frontends.dispatch import load_model
 
     model = load_model(args.model, args.weights)
-    names = ["reset", "initial_potential", "channelwise", "alpha", "percentile", "calibration_timesteps"]
+    names = [
+        "reset",
+        "initial_potential",
+        "channelwise",
+        "alpha",
+        "percentile",
+        "calibration_timesteps",
+        "thresholding",
+        "weight_bits",
+    ]
     options = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
     snn = sp.convert(
         model,
@@ -102,6 +165,34 @@ def _evaluate(args: argparse.Namespace) -> None:
         print(f"plot: {ev.plot(args.plot)}")
 
 
+def _compare(args: argparse.Namespace) -> None:
+    import spikeport as sp
+    from spikeport.frontends.dispatch import load_model
+
+    model = load_model(args.model, args.weights)
+    calibration = args.calibration or _calibration_spec(args.data)
+    print(f"calibrating on {calibration} (first {args.calibration_samples}), testing on {args.data}")
+    comparison = sp.compare(
+        model,
+        calibration,
+        args.data,
+        args.methods,
+        args.timesteps,
+        calibration_samples=args.calibration_samples,
+        limit=args.limit,
+        batch_size=args.batch_size,
+        progress=not args.quiet,
+        log=print,
+    )
+    out = Path(args.out)
+    table = comparison.to_markdown()
+    (out / "results.md").parent.mkdir(parents=True, exist_ok=True)
+    (out / "results.md").write_text(table)
+    print(table)
+    print(f"plot: {comparison.plot(out / 'accuracy.png', cost=args.cost)}")
+    print(f"table: {out / 'results.md'}\nJSON: {comparison.to_json(out / 'comparison.json')}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -113,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
             _convert(args)
         elif args.command == "evaluate":
             _evaluate(args)
+        elif args.command == "compare":
+            _compare(args)
     except (SpikeportError, ValueError) as error:
         print(f"spikeport: error: {error}", file=sys.stderr)
         return 2

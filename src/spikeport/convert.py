@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 
 import torch
@@ -12,7 +13,7 @@ from spikeport.encoding import Encoding
 from spikeport.errors import CalibrationError, ConversionError
 from spikeport.graph.assemble import assemble
 from spikeport.graph.prepare import prepare
-from spikeport.methods import make_method
+from spikeport.methods import make_method, parse_method
 from spikeport.network import DEFAULT_MEMORY_BUDGET, SpikingNetwork
 
 
@@ -44,14 +45,16 @@ def convert(
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
     **options,
 ) -> SpikingNetwork:
-    """Convert ``model`` to a SpikingNetwork with ``method`` (``rmp``, ``max``, ``percentile``).
+    """Convert ``model`` to a SpikingNetwork with ``method`` (``rmp``, ``ecc``, ``max``, ``percentile``).
 
     ``calibration`` is training data in any form ``spikeport.data.as_batches`` takes (a DataLoader, a
     Dataset, a tensor, ``(x, y)``, or a spec string such as ``"mnist:train"``); ``calibration_samples``
     caps how much of it is used. Method options (``reset``, ``initial_potential``, ``channelwise``,
-    ``alpha``, ``percentile``...) are passed as keywords.
+    ``alpha``, ``percentile``, ``thresholding``, ``weight_bits``...) are passed as keywords or written
+    into ``method`` (``"max[reset=soft]"``); keywords win.
     """
-    strategy = make_method(method, **options)
+    name, written = parse_method(method)
+    strategy = make_method(name, **{**written, **options})
     if not isinstance(model, nn.Module):
         raise ConversionError(f"expected a torch.nn.Module to convert, got {type(model).__name__}")
     batches = calibration_batches(calibration, batch_size, calibration_samples, model_dtype(model))
@@ -59,10 +62,13 @@ def convert(
     if example is None or example.shape[0] == 0:
         raise CalibrationError("calibration data is empty; pass at least one batch of training inputs")
     prepared = prepare(model, example)
+    reference = copy.deepcopy(prepared.graph_module)  # agreement is measured against the ANN as given
+    strategy.transform(prepared)
     thresholds = strategy.thresholds(prepared, batches)
     return assemble(
         prepared,
         thresholds,
+        ann=reference,
         reset=strategy.reset,
         initial_potential=strategy.initial_potential,
         encoding=encoding,

@@ -1,4 +1,4 @@
-"""`spikeport demo`: MNIST end to end — train (cached), convert three ways, measure every T, plot."""
+"""`spikeport demo`: MNIST end to end — train (cached), convert four ways, measure every T, plot."""
 
 from __future__ import annotations
 
@@ -7,20 +7,19 @@ from pathlib import Path
 
 import torch
 
-from spikeport.convert import convert
+from spikeport.compare import Comparison, compare
 from spikeport.data import cache_dir, load_dataset
-from spikeport.evaluate import evaluate
 from spikeport.models import mnist_cnn
-from spikeport.report import comparison_markdown, plot_evaluations
 from spikeport.train import accuracy, train_classifier
 
 DEMO_TIMESTEPS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 # Bump when the recipe changes, so a stale cached model is never reused.
 RECIPE = {"version": 1, "model": "mnist_cnn(16,32)", "epochs": 4, "lr": 5e-3, "batch_size": 64, "seed": 0}
-METHODS = {
-    "rmp": ("rmp", {}),
-    "max (hard reset)": ("max", {}),
-    "percentile 99.9": ("percentile", {}),
+METHODS = {  # label -> method spec
+    "rmp": "rmp",
+    "ecc": "ecc",
+    "max (hard reset)": "max",
+    "percentile 99.9": "percentile",
 }
 
 
@@ -61,8 +60,8 @@ def run_demo(
     timesteps: tuple[int, ...] = DEMO_TIMESTEPS,
     progress: bool = True,
     log=print,
-) -> dict:
-    """Run the demo and write results to ``out_dir``; returns the evaluations by method label."""
+) -> Comparison:
+    """Run the demo and write results to ``out_dir``; returns the comparison of the methods."""
     out_dir = Path(out_dir)
     torch.manual_seed(0)
     model = demo_model(progress, log)
@@ -71,19 +70,11 @@ def run_demo(
         test = test.subset(limit)
     log(f"ANN test accuracy: {100 * accuracy(model, test.x, test.y):.2f}% on {len(test)} images")
     calibration = load_dataset("mnist", split="train").subset(calibration_samples)
-    evaluations = {}
-    for label, (method, options) in METHODS.items():
-        start = time.perf_counter()
-        snn = convert(model, calibration, method, **options)
-        converted = time.perf_counter() - start
-        evaluations[label] = evaluate(snn, test, timesteps, ann=model, progress=progress)
-        log(
-            f"{label}: converted in {converted:.1f} s, simulated in {time.perf_counter() - start - converted:.0f} s"
-        )
-        evaluations[label].to_json(out_dir / f"{method}.json")
-    table = comparison_markdown(evaluations)
-    plot = plot_evaluations(evaluations, out_dir / "accuracy.png")
+    comparison = compare(model, calibration, test, METHODS, timesteps, progress=progress, log=log)
+    json_path = comparison.to_json(out_dir / "comparison.json")
+    plot = comparison.plot(out_dir / "accuracy.png")
+    table = comparison.to_markdown()
     (out_dir / "results.md").write_text(table)
     log("\n" + table)
-    log(f"plot: {plot}\ntable: {out_dir / 'results.md'}\nper-method JSON: {out_dir}/*.json")
-    return evaluations
+    log(f"plot: {plot}\ntable: {out_dir / 'results.md'}\nJSON: {json_path}")
+    return comparison

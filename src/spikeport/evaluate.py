@@ -138,5 +138,8 @@ def _summarise(
             "accuracy": accuracy_curve,
             "agreement": agreement_curve,
             "sops_per_image": (total_sops.cumsum(0) / n).tolist(),
+            "energy_per_image": energy.energy(
+                total_sops.cumsum(0) / n, tally.input_macs.cumsum(0) / n
+            ).tolist(),
         },
     )

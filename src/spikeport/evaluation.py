@@ -63,7 +63,12 @@ class Evaluation:
 
     @classmethod
     def from_json(cls, path: str | Path) -> Evaluation:
-        raw = json.loads(Path(path).read_text())
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> Evaluation:
+        """Inverse of ``to_dict`` (JSON turns the integer T keys into strings; this turns them back)."""
+        raw = dict(raw)
 
         def keyed(d: dict) -> dict:
             return {int(k): v for k, v in d.items()}
@@ -96,6 +101,6 @@ class Evaluation:
 
     def plot(self, path: str | Path) -> Path:
         """Accuracy (or agreement) against T and against SOPs per image, as a PNG."""
-        from spikeport.report import plot_evaluations
+        from spikeport.report import method_label, plot_evaluations
 
-        return plot_evaluations({self.method.get("method", "snn"): self}, path)
+        return plot_evaluations({method_label(self.method): self}, path)

@@ -8,6 +8,8 @@ from spikeport.evaluation import Evaluation
 
 # Agreement levels at which tables report the latency (steps) and the SOPs spent to get there.
 LATENCY_TARGETS = (0.99, 0.999)
+# Comparison tables also report the cost of coming within this much of the ANN's accuracy (0.1 points).
+ACCURACY_GAP = 0.001
 
 
 def _pct(value: float | None) -> str:
@@ -21,9 +23,17 @@ def _count(value: float) -> str:
     return f"{value:.0f}"
 
 
+def method_label(method: dict) -> str:
+    """The method's name plus the options that change what the SNN is (e.g. quantised weights)."""
+    label = method.get("method", "snn")
+    if method.get("weight_bits"):
+        label += f" ({method['weight_bits']}-bit weights)"
+    return label
+
+
 def evaluation_markdown(ev: Evaluation) -> str:
     """One row per T: accuracy, loss against the ANN, agreement, spikes, SOPs, MACs, energy."""
-    name = ev.method.get("method", "snn")
+    name = method_label(ev.method)
     header = (
         f"**{name}** on {ev.samples} samples — ANN accuracy {_pct(ev.ann_accuracy)}%, "
         f"ANN {_count(ev.ann_macs_per_image)} MACs / {ev.ann_energy_per_image * 1e6:.3f} µJ per image\n\n"
@@ -48,8 +58,20 @@ def evaluation_markdown(ev: Evaluation) -> str:
     return header + "\n".join(rows) + ("\n" + footer if footer else "") + "\n"
 
 
-def plot_evaluations(evaluations: dict[str, Evaluation], path: str | Path) -> Path:
-    """Two panels: accuracy against time steps and against SOPs per image, one curve per method."""
+COSTS = {
+    "sops": ("sops_per_image", "synaptic operations per image", 1.0),
+    "energy": ("energy_per_image", "energy per image (µJ)", 1e6),
+}
+
+
+def plot_evaluations(evaluations: dict[str, Evaluation], path: str | Path, cost: str = "sops") -> Path:
+    """Two panels: accuracy against time steps and against ``cost`` (SOPs or energy) per image."""
+    if cost not in COSTS:
+        raise ValueError(f"cost must be one of {', '.join(COSTS)}, got {cost!r}")
+    key, cost_label, unit = COSTS[cost]
+    for label, ev in evaluations.items():
+        if key not in ev.curves:
+            raise ValueError(f"evaluation {label!r} has no per-step {key} (written by an older spikeport)")
     import matplotlib
 
     matplotlib.use("Agg")
@@ -64,14 +86,14 @@ def plot_evaluations(evaluations: dict[str, Evaluation], path: str | Path) -> Pa
         curve = [100 * v for v in ev.curves[metric]]
         steps = list(range(1, len(curve) + 1))
         by_steps.plot(steps, curve, label=label)
-        by_sops.plot(ev.curves["sops_per_image"], curve, label=label)
+        by_sops.plot([unit * v for v in ev.curves[key]], curve, label=label)
         if ev.ann_accuracy is not None and not ann_drawn:
             for axis in (by_steps, by_sops):
                 axis.axhline(100 * ev.ann_accuracy, color="grey", linestyle="--", linewidth=1, label="ANN")
             ann_drawn = True
     ylabel = "accuracy %" if metric == "accuracy" else "agreement with ANN %"
     by_steps.set(xscale="log", xlabel="time steps T", ylabel=ylabel, title="accuracy vs time steps")
-    by_sops.set(xscale="log", xlabel="synaptic operations per image", ylabel=ylabel, title="accuracy vs SOPs")
+    by_sops.set(xscale="log", xlabel=cost_label, ylabel=ylabel, title=f"accuracy vs {cost}")
     top = max(100 * ev.ann_accuracy for ev in evaluations.values() if ev.ann_accuracy) if ann_drawn else 100
     for axis in (by_steps, by_sops):
         axis.set_ylim(max(0, top - 25), min(100, top + 2))
@@ -83,30 +105,52 @@ def plot_evaluations(evaluations: dict[str, Evaluation], path: str | Path) -> Pa
     return path
 
 
-def _latency_cells(ev: Evaluation, target: float) -> str:
-    """Steps until agreement stays at ``target`` and the SOPs per image spent by then (or: not reached)."""
-    steps = ev.latency(target)
+def _reached(ev: Evaluation, target: float, metric: str) -> str:
+    """Steps until ``metric`` stays at ``target``, the SOPs per image and energy vs the ANN by then."""
+    steps = ev.latency(target, metric)
     if steps is None:
-        return f"not within {len(ev.curves['agreement'])} | –"
-    return f"{steps} | {_count(ev.curves['sops_per_image'][steps - 1])}"
+        return f"not within {len(ev.curves[metric])} | – | –"
+    cell = f"{steps} | {_count(ev.curves['sops_per_image'][steps - 1])}"
+    energy = ev.curves.get("energy_per_image")
+    ratio = (
+        f"{energy[steps - 1] / ev.ann_energy_per_image:.2f}×" if energy and ev.ann_energy_per_image else "–"
+    )
+    return f"{cell} | {ratio}"
 
 
 def comparison_markdown(evaluations: dict[str, Evaluation]) -> str:
-    """Methods side by side: accuracy (agreement) and SOPs per image at each T."""
+    """Methods side by side: one row per (T, method), then the cost of reaching fixed quality levels."""
     first = next(iter(evaluations.values()))
-    labels = list(evaluations)
-    header = "| T | " + " | ".join(f"{label} acc % (agree %) | {label} SOPs/img" for label in labels) + " |\n"
-    header += "|---:|" + "---:|---:|" * len(labels) + "\n"
-    rows = []
+    lines = [
+        f"ANN: {_pct(first.ann_accuracy)}% accuracy, {_count(first.ann_macs_per_image)} MACs and "
+        f"{first.ann_energy_per_image * 1e6:.3f} µJ per image; {first.samples} test samples.",
+        "",
+        "| T | method | accuracy % | Δ vs ANN | agreement % | spikes/img | SOPs/img | energy vs ANN |",
+        "|---:|:---|---:|---:|---:|---:|---:|---:|",
+    ]
     for t in first.timesteps:
-        cells = [
-            f"{_pct(ev.accuracy[t])} ({_pct(ev.agreement[t])}) | {_count(ev.sops_per_image[t])}"
-            for ev in evaluations.values()
-        ]
-        rows.append(f"| {t} | " + " | ".join(cells) + " |")
-    for target in LATENCY_TARGETS:
-        cells = [_latency_cells(ev, target) for ev in evaluations.values()]
-        rows.append(f"| steps to {100 * target:g}% agreement | " + " | ".join(cells) + " |")
-    ann = f"ANN: {_pct(first.ann_accuracy)}% accuracy, {_count(first.ann_macs_per_image)} MACs per image, "
-    ann += f"{first.samples} test samples.\n\n"
-    return ann + header + "\n".join(rows) + "\n"
+        for label, ev in evaluations.items():
+            acc = ev.accuracy.get(t)
+            delta = "–" if acc is None or ev.ann_accuracy is None else f"{100 * (acc - ev.ann_accuracy):+.2f}"
+            ratio = (
+                ev.energy_per_image[t] / ev.ann_energy_per_image if ev.ann_energy_per_image else float("nan")
+            )
+            lines.append(
+                f"| {t} | {label} | {_pct(acc)} | {delta} | {_pct(ev.agreement.get(t))} | "
+                f"{_count(ev.spikes_per_image[t])} | {_count(ev.sops_per_image[t])} | {ratio:.2f}× |"
+            )
+    goals = [(f"{100 * target:g}% agreement", target, "agreement") for target in LATENCY_TARGETS]
+    if first.ann_accuracy is not None:
+        target = first.ann_accuracy - ACCURACY_GAP
+        goals.append((f"ANN accuracy − {100 * ACCURACY_GAP:g} pt", target, "accuracy"))
+    lines += [
+        "",
+        "Cost of reaching a quality level (steps until it holds for good, SOPs per image and energy vs the ANN "
+        "by then):",
+        "",
+        "| method | " + " | ".join(f"{name}: steps | SOPs/img | energy" for name, _, _ in goals) + " |",
+        "|:---|" + "---:|---:|---:|" * len(goals),
+    ]
+    for label, ev in evaluations.items():
+        lines.append(f"| {label} | " + " | ".join(_reached(ev, t, m) for _, t, m in goals) + " |")
+    return "\n".join(lines) + "\n"

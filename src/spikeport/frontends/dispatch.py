@@ -12,20 +12,29 @@ from spikeport.errors import ConversionError
 
 
 def load_model(source: str | Path, weights: str | Path | None = None) -> nn.Module:
-    """A model from a ``.pt2`` file (torch.export) or a ``package.module:factory`` reference.
+    """A model from a ``.pt2`` file (torch.export), a Keras file or a ``package.module:factory`` reference.
 
-    With a factory, ``weights`` is a state-dict file (loaded with ``weights_only=True``).
+    Keras files (``.keras``, or legacy ``.h5`` / ``.hdf5`` full-model saves) need h5py
+    (``pip install spikeport[keras]``), never TensorFlow; the rebuilt module takes NCHW input, so feed
+    Keras' NHWC images as ``x.permute(0, 3, 1, 2)``. With a factory, ``weights`` is a state-dict file
+    (loaded with ``weights_only=True``).
     """
     text = str(source)
+    suffix = Path(text).suffix.lower()
     if text.endswith(".pt2"):
         from spikeport.frontends.torch_export import load_exported
 
         model = load_exported(text)
+    elif suffix in (".keras", ".h5", ".hdf5"):
+        from spikeport.frontends.keras import load_keras  # lazy: h5py is an optional dependency
+
+        model = load_keras(text)
     elif ":" in text and not Path(text).exists():
         model = _from_factory(text)
     else:
         raise ConversionError(
-            f"cannot load a model from {text!r}: give a torch.export file (.pt2) or package.module:factory"
+            f"cannot load a model from {text!r}: give a torch.export file (.pt2), a Keras file "
+            "(.keras, .h5) or package.module:factory"
         )
     if weights is not None:
         _load_weights(model, Path(weights))

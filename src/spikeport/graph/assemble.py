@@ -34,8 +34,12 @@ def assemble(
     seed: int = 0,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
     info: dict | None = None,
+    ann: torch.nn.Module | None = None,
 ) -> SpikingNetwork:
-    """Build the SpikingNetwork; ``thresholds`` maps activation node names to layer/channel thresholds."""
+    """Build the SpikingNetwork; ``thresholds`` maps activation node names to layer/channel thresholds.
+
+    ``ann`` is the reference for agreement (default: the prepared graph itself).
+    """
     gm = copy.deepcopy(prepared.graph_module)
     dtype = next((p.dtype for p in gm.parameters() if p.is_floating_point()), torch.float32)
     nodes = {n.name: n for n in gm.graph.nodes}
@@ -64,7 +68,7 @@ def assemble(
     )
     snn.separable_prefix = static_ok
     snn.ann_macs_per_image = ann_macs_per_image(gm)
-    snn.__dict__["ann"] = prepared.graph_module
+    snn.__dict__["ann"] = ann if ann is not None else prepared.graph_module
     return snn
 
 

@@ -33,6 +33,19 @@ def check_supported(gm: fx.GraphModule) -> None:
                 f"node '{node.name}' ({describe(node, modules)}) cannot be converted to spikes yet; "
                 f"{supported_summary()}"
             )
+        if node.op == "call_function" and node.target is F.pad:
+            _check_zero_padding(node)
+
+
+def _check_zero_padding(node: fx.Node) -> None:
+    """F.pad is exact only as zero padding (an absent spike); reflect/replicate or a constant are not."""
+    mode = node.kwargs.get("mode", node.args[2] if len(node.args) > 2 else "constant")
+    value = node.kwargs.get("value", node.args[3] if len(node.args) > 3 else None)
+    if mode != "constant" or value not in (None, 0, 0.0):
+        raise ConversionError(
+            f"node '{node.name}' pads with mode={mode!r}, value={value!r}; only zero padding "
+            "(F.pad(x, pad) or nn.ZeroPad2d) converts exactly"
+        )
 
 
 def _is_inplace(node: fx.Node, modules: dict[str, nn.Module]) -> bool:

@@ -1,4 +1,12 @@
-"""Fold BatchNorm exactly into the conv or linear layer that feeds it."""
+"""Fold BatchNorm exactly into a neighbouring conv or linear layer.
+
+Backward: a BN right after a conv/linear becomes part of its weights and bias. Forward: a BN that does
+not follow one (after a ReLU, on the input) becomes part of the *next* conv/linear, also across a
+flatten: W' = W * scale (per input channel), b' = b + W @ shift. Forward folding is exact only when the
+next layer sees every input element through a weight: a zero-padded conv would see the BN's shift
+inside the image but zeros at its border, so such BNs stay as per-channel affine ops (still exact in
+the SNN, one more op per step).
+"""
 
 from __future__ import annotations
 
@@ -65,3 +73,82 @@ def fold_batchnorms(gm: fx.GraphModule) -> int:
         gm.graph.erase_node(node)
         folded += 1
     return folded
+
+
+FLATTENING = {"flatten", "view", "reshape"}  # method names; module/function forms are checked by type
+
+
+def _is_reshape(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
+    """A row-major reshape (it keeps element order, so channel c owns a contiguous block after it)."""
+    if node.op == "call_module":
+        return isinstance(modules[node.target], nn.Flatten)
+    if node.op == "call_function":
+        return node.target in (torch.flatten, torch.reshape)
+    return node.op == "call_method" and node.target in FLATTENING
+
+
+def _next_layer(bn_node: fx.Node, modules: dict[str, nn.Module]) -> fx.Node | None:
+    """The single conv/linear that consumes the BN's output, directly or through reshapes, else None."""
+    node = bn_node
+    while len(node.users) == 1:
+        (user,) = node.users
+        if user.op == "call_module" and isinstance(modules[user.target], tuple(FOLDABLE)):
+            return user if user.args[0] is node else None
+        if not _is_reshape(user, modules) or user.args[0] is not node:
+            return None
+        node = user
+    return None
+
+
+def _unpadded(layer: nn.Module) -> bool:
+    if isinstance(layer, nn.Linear):
+        return True
+    padding = layer.padding
+    return padding != "same" and all(p == 0 for p in padding) and layer.groups == 1
+
+
+def fold_forward_into(layer: nn.Module, scale: torch.Tensor, shift: torch.Tensor) -> nn.Module:
+    """A copy of ``layer`` whose output equals ``layer(scale * x + shift)`` per input channel (float64).
+
+    For a linear layer after a flatten, each channel's scale and shift cover a block of inputs.
+    """
+    fused = copy.deepcopy(layer)
+    weight = layer.weight.double()
+    inputs = weight.shape[1]
+    if inputs % scale.numel():
+        raise ConversionError(
+            f"cannot fold a BatchNorm of {scale.numel()} channels into a layer with {inputs} inputs"
+        )
+    block = inputs // scale.numel()
+    scale, shift = scale.repeat_interleave(block), shift.repeat_interleave(block)
+    shape = (1, -1) + (1,) * (weight.dim() - 2)
+    bias = (
+        layer.bias.double() if layer.bias is not None else torch.zeros(weight.shape[0], dtype=torch.float64)
+    )
+    dims = tuple(range(1, weight.dim()))
+    dtype = layer.weight.dtype
+    fused.weight = nn.Parameter((weight * scale.reshape(shape)).to(dtype))
+    fused.bias = nn.Parameter((bias + (weight * shift.reshape(shape)).sum(dim=dims)).to(dtype))
+    return fused
+
+
+def fold_batchnorms_forward(gm: fx.GraphModule) -> tuple[int, int]:
+    """Fold every remaining BN into the next unpadded conv/linear; returns (folded, kept as affine ops)."""
+    modules = dict(gm.named_modules())
+    folded = kept = 0
+    for node in list(gm.graph.nodes):
+        if node.op != "call_module" or not isinstance(modules[node.target], nn.modules.batchnorm._BatchNorm):
+            continue
+        consumer = _next_layer(node, modules)
+        if consumer is None or not _unpadded(modules[consumer.target]):
+            kept += 1
+            continue
+        scale, shift = batchnorm_scale_shift(modules[node.target])
+        fused = fold_forward_into(modules[consumer.target], scale, shift)
+        parent, _, name = consumer.target.rpartition(".")
+        setattr(gm.get_submodule(parent) if parent else gm, name, fused)
+        modules[consumer.target] = fused
+        node.replace_all_uses_with(node.args[0])
+        gm.graph.erase_node(node)
+        folded += 1
+    return folded, kept

@@ -46,6 +46,8 @@ MODULE_ROLES: dict[type[nn.Module], Role] = {
     IFNeuron: Role.ACTIVATION,
     nn.Flatten: Role.STRUCTURAL,
     nn.Unflatten: Role.STRUCTURAL,
+    nn.ZeroPad1d: Role.STRUCTURAL,  # zero padding: silent neurons at the border, exact
+    nn.ZeroPad2d: Role.STRUCTURAL,
     nn.Dropout: Role.REMOVE,
     nn.Dropout1d: Role.REMOVE,
     nn.Dropout2d: Role.REMOVE,
@@ -81,6 +83,7 @@ FUNCTION_ROLES: dict[object, Role] = {
     torch.permute: Role.STRUCTURAL,
     torch.transpose: Role.STRUCTURAL,
     operator.getitem: Role.STRUCTURAL,
+    F.pad: Role.STRUCTURAL,  # zero padding only: checked per node
     F.dropout: Role.REMOVE,
     F.dropout1d: Role.REMOVE,
     F.dropout2d: Role.REMOVE,
@@ -130,7 +133,7 @@ def supported_summary() -> str:
     modules = ", ".join(sorted({cls.__name__ for cls in MODULE_ROLES}))
     return (
         f"supported modules: {modules}; functions: relu, add/sub, mul/div by a constant, mean/sum, "
-        "avg pools, flatten/reshape/view/cat/getitem/permute, dropout"
+        "avg pools, flatten/reshape/view/cat/getitem/permute, zero padding, dropout"
     )
 
 

@@ -14,7 +14,7 @@ from spikeport.graph.canonical import (
     redirect_inplace_users,
     remove_passthrough,
 )
-from spikeport.graph.fold import fold_batchnorms
+from spikeport.graph.fold import fold_batchnorms, fold_batchnorms_forward
 from spikeport.graph.ops import Role, role_of
 from spikeport.graph.shapes import check_linear_scalings, propagate_shapes
 from spikeport.graph.trace import trace
@@ -45,6 +45,13 @@ def prepare(model: nn.Module, example: Tensor) -> PreparedModel:
     folded = fold_batchnorms(gm)
     if folded:
         notes.append(f"folded {folded} BatchNorm layer(s) into the conv/linear layer before them")
+    forward, kept = fold_batchnorms_forward(gm)
+    if forward:
+        notes.append(f"folded {forward} BatchNorm layer(s) into the conv/linear layer after them")
+    if kept:
+        notes.append(
+            f"kept {kept} BatchNorm layer(s) as per-channel affine ops (no unpadded conv/linear follows them)"
+        )
     gm.graph.eliminate_dead_code()
     gm.delete_all_unused_submodules()
     gm.graph.lint()

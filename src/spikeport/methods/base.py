@@ -7,6 +7,7 @@ It never touches the simulator; adding a method means adding one small class her
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import ClassVar
@@ -37,6 +38,9 @@ class Method:
                 f"initial_potential is a fraction of the threshold in [0, 1), got {self.initial_potential}"
             )
 
+    def transform(self, prepared: PreparedModel) -> None:
+        """Rewrite the prepared graph before calibration (e.g. quantise weights); by default, nothing."""
+
     def thresholds(self, prepared: PreparedModel, batches: Batches) -> dict[str, Tensor]:
         """Threshold per activation node name (a scalar, or one value per channel)."""
         raise NotImplementedError
@@ -46,6 +50,39 @@ class Method:
         options = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         options["reset"] = self.reset.value
         return {"method": self.name, **options}
+
+
+def parse_method(spec: str) -> tuple[str, dict]:
+    """``"max[reset=soft, channelwise=true]"`` -> ``("max", {"reset": "soft", "channelwise": True})``.
+
+    One string names a method with its options, so the CLI can compare variants side by side.
+    """
+    match = re.fullmatch(r"\s*([\w-]+)\s*(?:\[(.*)\])?\s*", spec)
+    if match is None:
+        raise ValueError(f"method spec {spec!r} is not NAME or NAME[option=value, ...]")
+    name, body = match.group(1), match.group(2)
+    options = {}
+    for item in filter(None, (part.strip() for part in re.split(r"[,;]", body or ""))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"method spec {spec!r}: option {item!r} is not option=value")
+        options[key.strip().replace("-", "_")] = _literal(value.strip())
+    return name, options
+
+
+def _literal(text: str):
+    """An option value as written: None, a bool, an int, a float, else the string itself."""
+    lowered = text.lower()
+    if lowered in ("none", "null"):
+        return None
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
 def make_method(name: str, **options) -> Method:

@@ -12,11 +12,9 @@ from typing import ClassVar
 
 from torch import Tensor
 
-from spikeport.graph.assemble import positive_thresholds
-from spikeport.graph.observers import HistogramStatistic, MaxStatistic
 from spikeport.graph.prepare import PreparedModel
 from spikeport.methods.base import Batches, Method
-from spikeport.methods.statistics import observe_activations
+from spikeport.methods.statistics import data_based_thresholds
 from spikeport.neurons import Reset
 
 
@@ -26,8 +24,7 @@ class MaxNorm(Method):
     reset: Reset | str = Reset.HARD
 
     def thresholds(self, prepared: PreparedModel, batches: Batches) -> dict[str, Tensor]:
-        stats = observe_activations(prepared, batches, lambda: MaxStatistic(self.channelwise))
-        return {name: positive_thresholds(s.max) for name, s in stats.items()}
+        return data_based_thresholds(prepared, batches, self.channelwise)
 
 
 @dataclass
@@ -41,5 +38,4 @@ class PercentileNorm(Method):
             raise ValueError(f"percentile must be in (0, 100], got {self.percentile}")
 
     def thresholds(self, prepared: PreparedModel, batches: Batches) -> dict[str, Tensor]:
-        stats = observe_activations(prepared, batches, lambda: HistogramStatistic(self.channelwise))
-        return {name: positive_thresholds(s.percentile(self.percentile)) for name, s in stats.items()}
+        return data_based_thresholds(prepared, batches, self.channelwise, self.percentile)

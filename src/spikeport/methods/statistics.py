@@ -6,9 +6,11 @@ import copy
 from collections.abc import Callable
 
 import torch
+from torch import Tensor
 
 from spikeport.errors import CalibrationError
-from spikeport.graph.observers import ActivationObserver, MaxStatistic
+from spikeport.graph.assemble import positive_thresholds
+from spikeport.graph.observers import ActivationObserver, HistogramStatistic, MaxStatistic
 from spikeport.graph.prepare import PreparedModel
 from spikeport.methods.base import Batches
 
@@ -36,3 +38,14 @@ def observe_activations(
     if seen == 0:
         raise CalibrationError("calibration data is empty; pass at least one batch of training inputs")
     return statistics
+
+
+def data_based_thresholds(
+    prepared: PreparedModel, batches: Batches, channelwise: bool, percentile: float | None = None
+) -> dict[str, Tensor]:
+    """Thresholds from the ANN's activations: their maximum, or a percentile of the positive ones."""
+    if percentile is None:
+        stats = observe_activations(prepared, batches, lambda: MaxStatistic(channelwise))
+        return {name: positive_thresholds(s.max) for name, s in stats.items()}
+    stats = observe_activations(prepared, batches, lambda: HistogramStatistic(channelwise))
+    return {name: positive_thresholds(s.percentile(percentile)) for name, s in stats.items()}

@@ -1,0 +1,120 @@
+"""sp.compare: several conversions of one model, measured on the same data — the energy–accuracy trade-off.
+
+Each method is converted and evaluated exactly as ``sp.convert`` + ``sp.evaluate`` would; the comparison
+only puts the results side by side (one table, one plot, one JSON).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from torch import nn
+
+from spikeport.convert import convert
+from spikeport.evaluate import evaluate
+from spikeport.evaluation import Evaluation
+from spikeport.methods import make_method, parse_method
+from spikeport.metrics import EnergyModel
+
+DEFAULT_METHODS = ("ecc", "rmp", "percentile")
+DEFAULT_TIMESTEPS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+@dataclass
+class Comparison:
+    """Evaluations by method label, plus how long each conversion and simulation took (seconds)."""
+
+    evaluations: dict[str, Evaluation]
+    seconds: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def __getitem__(self, label: str) -> Evaluation:
+        return self.evaluations[label]
+
+    def to_markdown(self) -> str:
+        from spikeport.report import comparison_markdown
+
+        return comparison_markdown(self.evaluations)
+
+    def plot(self, path: str | Path, cost: str = "sops") -> Path:
+        """Accuracy against T and against ``cost`` ("sops" or "energy") per image, one curve per method."""
+        from spikeport.report import plot_evaluations
+
+        return plot_evaluations(self.evaluations, path, cost=cost)
+
+    def to_json(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        raw = {
+            "evaluations": {k: ev.to_dict() for k, ev in self.evaluations.items()},
+            "seconds": self.seconds,
+        }
+        path.write_text(json.dumps(raw, indent=2))
+        return path
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> Comparison:
+        raw = json.loads(Path(path).read_text())
+        evaluations = {k: Evaluation.from_dict(v) for k, v in raw["evaluations"].items()}
+        return cls(evaluations, raw.get("seconds", {}))
+
+
+def method_specs(methods: Sequence[str] | Mapping[str, str]) -> dict[str, str]:
+    """Label -> method spec; a list of specs labels each by itself. Specs are checked before any work."""
+    specs = dict(methods) if isinstance(methods, Mapping) else {spec: spec for spec in methods}
+    if not specs:
+        raise ValueError("compare needs at least one method, e.g. methods=['ecc', 'rmp', 'percentile']")
+    for spec in specs.values():
+        name, options = parse_method(spec)
+        make_method(name, **options)  # unknown names and options fail here, not after other conversions
+    return specs
+
+
+def compare(
+    model: nn.Module,
+    calibration,
+    data,
+    methods: Sequence[str] | Mapping[str, str] = DEFAULT_METHODS,
+    timesteps: Sequence[int] = DEFAULT_TIMESTEPS,
+    *,
+    ann: nn.Module | None = None,
+    calibration_samples: int | None = None,
+    limit: int | None = None,
+    batch_size: int = 100,
+    energy: EnergyModel | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+    **options,
+) -> Comparison:
+    """Convert ``model`` with each method and evaluate every conversion on ``data`` at ``timesteps``.
+
+    ``methods``: specs such as ``"ecc"`` or ``"max[reset=soft]"``, or a mapping label -> spec. ``options``
+    go to every ``sp.convert`` call (e.g. ``encoding``). Agreement is measured against ``ann`` (default:
+    ``model`` itself).
+    """
+    specs = method_specs(methods)
+    evaluations: dict[str, Evaluation] = {}
+    seconds: dict[str, dict[str, float]] = {}
+    for label, spec in specs.items():
+        start = time.perf_counter()
+        snn = convert(model, calibration, spec, calibration_samples=calibration_samples, **options)
+        converted = time.perf_counter()
+        evaluations[label] = evaluate(
+            snn,
+            data,
+            timesteps,
+            ann=ann if ann is not None else model,
+            batch_size=batch_size,
+            limit=limit,
+            energy=energy,
+            progress=progress,
+        )
+        seconds[label] = {"convert": converted - start, "simulate": time.perf_counter() - converted}
+        if log is not None:
+            log(
+                f"{label}: converted in {seconds[label]['convert']:.1f} s, simulated in {seconds[label]['simulate']:.0f} s"
+            )
+    return Comparison(evaluations, seconds)
