@@ -5,7 +5,9 @@ many Keras models have it), then Flatten -> Dense(relu) -> Dense(softmax). It tr
 CPU with Keras 3 on the torch backend, is saved as ``.keras`` and legacy ``.h5``, and each file is loaded
 with ``sp.load_model`` (h5py only) and checked against Keras on test images: our module returns the
 logits (the final softmax is dropped), so both the logits and the softmax of ours are compared.
-Run: python bench/keras_cnn.py [--epochs 1] [--out results/keras] [--compare 1000]
+Then the ``.keras`` import is converted (default ``ecc``) and simulated on the MNIST test set; the table
+gives its agreement with Keras' own predictions at every T.
+Run: python bench/keras_cnn.py [--epochs 1] [--out results/keras] [--compare 1000] [--method ecc]
 Needs: pip install -c constraints.txt "keras>=3" h5py
 """
 
@@ -92,12 +94,60 @@ def compare(path: Path, model: keras.Model, x: np.ndarray, labels: np.ndarray) -
     }
 
 
+class KerasReference(torch.nn.Module):
+    """Keras' own predictions (logits, NCHW in) as the reference for agreement: the SNN is compared with
+    the Keras model itself, not only with our import of it."""
+
+    def __init__(self, model: keras.Model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(keras_logits(self.model, x.permute(0, 2, 3, 1).numpy()))
+
+
+def convert_and_evaluate(path: Path, model: keras.Model, args) -> dict:
+    """Import the .keras file, convert it with ``args.method`` and measure agreement with Keras at every T."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the dropped softmax was reported above
+        module = sp.load_model(path)  # NCHW input, so spikeport's MNIST (N, 1, 28, 28) fits as is
+    start = time.perf_counter()
+    snn = sp.convert(module, "mnist:train", args.method, calibration_samples=args.calibration_samples)
+    convert_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    evaluation = sp.evaluate(
+        snn, "mnist:test", args.timesteps, ann=KerasReference(model), limit=args.snn_images, progress=False
+    )
+    simulate_seconds = time.perf_counter() - start
+    print(
+        f"\nSNN ({args.method}) of the imported .keras model vs Keras' own predictions, {evaluation.samples} "
+        f"test images (converted in {convert_seconds:.1f} s, simulated in {simulate_seconds:.0f} s):"
+    )
+    print(evaluation.to_markdown())
+    return {
+        "method": args.method,
+        "calibration_samples": args.calibration_samples,
+        "images": evaluation.samples,
+        "convert_seconds": round(convert_seconds, 1),
+        "simulate_seconds": round(simulate_seconds, 1),
+        "agreement_with_keras": {str(t): a for t, a in evaluation.agreement.items()},
+        "accuracy": {str(t): a for t, a in evaluation.accuracy.items()},
+        "keras_accuracy": evaluation.ann_accuracy,
+        "spikes_per_image": {str(t): v for t, v in evaluation.spikes_per_image.items()},
+        "sops_per_image": {str(t): v for t, v in evaluation.sops_per_image.items()},
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--out", default="results/keras")
     parser.add_argument("--compare", type=int, default=1000, help="test images for the equivalence check")
+    parser.add_argument("--method", default="ecc", help="conversion method spec, e.g. ecc or max[reset=soft]")
+    parser.add_argument("--timesteps", type=int, nargs="+", default=[16, 32, 64, 128, 256])
+    parser.add_argument("--snn-images", type=int, default=10000, help="test images simulated")
+    parser.add_argument("--calibration-samples", type=int, default=5000)
     args = parser.parse_args()
     keras.utils.set_random_seed(0)
 
@@ -135,13 +185,13 @@ def main() -> None:
         for note in row["import_notes"]:
             print(f"  note: {note}")
 
-    # ---- SNN conversion goes here (added once MaxPool2d conversion is supported) -------------------
-    # module = sp.load_model(paths[0])  # NCHW input, so spikeport's MNIST (N, 1, 28, 28) fits as is
-    # snn = sp.convert(module, "mnist:train", method="ecc", calibration_samples=...)
-    # evaluation = sp.evaluate(snn, "mnist:test", timesteps=[...], ann=module)
-    # -------------------------------------------------------------------------------------------------
-
-    summary = {"keras_version": keras.__version__, "test_accuracy_keras": float(accuracy), "files": rows}
+    conversion = convert_and_evaluate(paths[0], model, args)
+    summary = {
+        "keras_version": keras.__version__,
+        "test_accuracy_keras": float(accuracy),
+        "files": rows,
+        "snn": conversion,
+    }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(f"wrote {out / 'summary.json'}")
 

@@ -77,6 +77,7 @@ def main() -> None:
     cases = [
         ("demo CNN (MNIST shape)", mnist_cnn().eval(), (1, 28, 28)),
         ("VGG-style 6 conv (32-64-128)", vgg6().eval(), (3, 32, 32)),
+        ("same VGG with max-pools", vgg6(pool="max").eval(), (3, 32, 32)),
     ]
     rows = [measure(name, model, shape, args.batch, args.timesteps) for name, model, shape in cases]
     print(

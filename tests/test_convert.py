@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 import spikeport as sp
+from spikeport.network import CPU_SAMPLES_PER_CALL
 from tests.helpers import Residual, randomize_batchnorms
 
 
@@ -81,7 +82,9 @@ def test_memory_budget_sets_the_chunk_length():
     assert snn.chunk_steps(batch=4, timesteps=100, device="cuda") == 1
     snn.memory_budget = 1 << 40
     assert snn.chunk_steps(batch=4, timesteps=100, device="cuda") == 100
-    assert snn.chunk_steps(batch=4, timesteps=100, device="cpu") == 64  # cache-friendly calls on CPU
+    # Cache-friendly calls on CPU: about CPU_SAMPLES_PER_CALL samples, never less than one step.
+    assert snn.chunk_steps(batch=4, timesteps=100, device="cpu") == CPU_SAMPLES_PER_CALL // 4
+    assert snn.chunk_steps(batch=1000, timesteps=100, device="cpu") == 1
 
 
 @pytest.mark.parametrize(

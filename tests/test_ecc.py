@@ -82,3 +82,33 @@ def test_weight_bits_quantise_the_snn_not_the_reference():
     ev = sp.evaluate(snn, x, timesteps=[64])  # agreement is against the float ANN
     assert "ecc (4-bit weights)" in ev.to_markdown()
     assert torch.equal(snn.ann(x), model(x)) or torch.allclose(snn.ann(x), model(x), atol=1e-5)
+
+
+class BasicBlock(nn.Module):
+    """A ResNet block with BatchNorm on both branches of the residual add (1x1-conv shortcut)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(2, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4)
+        self.conv2, self.bn2 = nn.Conv2d(4, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4)
+        self.shortcut, self.bn_short = nn.Conv2d(2, 4, 1, bias=False), nn.BatchNorm2d(4)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        y = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
+        x = torch.relu(y + self.bn_short(self.shortcut(x)))
+        return self.fc(x.mean(dim=(2, 3)))
+
+
+def test_batchnorm_on_both_branches_of_a_residual_add_folds_and_converges():
+    torch.manual_seed(0)
+    model = randomize_batchnorms(BasicBlock())
+    x = torch.rand(64, 2, 6, 6)
+    snn = sp.convert(model, x, "ecc")
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in snn.modules())  # all three folded exactly
+    assert torch.allclose(snn.ann(x), model(x), atol=1e-5)
+    readout = snn(x, timesteps=512)
+    errors = [(readout[t - 1] - model(x)).abs().mean().item() for t in (16, 512)]
+    assert errors[1] < errors[0] / 4 and errors[1] < 0.02 * model(x).abs().mean().item()
+    agreement = (readout[-1].argmax(1) == model(x).argmax(1)).float().mean().item()
+    assert agreement >= 0.95

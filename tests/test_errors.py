@@ -60,7 +60,12 @@ def one_line(error: BaseException) -> str:
             (8, 4),
             ["Sigmoid module '1'", "supported"],
         ),
-        (nn.Sequential(nn.Conv1d(1, 2, 3), nn.ReLU(), nn.MaxPool1d(2)), (8, 1, 9), ["MaxPool1d module '2'"]),
+        (nn.Sequential(nn.Conv1d(1, 2, 3), nn.ReLU(), nn.LPPool1d(2, 2)), (8, 1, 9), ["LPPool1d module '2'"]),
+        (
+            nn.Sequential(nn.Conv1d(1, 2, 3), nn.ReLU(), nn.MaxPool1d(2, return_indices=True)),
+            (8, 1, 9),
+            ["MaxPool1d module '2'", "return_indices=True"],
+        ),
         (Gated(), (8, 4), ["'mul'", "two signals"]),
         (ReflectPad(), (8, 1, 6, 6), ["mode='reflect'", "only zero padding"]),
     ],

@@ -20,6 +20,7 @@ from keras import layers  # noqa: E402
 
 import spikeport as sp  # noqa: E402
 from spikeport.errors import ConversionError  # noqa: E402
+from spikeport.neurons import SpikingMaxPool  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
 
@@ -358,16 +359,40 @@ def test_keras2_sequential_h5_without_input_layer(tmp_path):
 # -- conversion -------------------------------------------------------------------------------------------
 
 
-def test_loaded_keras_model_converts_and_the_snn_agrees_in_argmax(tmp_path):
-    model = randomize_batchnorms(sequential_cnn(with_pooling=False))
+@pytest.mark.parametrize("method", ["ecc", "max[reset=soft]"])  # hard reset biases the rates
+def test_loaded_keras_model_with_max_pooling_converts_and_the_snn_agrees_in_argmax(tmp_path, method):
+    model = randomize_batchnorms(sequential_cnn(with_pooling=True))
     module = load_quietly(save(model, tmp_path, ".keras"))
     calibration = torch.from_numpy(np.abs(images(128, (12, 12, 3), seed=1))).permute(0, 3, 1, 2)
-    snn = sp.convert(module, calibration, method="max", reset="soft")  # hard reset biases the rates
+    snn = sp.convert(module, calibration, method=method)
+    assert any(isinstance(layer, SpikingMaxPool) for layer in snn.spiking_layers().values())
     x = np.abs(images(64, (12, 12, 3), seed=2))
     with torch.no_grad():
         readout = snn(torch.from_numpy(x).permute(0, 3, 1, 2), timesteps=256)[-1]
     agreement = (readout.argmax(1).numpy() == keras_output(model, x).argmax(1)).mean()
     assert agreement >= 0.9
+
+
+def test_same_padded_max_pool_converts(tmp_path):
+    """An uneven 'same' max-pool (-inf padding at the end) is one spiking max-pool after import."""
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            layers.Conv2D(4, 3, activation="relu"),
+            layers.MaxPooling2D(2, strides=1, padding="same"),
+            layers.Flatten(),
+            layers.Dense(3),
+        ]
+    )
+    module = load_quietly(save(model, tmp_path, ".keras"))
+    x = np.abs(images(64, (8, 8, 1), seed=3))
+    torch_x = torch.from_numpy(x).permute(0, 3, 1, 2)
+    snn = sp.convert(module, torch_x, "ecc")
+    assert sum(isinstance(layer, SpikingMaxPool) for layer in snn.spiking_layers().values()) == 1
+    with torch.no_grad():
+        readout = snn(torch_x, timesteps=512)[-1].numpy()
+    expected = keras_output(model, x)
+    assert np.abs(readout - expected).mean() < 0.02 * np.abs(expected).mean()
 
 
 # -- errors ----------------------------------------------------------------------------------------------

@@ -64,6 +64,12 @@ def _parser() -> argparse.ArgumentParser:
         "--thresholding", type=float, help="ecc: initial membrane as a fraction of Vth (default 0.5)"
     )
     convert.add_argument("--weight-bits", type=int, help="ecc: quantise weights to N signed bits")
+    convert.add_argument(
+        "--max-to-avg",
+        action="store_true",
+        default=None,
+        help="replace max-pools by average pools (default: spiking max-pools)",
+    )
     convert.add_argument("--calibration-samples", type=int, help="use the first N calibration samples")
     convert.add_argument("--encoding", choices=["analog", "poisson"], default="analog")
     convert.add_argument("-o", "--output", required=True, help="where to save the network (.spk)")
@@ -135,6 +141,7 @@ def _convert(args: argparse.Namespace) -> None:
         "calibration_timesteps",
         "thresholding",
         "weight_bits",
+        "max_to_avg",
     ]
     options = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
     snn = sp.convert(

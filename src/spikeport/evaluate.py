@@ -104,10 +104,9 @@ def _summarise(
     sops, macs = at(total_sops), at(tally.input_macs)
     accuracy_curve = (tally.correct / n).tolist() if tally.labelled else [None] * tally.steps
     agreement_curve = (tally.agree / n).tolist() if with_ann else [None] * tally.steps
-    neurons = snn.neurons()
     layers = []
-    for name, neuron in neurons.items():
-        size = int(neuron.fanout.numel())
+    for name, layer in snn.spiking_layers().items():
+        size = int(layer.fanout.numel())
         spikes = at(tally.spikes[name])
         layers.append(
             LayerReport(

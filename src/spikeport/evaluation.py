@@ -9,7 +9,10 @@ from pathlib import Path
 
 @dataclass
 class LayerReport:
-    """One neuron layer: size, spikes and the synaptic operations its spikes cause, per image."""
+    """One spiking layer: size, spikes and the synaptic operations its spikes cause, per image.
+
+    A spiking max-pool is a layer too: its events are the gated spikes it sends on.
+    """
 
     name: str
     neurons: int

@@ -25,11 +25,13 @@ def mnist_cnn(channels: tuple[int, int] = (16, 32), classes: int = 10) -> nn.Seq
     )
 
 
-def vgg6(width: int = 32, classes: int = 10, in_channels: int = 3) -> nn.Sequential:
-    """Six 3x3 convs in three stages with average pooling, for 32x32 input (CIFAR shape).
+def vgg6(width: int = 32, classes: int = 10, in_channels: int = 3, pool: str = "avg") -> nn.Sequential:
+    """Six 3x3 convs in three stages with average (or, ``pool="max"``, max) pooling, for 32x32 input.
 
     The conversion-friendly VGG layout of RMP-SNN at a CPU-friendly width (32-64-128 channels).
     """
+    if pool not in ("avg", "max"):
+        raise ValueError(f"pool is 'avg' or 'max', got {pool!r}")
     layers: list[nn.Module] = []
     channels = in_channels
     for stage in range(3):
@@ -40,7 +42,7 @@ def vgg6(width: int = 32, classes: int = 10, in_channels: int = 3) -> nn.Sequent
             nn.Conv2d(out, out, 3, padding=1),
             nn.ReLU(),
         ]
-        layers.append(nn.AvgPool2d(2))
+        layers.append(nn.AvgPool2d(2) if pool == "avg" else nn.MaxPool2d(2))
         channels = out
     layers += [nn.Flatten(), nn.Linear(channels * 4 * 4, classes)]
     return nn.Sequential(*layers)

@@ -10,13 +10,14 @@ from torch import Tensor, fx, nn
 
 from spikeport.encoding import Encoding, encode_chunk
 from spikeport.errors import InputShapeError
-from spikeport.neurons import IFNeuron
+from spikeport.neurons import IFNeuron, SpikingLayer, SpikingMaxPool
 from spikeport.simulation_clock import SimulationClock
 
 DEFAULT_MEMORY_BUDGET = 1 << 30  # bytes of activations per chunk of time steps
-# On CPU the synaptic layers run fastest per sample when one call holds a few hundred samples (larger
-# calls fall out of cache: measured 2x slower per step at 64 x 100 than at 2 x 100 on the demo CNN).
-CPU_SAMPLES_PER_CALL = 256
+# On CPU the synaptic layers run fastest per sample when one call holds about a hundred samples: larger
+# calls fall out of cache (VGG-style net, T=32, interleaved in one process: 1 x 100 samples per call took
+# 0.95 s, 2 x 100 1.30 s, 8 x 100 1.90 s; at batch 25, 1 to 5 steps per call were level, 10 was 30 % slower).
+CPU_SAMPLES_PER_CALL = 128
 
 
 @dataclass
@@ -24,8 +25,10 @@ class Simulation:
     """What one run of ``timesteps`` steps produced; every per-step tensor covers the whole batch."""
 
     readout: Tensor  # [T, B, ...] running mean of the output layer's input current (ANN units)
-    spikes: dict[str, Tensor] = field(default_factory=dict)  # neuron layer -> [T] spikes per step
-    sops: dict[str, Tensor] = field(default_factory=dict)  # neuron layer -> [T] synaptic ops its spikes cause
+    spikes: dict[str, Tensor] = field(default_factory=dict)  # spiking layer -> [T] events per step
+    sops: dict[str, Tensor] = field(
+        default_factory=dict
+    )  # spiking layer -> [T] synaptic ops its events cause
     input_sops: Tensor | None = None  # [T] synaptic ops of input spikes (Poisson encoding)
     input_macs: Tensor | None = None  # [T] multiply-accumulates of the analog input current
 
@@ -67,8 +70,8 @@ class SpikingNetwork(nn.Module):
         # input (the same at every step) can go through it once per batch.
         self.separable_prefix = False
         self.clock = SimulationClock()
-        for neuron in self.neurons().values():
-            neuron.clock = self.clock
+        for layer in self.spiking_layers().values():
+            layer.clock = self.clock
         self.elements_per_sample = sum(
             math.prod(n.meta.get("sample_shape", ()))
             for n in graph_module.graph.nodes
@@ -87,6 +90,27 @@ class SpikingNetwork(nn.Module):
     def neurons(self) -> dict[str, IFNeuron]:
         """Neuron layers by module path (stable across save and load), in execution order."""
         return {str(node.target): neuron for node, neuron in self.neuron_nodes()}
+
+    def spiking_layers(self) -> dict[str, SpikingLayer]:
+        """Every module that emits events (neurons and spiking max-pools), by module path, in order."""
+        modules = dict(self.graph_module.named_modules())
+        return {
+            str(n.target): modules[n.target]
+            for n in self.graph_module.graph.nodes
+            if n.op == "call_module" and isinstance(modules[n.target], SpikingLayer)
+        }
+
+    def analog_macs_per_sample(self) -> Tensor:
+        """Synaptic ops fed by analog values at every step of an analog-input run (counted as MACs).
+
+        The input's own fan-out, plus that of any max-pool before the first neurons: with a static input
+        such a pool sends on analog maxima, not spikes.
+        """
+        total = self.input_fanout.sum()
+        for layer in self.spiking_layers().values():
+            if isinstance(layer, SpikingMaxPool) and layer.in_static_prefix:
+                total = total + layer.fanout.sum()
+        return total
 
     @property
     def static_input(self) -> bool:

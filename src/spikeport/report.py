@@ -28,6 +28,8 @@ def method_label(method: dict) -> str:
     label = method.get("method", "snn")
     if method.get("weight_bits"):
         label += f" ({method['weight_bits']}-bit weights)"
+    if method.get("max_to_avg"):
+        label += " (max-pools as averages)"
     return label
 
 

@@ -11,9 +11,9 @@ from spikeport.network import Simulation, SpikingNetwork
 
 def run(snn: SpikingNetwork, x: Tensor, timesteps: int, *, record: bool, chunk: int) -> Simulation:
     """Simulate ``timesteps`` steps in chunks of ``chunk`` steps; see ``SpikingNetwork.simulate``."""
-    neurons = snn.neurons()
-    for neuron in neurons.values():
-        neuron.reset_state(record_steps=timesteps if record else 0)
+    layers = snn.spiking_layers()
+    for layer in layers.values():
+        layer.reset_state(record_steps=timesteps if record else 0)
     generator = (
         torch.Generator(device=x.device).manual_seed(snn.seed) if snn.encoding is Encoding.POISSON else None
     )
@@ -23,6 +23,7 @@ def run(snn: SpikingNetwork, x: Tensor, timesteps: int, *, record: bool, chunk: 
     input_events = torch.zeros(timesteps, dtype=torch.float64, device=x.device) if record else None
     snn.clock.recording = record
     snn.clock.batch = batch
+    snn.clock.static_input = snn.static_input
     try:
         done = 0
         while done < timesteps:
@@ -47,16 +48,16 @@ def run(snn: SpikingNetwork, x: Tensor, timesteps: int, *, record: bool, chunk: 
         snn.clock.recording = False
     result = Simulation(readout=readout)
     if record:
-        for name, neuron in neurons.items():
-            result.spikes[name] = neuron.spikes_per_step
+        for name, layer in layers.items():
+            result.spikes[name] = layer.spikes_per_step
             result.sops[name] = (
-                neuron.sops_per_step if neuron.sops_per_step is not None else torch.zeros(timesteps)
+                layer.sops_per_step if layer.sops_per_step is not None else torch.zeros(timesteps)
             )
         if snn.encoding is Encoding.POISSON:
             result.input_sops = input_events
         else:
-            dense = snn.input_fanout.sum() * batch
+            dense = snn.analog_macs_per_sample() * batch
             result.input_macs = dense.expand(timesteps).clone()
-    for neuron in neurons.values():
-        neuron.reset_state()
+    for layer in layers.values():
+        layer.reset_state()
     return result

@@ -12,3 +12,4 @@ class SimulationClock:
     batch: int = 1
     recording: bool = False
     offset: int = 0  # steps simulated before this chunk
+    static_input: bool = False  # the part before the first neurons runs once per batch (analog input)

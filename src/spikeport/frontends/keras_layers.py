@@ -26,6 +26,7 @@ from torch import fx, nn
 
 from spikeport.errors import ConversionError
 from spikeport.frontends.keras_config import INPUT_CLASS, Call, LayerSpec, ModelGraph, Shape
+from spikeport.layers import PaddedMaxPool2d
 
 __all__ = ["SUPPORTED_LAYERS", "build_graph_module"]
 
@@ -40,6 +41,17 @@ ALIASES = {
 }
 TO_CHANNELS_LAST = (0, 2, 3, 1)
 TO_CHANNELS_FIRST = (0, 3, 1, 2)
+
+
+@dataclass(frozen=True)
+class PoolGeometry:
+    """Where a Keras 2-D pool's windows lie: what both pooling kinds need before choosing a torch form."""
+
+    pool_size: tuple[int, int]
+    strides: tuple[int, int]
+    pads: tuple[int, int, int, int]  # top, bottom, left, right
+    out_shape: Shape  # (H, W, C) after pooling
+    ceil_mode_is_exact: bool  # torch's ceil_mode windows are these windows
 
 
 @dataclass(frozen=True, eq=False)
@@ -473,39 +485,35 @@ class GraphBuilder:
         orders_differ = x.is_image and height * width > 1 and channels > 1  # type: ignore[operator]
         return Value(node, (numel,), x.shape if orders_differ else None)  # type: ignore[arg-type]
 
-    def pool_window(self, call: Call, x: Value) -> tuple[tuple[int, int], tuple[int, int]]:
-        """Pool size and strides (Keras: strides default to the pool size)."""
+    def pool_geometry(self, call: Call, x: Value) -> PoolGeometry:
+        """Pool size, strides (Keras: default to the pool size), padding and output size of a 2-D pool."""
         config = call.spec.config
         self.channels_last(call.spec)
         self.image(call.spec, x)
         pool_size = _pair(config.get("pool_size", 2), "pool_size")
-        return pool_size, _pair(config.get("strides") or pool_size, "strides")
+        strides = _pair(config.get("strides") or pool_size, "strides")
+        height, width, channels = x.shape
+        pads, out = self.padding(call.spec, (height, width), pool_size, strides, (1, 1))
+        ceil_exact = self.ceil_mode_is_exact((height, width), pool_size, strides, (pads[0], pads[2]), out)
+        return PoolGeometry(pool_size, strides, pads, (*out, channels), ceil_exact)
 
     def max_pool(self, call: Call, inputs: list[Value]) -> Value:
-        spec, x = call.spec, inputs[0]
-        pool_size, strides = self.pool_window(call, x)
-        height, width, channels = x.shape
-        (top, bottom, left, right), out = self.padding(spec, (height, width), pool_size, strides, (1, 1))
-        node = x.node
+        spec, node = call.spec, inputs[0].node
+        geometry = self.pool_geometry(call, inputs[0])
+        pool_size, strides, (top, bottom, left, right) = geometry.pool_size, geometry.strides, geometry.pads
         if top == bottom and left == right:
             make: Callable[[], nn.Module] = lambda: nn.MaxPool2d(pool_size, strides, padding=(top, left))  # noqa: E731
-        elif self.ceil_mode_is_exact((height, width), pool_size, strides, (top, left), out):
+        elif geometry.ceil_mode_is_exact:
             make = lambda: nn.MaxPool2d(pool_size, strides, padding=(top, left), ceil_mode=True)  # noqa: E731
         else:  # -inf padding is exactly what 'same' means for a max
-            pad = self.module(
-                spec, "pad", lambda: nn.ConstantPad2d((left, right, top, bottom), float("-inf"))
-            )
-            node = self.call_module(pad, node)
-            make = lambda: nn.MaxPool2d(pool_size, strides)  # noqa: E731
+            make = lambda: PaddedMaxPool2d((left, right, top, bottom), pool_size, strides)  # noqa: E731
         target = self.module(spec, "", make)
-        return Value(self.call_module(target, node), (*out, channels))
+        return Value(self.call_module(target, node), geometry.out_shape)
 
     def average_pool(self, call: Call, inputs: list[Value]) -> Value:
-        spec, x = call.spec, inputs[0]
-        pool_size, strides = self.pool_window(call, x)
-        height, width, channels = x.shape
-        (top, bottom, left, right), out = self.padding(spec, (height, width), pool_size, strides, (1, 1))
-        node = x.node
+        spec, node = call.spec, inputs[0].node
+        geometry = self.pool_geometry(call, inputs[0])
+        pool_size, strides, (top, bottom, left, right) = geometry.pool_size, geometry.strides, geometry.pads
         if top == bottom and left == right:  # padding (if any) is left out of each average, as in Keras
             make: Callable[[], nn.Module] = lambda: nn.AvgPool2d(  # noqa: E731
                 pool_size, strides, padding=(top, left), count_include_pad=False
@@ -523,7 +531,7 @@ class GraphBuilder:
                     "disagree on such averages; use padding='valid', a pool size of 2, or an input size "
                     "divisible by the stride",
                 )
-            if self.ceil_mode_is_exact((height, width), pool_size, strides, (top, left), out):
+            if geometry.ceil_mode_is_exact:
                 make = lambda: nn.AvgPool2d(  # noqa: E731
                     pool_size, strides, ceil_mode=True, count_include_pad=False
                 )
@@ -532,7 +540,7 @@ class GraphBuilder:
                 node = self.call_module(pad, node)
                 make = lambda: nn.AvgPool2d(pool_size, strides)  # noqa: E731
         target = self.module(spec, "", make)
-        return Value(self.call_module(target, node), (*out, channels))
+        return Value(self.call_module(target, node), geometry.out_shape)
 
     @staticmethod
     def ceil_mode_is_exact(

@@ -5,14 +5,15 @@ from __future__ import annotations
 import copy
 
 import torch
-from torch import Tensor
+from torch import Tensor, fx
 
 from spikeport.encoding import Encoding
 from spikeport.graph.connectivity import fanout
+from spikeport.graph.ops import Role, role_of
 from spikeport.graph.prepare import PreparedModel
 from spikeport.metrics import ann_macs_per_image
 from spikeport.network import DEFAULT_MEMORY_BUDGET, SpikingNetwork
-from spikeport.neurons import IFNeuron, Reset
+from spikeport.neurons import IFNeuron, Reset, SpikingLayer, SpikingMaxPool
 
 
 def broadcastable(threshold: Tensor, sample_shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
@@ -46,16 +47,21 @@ def assemble(
     for activation in prepared.activation_nodes():
         node = nodes[activation.name]
         threshold = broadcastable(thresholds[node.name], node.meta["sample_shape"], dtype)
-        parent, _, attr = str(node.target).rpartition(".")
-        owner = gm.get_submodule(parent) if parent else gm
-        setattr(owner, attr, IFNeuron(threshold, reset, initial_potential))
+        _set_module(gm, node, IFNeuron(threshold, reset, initial_potential))
     modules = dict(gm.named_modules())
     for node in gm.graph.nodes:
-        if node.op == "call_module" and isinstance(modules[node.target], IFNeuron):
-            modules[node.target].fanout = fanout(gm, node)
+        if role_of(node, modules) is Role.MAX_POOL:
+            _set_module(gm, node, SpikingMaxPool(modules[node.target]))
+    static = static_prefix(gm)
+    modules = dict(gm.named_modules())
+    for node in gm.graph.nodes:
+        layer = modules.get(node.target) if node.op == "call_module" else None
+        if isinstance(layer, SpikingLayer):
+            layer.fanout = fanout(gm, node)
+        if isinstance(layer, SpikingMaxPool):
+            layer.in_static_prefix = static is not None and node in static
     source = next(n for n in gm.graph.nodes if n.op == "placeholder")
     gm.recompile()
-    static_ok = analog_prefix_is_separable(gm)
     snn = SpikingNetwork(
         gm,
         prepared.input_shape,
@@ -66,17 +72,23 @@ def assemble(
         memory_budget=memory_budget,
         info=info,
     )
-    snn.separable_prefix = static_ok
+    snn.separable_prefix = static is not None
     snn.ann_macs_per_image = ann_macs_per_image(gm)
     snn.__dict__["ann"] = ann if ann is not None else prepared.graph_module
     return snn
 
 
-def analog_prefix_is_separable(gm) -> bool:
-    """True when no op combines a value computed before the first neurons with one computed after them.
+def _set_module(gm: fx.GraphModule, node: fx.Node, module: torch.nn.Module) -> None:
+    parent, _, attr = str(node.target).rpartition(".")
+    setattr(gm.get_submodule(parent) if parent else gm, attr, module)
 
-    Then, for an analog input (the same at every step), the part of the graph before the neurons can run
-    once per batch instead of once per step, and the neurons take its output as a constant current.
+
+def static_prefix(gm: fx.GraphModule) -> set[fx.Node] | None:
+    """The nodes computed from the input alone, before any neurons, or None when the graph mixes them.
+
+    When no op combines a value computed before the first neurons with one computed after them, an analog
+    input (the same at every step) can go through that prefix once per batch instead of once per step, and
+    the neurons take its output as a constant current.
     """
     static, dynamic = set(), set()
     for node in gm.graph.nodes:
@@ -88,14 +100,14 @@ def analog_prefix_is_separable(gm) -> bool:
         if node.op == "call_module" and isinstance(gm.get_submodule(node.target), IFNeuron):
             dynamic.add(node)
         elif from_static and from_dynamic:
-            return False
+            return None
         elif node.op == "output":
-            return not from_static
+            return None if from_static else static
         elif from_dynamic:
             dynamic.add(node)
         elif from_static:
             static.add(node)
-    return True
+    return static
 
 
 def positive_thresholds(raw: Tensor) -> Tensor:

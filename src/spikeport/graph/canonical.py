@@ -6,11 +6,23 @@ and dropout, identities and a final softmax are gone. Later passes then look at 
 
 from __future__ import annotations
 
+import copy
+
+import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
 from spikeport.errors import ConversionError
-from spikeport.graph.ops import RELU_FUNCTIONS, RELU_METHODS, Role, describe, role_of, supported_summary
+from spikeport.graph.ops import (
+    MAX_POOL_MODULES,
+    RELU_FUNCTIONS,
+    RELU_METHODS,
+    Role,
+    describe,
+    role_of,
+    supported_summary,
+)
+from spikeport.layers import PaddedMaxPool2d
 
 POOL_MODULES = {
     F.avg_pool1d: nn.AvgPool1d,
@@ -18,6 +30,14 @@ POOL_MODULES = {
     F.adaptive_avg_pool1d: nn.AdaptiveAvgPool1d,
     F.adaptive_avg_pool2d: nn.AdaptiveAvgPool2d,
 }
+MAX_POOL_FUNCTIONS = {
+    F.max_pool1d: nn.MaxPool1d,
+    F.max_pool2d: nn.MaxPool2d,
+    torch.max_pool1d: nn.MaxPool1d,
+    torch.max_pool2d: nn.MaxPool2d,
+}
+# The functional max-pools' parameters in order (the modules take return_indices before ceil_mode).
+MAX_POOL_PARAMETERS = ("kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")
 
 
 def modules_of(gm: fx.GraphModule) -> dict[str, nn.Module]:
@@ -35,6 +55,28 @@ def check_supported(gm: fx.GraphModule) -> None:
             )
         if node.op == "call_function" and node.target is F.pad:
             _check_zero_padding(node)
+        if role_of(node, modules) is Role.MAX_POOL:
+            _check_max_pool(node, modules)
+
+
+def _check_max_pool(node: fx.Node, modules: dict[str, nn.Module]) -> None:
+    """A max-pool that also returns its indices has no spiking counterpart (the indices are not a signal)."""
+    if node.op == "call_module":
+        returns_indices = getattr(modules[node.target], "return_indices", False)
+    else:
+        returns_indices = _max_pool_parameters(node).get("return_indices", False)
+    if returns_indices:
+        raise ConversionError(
+            f"node '{node.name}' ({describe(node, modules)}) returns indices (return_indices=True); only a "
+            "max-pool that returns the pooled values converts (used for unpooling, the indices are no signal)"
+        )
+
+
+def _max_pool_parameters(node: fx.Node) -> dict:
+    parameters = dict(zip(MAX_POOL_PARAMETERS, node.args[1:], strict=False)) | dict(node.kwargs)
+    if parameters.get("stride") in ([], ()):  # torch.max_pool2d's default: the kernel size
+        parameters["stride"] = None
+    return parameters
 
 
 def _check_zero_padding(node: fx.Node) -> None:
@@ -119,18 +161,71 @@ def canonicalize_activations(gm: fx.GraphModule) -> None:
 
 
 def canonicalize_pools(gm: fx.GraphModule) -> None:
-    """Functional average pools become modules, so fan-out and export see one kind of pooling node."""
+    """Functional pools become modules, and every max-pool call site gets a module of its own.
+
+    Then fan-out and export see one kind of pooling node, and each spiking max-pool (which has state)
+    serves exactly one place in the graph, even when the model calls one ``nn.MaxPool2d`` twice.
+    """
+    calls: dict[str, int] = {}
+    for node in gm.graph.nodes:
+        if node.op == "call_module":
+            calls[node.target] = calls.get(node.target, 0) + 1
     for node in list(gm.graph.nodes):
-        if node.op != "call_function" or node.target not in POOL_MODULES:
+        if node.op == "call_module":
+            module = gm.get_submodule(node.target)
+            if isinstance(module, MAX_POOL_MODULES) and calls[node.target] > 1:
+                _replace_with_module(gm, node, copy.deepcopy(module), "max_pool")
             continue
+        if node.op != "call_function" or node.target not in POOL_MODULES | MAX_POOL_FUNCTIONS:
+            continue
+        is_max = node.target in MAX_POOL_FUNCTIONS
+        parameters = _max_pool_parameters(node) if is_max else {}
         params = (*node.args[1:], *node.kwargs.values())
         if any(isinstance(p, fx.Node) for p in params):
             raise ConversionError(
                 f"node '{node.name}' ({node.target.__name__}) takes its pooling size from a tensor; "
                 "use constant sizes or an nn pooling module"
             )
-        module = POOL_MODULES[node.target](*node.args[1:], **node.kwargs)
-        _replace_with_module(gm, node, module, "pool")
+        if is_max:
+            module = MAX_POOL_FUNCTIONS[node.target](**parameters)
+        else:
+            module = POOL_MODULES[node.target](*node.args[1:], **node.kwargs)
+        _replace_with_module(gm, node, module, "max_pool" if is_max else "pool")
+
+
+def max_pools_to_average(gm: fx.GraphModule) -> int:
+    """Replace each max-pool module by an average pool over the same windows; returns how many.
+
+    Padding is left out of each average (``count_include_pad=False``), as max-pooling ignores it.
+    """
+    replaced = 0
+    for name, module in list(gm.named_modules()):
+        if isinstance(module, PaddedMaxPool2d):
+            raise ConversionError(
+                f"max_to_avg: max-pool '{name}' pads unevenly ({module.padding}, TensorFlow's 'same'); no "
+                "average pool has those windows, so convert it as a spiking max-pool (max_to_avg=False)"
+            )
+        if not isinstance(module, nn.MaxPool1d | nn.MaxPool2d):
+            continue
+        if any(d != 1 for d in _tuple(module.dilation)):
+            raise ConversionError(
+                f"max_to_avg: max-pool '{name}' is dilated (dilation={module.dilation}); average pools "
+                "have no dilation, so convert it as a spiking max-pool (max_to_avg=False)"
+            )
+        average = nn.AvgPool1d if isinstance(module, nn.MaxPool1d) else nn.AvgPool2d
+        replacement = average(
+            module.kernel_size, module.stride, module.padding, module.ceil_mode, count_include_pad=False
+        )
+        parent, _, attr = name.rpartition(".")
+        setattr(gm.get_submodule(parent) if parent else gm, attr, replacement)
+        replaced += 1
+    if replaced:
+        gm.recompile()
+    return replaced
+
+
+def _tuple(value) -> tuple:
+    return tuple(value) if isinstance(value, tuple | list) else (value,)
 
 
 def remove_passthrough(gm: fx.GraphModule) -> list[str]:

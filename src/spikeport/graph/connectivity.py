@@ -6,8 +6,10 @@ non-negative integer coefficients, so the gradient of the sum of its outputs wit
 element is the number of connections leaving that element: borders, strides, padding and groups are
 handled by the op itself, not by a formula.
 
-A spike's fan-out is followed through every linear op up to the next neurons (or the output): the count
-of paths, which is the size of the fused synaptic layer when pooling windows do not overlap.
+A spike's fan-out is followed through every linear op up to the next neurons, spiking max-pool or the
+output: the count of paths, which is the size of the fused synaptic layer when pooling windows do not
+overlap. An event that reaches a max-pool costs one accumulation there; the pool's own output events are
+counted with the pool's fan-out.
 """
 
 from __future__ import annotations
@@ -96,7 +98,7 @@ _SUMMING = {torch.mean: torch.sum, torch.sum: torch.sum, "mean": "sum", "sum": "
 class _PathCounter(fx.Interpreter):
     """Runs a graph's connectivity twin on one sample, with a seed injected at ``source``.
 
-    Activation nodes other than the source stop paths (their output is a constant zero) and their inputs,
+    Activation and max-pool nodes other than the source stop paths (their output is a constant zero) and their inputs,
     like the network's output, are the terminals whose summed value the paths reach.
     """
 
@@ -113,10 +115,10 @@ class _PathCounter(fx.Interpreter):
         role = role_of(node, self.modules)
         if role is Role.INPUT:
             return torch.zeros(1, *node.meta["sample_shape"], dtype=torch.float64)
-        if role is Role.ACTIVATION:
+        if role in (Role.ACTIVATION, Role.MAX_POOL):
             current = self.env[node.args[0]]
             self.reached.append(current.sum())
-            return torch.zeros_like(current).detach()
+            return torch.zeros(1, *node.meta["sample_shape"], dtype=torch.float64)
         if role is Role.OUTPUT:
             result = self.env[node.args[0]]
             self.reached.append(result.sum())

@@ -16,6 +16,7 @@ import torch
 from torch import fx, nn
 
 from spikeport.errors import ConversionError
+from spikeport.graph.ops import MAX_POOL_MODULES
 
 FOLDABLE = {
     nn.Conv1d: nn.BatchNorm1d,
@@ -87,14 +88,20 @@ def _is_reshape(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
     return node.op == "call_method" and node.target in FLATTENING
 
 
-def _next_layer(bn_node: fx.Node, modules: dict[str, nn.Module]) -> fx.Node | None:
-    """The single conv/linear that consumes the BN's output, directly or through reshapes, else None."""
+def _next_layer(bn_node: fx.Node, modules: dict[str, nn.Module], scale: torch.Tensor) -> fx.Node | None:
+    """The single conv/linear that consumes the BN's output, directly or through reshapes, else None.
+
+    With no negative ``scale``, max-pools on the way are crossed too: max(a*x + b) = a*max(x) + b for
+    a >= 0 per channel (padding is -inf, which the affine map keeps at -inf).
+    """
     node = bn_node
+    crosses_max = bool((scale >= 0).all())
     while len(node.users) == 1:
         (user,) = node.users
         if user.op == "call_module" and isinstance(modules[user.target], tuple(FOLDABLE)):
             return user if user.args[0] is node else None
-        if not _is_reshape(user, modules) or user.args[0] is not node:
+        is_max_pool = user.op == "call_module" and isinstance(modules[user.target], MAX_POOL_MODULES)
+        if not (_is_reshape(user, modules) or (crosses_max and is_max_pool)) or user.args[0] is not node:
             return None
         node = user
     return None
@@ -133,17 +140,20 @@ def fold_forward_into(layer: nn.Module, scale: torch.Tensor, shift: torch.Tensor
 
 
 def fold_batchnorms_forward(gm: fx.GraphModule) -> tuple[int, int]:
-    """Fold every remaining BN into the next unpadded conv/linear; returns (folded, kept as affine ops)."""
+    """Fold every remaining BN into the next unpadded conv/linear; returns (folded, kept as affine ops).
+
+    The BN may reach that layer through reshapes and (when no channel's scale is negative) max-pools.
+    """
     modules = dict(gm.named_modules())
     folded = kept = 0
     for node in list(gm.graph.nodes):
         if node.op != "call_module" or not isinstance(modules[node.target], nn.modules.batchnorm._BatchNorm):
             continue
-        consumer = _next_layer(node, modules)
+        scale, shift = batchnorm_scale_shift(modules[node.target])
+        consumer = _next_layer(node, modules, scale)
         if consumer is None or not _unpadded(modules[consumer.target]):
             kept += 1
             continue
-        scale, shift = batchnorm_scale_shift(modules[node.target])
         fused = fold_forward_into(modules[consumer.target], scale, shift)
         parent, _, name = consumer.target.rpartition(".")
         setattr(gm.get_submodule(parent) if parent else gm, name, fused)

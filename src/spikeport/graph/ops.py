@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from spikeport.neurons import IFNeuron
+from spikeport.layers import PaddedMaxPool2d
+from spikeport.neurons import IFNeuron, SpikingMaxPool
 
 
 class Role(str, Enum):
@@ -25,6 +26,7 @@ class Role(str, Enum):
     POOL = "pool"  # average pooling: fixed weights
     AFFINE = "affine"  # per-channel scale and shift (BatchNorm not folded into a layer before it)
     ACTIVATION = "activation"  # replaced by spiking neurons
+    MAX_POOL = "max_pool"  # replaced by a gated spiking max-pool
     LINEAR = "linear"  # add, sub, mean, scaling by a constant
     STRUCTURAL = "structural"  # reshape, flatten, cat, slicing: moves data, computes nothing
     ATTRIBUTE = "attribute"  # sizes, shapes and constants: no signal
@@ -40,6 +42,10 @@ MODULE_ROLES: dict[type[nn.Module], Role] = {
     nn.AvgPool2d: Role.POOL,
     nn.AdaptiveAvgPool1d: Role.POOL,
     nn.AdaptiveAvgPool2d: Role.POOL,
+    nn.MaxPool1d: Role.MAX_POOL,
+    nn.MaxPool2d: Role.MAX_POOL,
+    PaddedMaxPool2d: Role.MAX_POOL,
+    SpikingMaxPool: Role.MAX_POOL,
     nn.BatchNorm1d: Role.AFFINE,
     nn.BatchNorm2d: Role.AFFINE,
     nn.ReLU: Role.ACTIVATION,
@@ -74,6 +80,10 @@ FUNCTION_ROLES: dict[object, Role] = {
     F.avg_pool2d: Role.POOL,
     F.adaptive_avg_pool1d: Role.POOL,
     F.adaptive_avg_pool2d: Role.POOL,
+    F.max_pool1d: Role.MAX_POOL,
+    F.max_pool2d: Role.MAX_POOL,
+    torch.max_pool1d: Role.MAX_POOL,
+    torch.max_pool2d: Role.MAX_POOL,
     torch.flatten: Role.STRUCTURAL,
     torch.reshape: Role.STRUCTURAL,
     torch.cat: Role.STRUCTURAL,
@@ -105,6 +115,8 @@ METHOD_ROLES: dict[str, Role] = {
     **dict.fromkeys(["softmax", "log_softmax"], Role.READOUT_SOFTMAX),
 }
 
+MAX_POOL_MODULES = (nn.MaxPool1d, nn.MaxPool2d, PaddedMaxPool2d)
+
 # Ops whose two operands must not both carry the signal (a product of two signals is not linear).
 SCALING_FUNCTIONS = {operator.mul, torch.mul, operator.truediv}
 SCALING_METHODS = {"mul", "div"}
@@ -133,7 +145,7 @@ def supported_summary() -> str:
     modules = ", ".join(sorted({cls.__name__ for cls in MODULE_ROLES}))
     return (
         f"supported modules: {modules}; functions: relu, add/sub, mul/div by a constant, mean/sum, "
-        "avg pools, flatten/reshape/view/cat/getitem/permute, zero padding, dropout"
+        "avg and max pools, flatten/reshape/view/cat/getitem/permute, zero padding, dropout"
     )
 
 

@@ -8,6 +8,7 @@ import torch
 from torch import fx, nn
 
 from spikeport.errors import ConversionError
+from spikeport.layers import PaddedMaxPool2d
 
 
 def check_finite(model: nn.Module) -> None:
@@ -19,6 +20,13 @@ def check_finite(model: nn.Module) -> None:
             )
 
 
+class _Tracer(fx.Tracer):
+    """torch.fx's tracer, with spikeport's own layers kept whole (the converter knows them as one op)."""
+
+    def is_leaf_module(self, module: nn.Module, qualified_name: str) -> bool:
+        return isinstance(module, PaddedMaxPool2d) or super().is_leaf_module(module, qualified_name)
+
+
 def trace(model: nn.Module) -> fx.GraphModule:
     """Symbolically trace a copy of ``model`` in eval mode (the caller's model is never modified)."""
     if not isinstance(model, nn.Module):
@@ -26,7 +34,8 @@ def trace(model: nn.Module) -> fx.GraphModule:
     check_finite(model)
     model = copy.deepcopy(model).eval()
     try:
-        traced = fx.symbolic_trace(model)
+        graph = _Tracer().trace(model)
+        traced = fx.GraphModule(model, graph, type(model).__name__)
     except Exception as error:  # fx raises many kinds; all mean the same thing to the user
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ConversionError(

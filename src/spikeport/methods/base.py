@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import ClassVar
 
 from torch import Tensor
 
+from spikeport.graph.canonical import max_pools_to_average
 from spikeport.graph.prepare import PreparedModel
 from spikeport.neurons import Reset
 
@@ -30,6 +32,9 @@ class Method:
         0.0  # membrane at t=0, as a fraction of the threshold (0.5 = half-threshold start)
     )
     channelwise: bool = False  # one threshold per channel instead of one per layer
+    # Replace every max-pool by an average pool of the same window before calibration: simpler SNNs, but a
+    # different network from the ANN given (agreement is still measured against the original).
+    max_to_avg: bool = False
 
     def __post_init__(self) -> None:
         self.reset = Reset.parse(self.reset)
@@ -39,7 +44,16 @@ class Method:
             )
 
     def transform(self, prepared: PreparedModel) -> None:
-        """Rewrite the prepared graph before calibration (e.g. quantise weights); by default, nothing."""
+        """Rewrite the prepared graph before calibration (subclasses add theirs, e.g. weight quantisation)."""
+        if self.max_to_avg:
+            replaced = max_pools_to_average(prepared.graph_module)
+            if replaced:
+                message = (
+                    f"max_to_avg: replaced {replaced} max-pool(s) by average pools; the SNN approximates a "
+                    "different network than the one given, so expect some loss against it"
+                )
+                prepared.notes.append(message)
+                warnings.warn(message, stacklevel=3)
 
     def thresholds(self, prepared: PreparedModel, batches: Batches) -> dict[str, Tensor]:
         """Threshold per activation node name (a scalar, or one value per channel)."""

@@ -43,6 +43,7 @@ class ECC(Method):
             raise ValueError(f"weight_bits must be an integer >= 2 or None, got {self.weight_bits!r}")
 
     def transform(self, prepared: PreparedModel) -> None:
+        super().transform(prepared)
         if self.weight_bits is not None:
             layers = quantize_weights(prepared.graph_module, self.weight_bits)
             prepared.notes.append(f"quantised the weights of {layers} layer(s) to {self.weight_bits} bits")

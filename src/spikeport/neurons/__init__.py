@@ -1,6 +1,8 @@
 """Spiking neuron models: pure dynamics plus the modules that wrap them."""
 
 from spikeport.neurons.dynamics import Reset, if_scan, if_step
+from spikeport.neurons.events import SpikingLayer
 from spikeport.neurons.integrate_fire import IFNeuron
+from spikeport.neurons.max_pool import SpikingMaxPool, gated_max_pool
 
-__all__ = ["IFNeuron", "Reset", "if_scan", "if_step"]
+__all__ = ["IFNeuron", "Reset", "SpikingLayer", "SpikingMaxPool", "gated_max_pool", "if_scan", "if_step"]

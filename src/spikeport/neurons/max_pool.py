@@ -1,0 +1,67 @@
+"""A causal spiking max-pool: each window passes on the growth of its largest accumulated input.
+
+Rate coding turns a max of rates into a problem: the max of spike trains per step is not the spike
+train of the max. Instead each input element keeps its running sum ``S_t`` (the spikes it has sent so
+far, in ANN units) and the pool emits ``maxpool(S_t) - maxpool(S_{t-1})`` at step t. The output summed
+up to any step is then exactly ``maxpool(S_t)``, so its rate converges to the max of the input rates
+(the ANN's max-pool), and the pool is causal. When the inputs are spikes of one size ``theta`` per
+channel, every step's output is 0 or ``theta``: a binary spike, gated by the accumulated counts.
+Sums are kept in float64, so spike counts stay exact (multiples of a float32 ``theta`` add up without
+rounding for over 10^8 steps) whatever the chunking.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from spikeport.neurons.events import SpikingLayer
+
+
+def gated_max_pool(
+    total: Tensor, last_max: Tensor, inputs: Tensor, pool: nn.Module
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Run the gated max-pool over the leading time axis of ``inputs`` ([t, B, ...]).
+
+    ``total`` ([B, ...], float64) is the input summed over earlier steps, ``last_max`` the pooled
+    ``total``. Returns the new ``total``, the new ``last_max`` and the output for every step (float64).
+    """
+    steps, batch = inputs.shape[0], inputs.shape[1]
+    sums = inputs.double().cumsum(dim=0).add_(total)  # [t, B, ...]: S_t for every step of the chunk
+    maxima = pool(sums.flatten(0, 1)).reshape(steps, batch, *last_max.shape[1:])
+    out = torch.diff(maxima, dim=0, prepend=last_max.unsqueeze(0))
+    return sums[-1].clone(), maxima[-1].clone(), out
+
+
+class SpikingMaxPool(SpikingLayer):
+    """The gated max-pool module that replaces a max-pool (``nn.MaxPool1d/2d``, ``PaddedMaxPool2d``).
+
+    Its events (the non-zero outputs it sends on) are counted like spikes. In the part of the network
+    before the first neurons, an analog input arrives once per batch (``in_static_prefix``): a constant
+    input's gated max is the plain max at every step, so the pool applies directly.
+    """
+
+    def __init__(self, pool: nn.Module):
+        super().__init__()
+        self.pool = pool
+        self.in_static_prefix = False  # set by assembly
+        self.total: Tensor | None = None
+        self.last_max: Tensor | None = None
+
+    def reset_state(self, record_steps: int = 0) -> None:
+        self.total = self.last_max = None
+        super().reset_state(record_steps)
+
+    def forward(self, x: Tensor) -> Tensor:
+        clock = self.running_clock()
+        if self.in_static_prefix and clock.static_input:
+            return self.pool(x)
+        steps, batch = clock.steps, clock.batch
+        inputs = x.reshape(steps, batch, *x.shape[1:])
+        if self.total is None:
+            self.total = torch.zeros(inputs.shape[1:], dtype=torch.float64, device=x.device)
+            self.last_max = self.pool(self.total)
+        self.total, self.last_max, out = gated_max_pool(self.total, self.last_max, inputs, self.pool)
+        if clock.recording:
+            self.record(out.ne(0).reshape(steps, batch, -1).sum(dim=1).double())
+        return out.to(x.dtype).flatten(0, 1)
