@@ -1,4 +1,4 @@
-"""The `spikeport` command: demo, convert, evaluate."""
+"""The `spikeport` command: demo, train, convert, evaluate, compare."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from spikeport.compare import DEFAULT_METHODS, DEFAULT_TIMESTEPS
-from spikeport.errors import SpikeportError
+from spikeport.errors import DataError, SpikeportError
 from spikeport.methods.base import parse_method
 
 MODEL_HELP = "a .pt2 file (torch.export), a Keras .keras/.h5 file, or package.module:factory"
@@ -41,6 +41,30 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
 
+    train = commands.add_parser("train", help="train an ANN to convert (small, honest loop; CPU or CUDA)")
+    train.add_argument(
+        "model", help="package.module:factory[options], e.g. spikeport.models:resnet20[width=8]"
+    )
+    train.add_argument("--data", required=True, help="dataset spec; trains on its train split, tests on test")
+    train.add_argument("--epochs", type=int, default=10)
+    train.add_argument("--batch-size", type=int, default=128)
+    train.add_argument("--optimizer", choices=["adamw", "sgd"], default="adamw")
+    train.add_argument("--lr", type=float, help="peak learning rate (default 2e-3 for adamw, 0.1 for sgd)")
+    train.add_argument("--weight-decay", type=float, default=5e-4)
+    train.add_argument(
+        "--augment",
+        choices=["auto", "none", "crop", "crop-flip"],
+        default="auto",
+        help="auto: random crops and flips for colour images of 32x32 and more, none otherwise",
+    )
+    train.add_argument("--device", default="cuda" if _cuda() else "cpu")
+    train.add_argument("--limit", type=int, help="train on the first N training samples only")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("-o", "--output", required=True, help="where to save the weights (state_dict .pt)")
+    train.add_argument(
+        "--checkpoint", help="checkpoint file, written after every epoch; an existing one is resumed"
+    )
+    train.add_argument("--quiet", action="store_true")
     convert = commands.add_parser("convert", help="convert a model into a saved SpikingNetwork")
     convert.add_argument("model", help=MODEL_HELP)
     convert.add_argument("--weights", help="state_dict file for a factory model")
@@ -158,6 +182,60 @@ def _convert(args: argparse.Namespace) -> None:
         print(f"note: {note}")
 
 
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _train(args: argparse.Namespace) -> None:
+    import time
+
+    import torch
+
+    from spikeport.data import load_dataset
+    from spikeport.frontends.dispatch import load_model
+    from spikeport.train import accuracy, default_augmentation, train_classifier
+
+    model = load_model(args.model)
+    train_set, test_set = load_dataset(args.data, "train"), load_dataset(args.data, "test")
+    if train_set.y is None:
+        raise DataError(f"{args.data} has no labels; training needs (x, y) data")
+    x, y = train_set.x[: args.limit], train_set.y[: args.limit]
+    augmentation = default_augmentation(x) if args.augment == "auto" else args.augment
+    lr = args.lr if args.lr is not None else (0.1 if args.optimizer == "sgd" else 2e-3)
+    print(
+        f"training {args.model} on {len(x)} samples of {args.data} for {args.epochs} epochs "
+        f"({args.optimizer}, lr {lr}, augmentation {augmentation}, {args.device})"
+    )
+    start = time.perf_counter()
+    train_classifier(
+        model,
+        x,
+        y,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=lr,
+        weight_decay=args.weight_decay,
+        optimizer=args.optimizer,
+        augmentation=augmentation,
+        device=args.device,
+        checkpoint=args.checkpoint,
+        seed=args.seed,
+        progress=not args.quiet,
+    )
+    seconds = time.perf_counter() - start
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(model.cpu().state_dict(), output)
+    print(f"trained in {seconds:.0f} s", end="")
+    if test_set.y is not None:
+        test_accuracy = accuracy(model, test_set.x, test_set.y)
+        print(f"; test accuracy {100 * test_accuracy:.2f}% on {len(test_set)} samples", end="")
+    print()
+    print(f"weights: {output} (use: --weights {output})")
+
+
 def _evaluate(args: argparse.Namespace) -> None:
     import spikeport as sp
 
@@ -207,6 +285,8 @@ def main(argv: list[str] | None = None) -> int:
             from spikeport.demo import run_demo
 
             run_demo(Path(args.out), limit=args.limit, progress=not args.quiet)
+        elif args.command == "train":
+            _train(args)
         elif args.command == "convert":
             _convert(args)
         elif args.command == "evaluate":

@@ -9,10 +9,11 @@ import torch
 from torch import nn
 
 from spikeport.errors import ConversionError
+from spikeport.options import parse_options
 
 
 def load_model(source: str | Path, weights: str | Path | None = None) -> nn.Module:
-    """A model from a ``.pt2`` file (torch.export), a Keras file or a ``package.module:factory`` reference.
+    """A model from a ``.pt2`` file (torch.export), a Keras file or a ``package.module:factory[options]``.
 
     Keras files (``.keras``, or legacy ``.h5`` / ``.hdf5`` full-model saves) need h5py
     (``pip install spikeport[keras]``), never TensorFlow; the rebuilt module takes NCHW input, so feed
@@ -42,12 +43,25 @@ def load_model(source: str | Path, weights: str | Path | None = None) -> nn.Modu
 
 
 def _from_factory(reference: str) -> nn.Module:
-    module_name, _, attribute = reference.partition(":")
+    """``package.module:factory``, optionally with keyword arguments: ``...:resnet20[width=8, bias=false]``."""
+    try:
+        target, options = parse_options(reference, "model factory")
+    except ValueError as error:
+        raise ConversionError(str(error)) from None
+    module_name, _, attribute = target.partition(":")
     try:
         factory = getattr(importlib.import_module(module_name), attribute)
     except (ImportError, AttributeError) as error:
         raise ConversionError(f"cannot import {reference!r}: {error}") from None
-    model = factory() if callable(factory) and not isinstance(factory, nn.Module) else factory
+    if isinstance(factory, nn.Module) or not callable(factory):
+        if options:
+            raise ConversionError(f"{target!r} is not a factory function, so it takes no options")
+        model = factory
+    else:
+        try:
+            model = factory(**options)
+        except (TypeError, ValueError) as error:
+            raise ConversionError(f"{reference!r}: {error}") from None
     if not isinstance(model, nn.Module):
         raise ConversionError(f"{reference!r} did not give a torch.nn.Module (got {type(model).__name__})")
     return model

@@ -42,6 +42,11 @@ def trace(model: nn.Module) -> fx.GraphModule:
             f"torch.fx cannot trace {type(model).__name__}: {first_line}. Make control flow independent of "
             "tensor values, or export the model with torch.export and pass the .pt2 file"
         ) from None
+    # Type annotations mean nothing to conversion, and string ones (``from __future__ import annotations``
+    # in the model's file) would make the converted network impossible to save.
+    for node in traced.graph.nodes:
+        node.type = None
+    traced.recompile()
     inputs = [n for n in traced.graph.nodes if n.op == "placeholder"]
     if len(inputs) != 1:
         names = ", ".join(n.name for n in inputs) or "none"

@@ -18,6 +18,7 @@ from torch import Tensor
 from spikeport.graph.canonical import max_pools_to_average
 from spikeport.graph.prepare import PreparedModel
 from spikeport.neurons import Reset
+from spikeport.options import parse_options
 
 Batches = Callable[[], Iterator[Tensor]]  # re-iterable calibration input: each call starts a new pass
 
@@ -71,32 +72,10 @@ def parse_method(spec: str) -> tuple[str, dict]:
 
     One string names a method with its options, so the CLI can compare variants side by side.
     """
-    match = re.fullmatch(r"\s*([\w-]+)\s*(?:\[(.*)\])?\s*", spec)
-    if match is None:
+    name, options = parse_options(spec, "method spec")
+    if not re.fullmatch(r"[\w-]+", name):
         raise ValueError(f"method spec {spec!r} is not NAME or NAME[option=value, ...]")
-    name, body = match.group(1), match.group(2)
-    options = {}
-    for item in filter(None, (part.strip() for part in re.split(r"[,;]", body or ""))):
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"method spec {spec!r}: option {item!r} is not option=value")
-        options[key.strip().replace("-", "_")] = _literal(value.strip())
     return name, options
-
-
-def _literal(text: str):
-    """An option value as written: None, a bool, an int, a float, else the string itself."""
-    lowered = text.lower()
-    if lowered in ("none", "null"):
-        return None
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
 
 
 def make_method(name: str, **options) -> Method:

@@ -1,4 +1,4 @@
-"""Model builders: the demo's MNIST CNN and the small VGG that benchmarks measure simulation on."""
+"""Small models: the demo's MNIST CNN and the small VGG that benchmarks measure simulation on."""
 
 from __future__ import annotations
 
