@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
 
 from spikeport.compare import DEFAULT_METHODS, DEFAULT_TIMESTEPS
 from spikeport.errors import DataError, SpikeportError
 from spikeport.methods.base import parse_method
+from spikeport.options import split_specs
 
 MODEL_HELP = "a .pt2 file (torch.export), a Keras .keras/.h5 file, or package.module:factory"
 
@@ -132,7 +132,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _methods(text: str) -> list[str]:
     """Split on the commas that separate methods, not those inside NAME[option=value, ...]."""
-    specs = [spec.strip() for spec in re.split(r",(?![^\[]*\])", text) if spec.strip()]
+    specs = split_specs(text)
     try:
         for spec in specs:
             parse_method(spec)

@@ -5,6 +5,14 @@ from __future__ import annotations
 import re
 
 
+def split_specs(text: str) -> list[str]:
+    """``"ecc,max[reset=soft, channelwise=true]"`` -> ``["ecc", "max[reset=soft, channelwise=true]"]``.
+
+    Splits on the commas that separate specs, not those inside ``[...]``.
+    """
+    return [spec.strip() for spec in re.split(r",(?![^\[]*\])", text) if spec.strip()]
+
+
 def parse_options(spec: str, what: str = "spec") -> tuple[str, dict]:
     """``"max[reset=soft, channelwise=true]"`` -> ``("max", {"reset": "soft", "channelwise": True})``.
 
