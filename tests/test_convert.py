@@ -193,3 +193,15 @@ def test_zero_padding_converts_exactly():
     snn = sp.convert(model, x, "ecc")
     errors = [(snn(x, timesteps=t)[-1] - expected).abs().mean() / expected.std() for t in (16, 512)]
     assert errors[1] < 0.01 and errors[1] < errors[0] / 5
+
+
+def test_rmp_percentile_thresholds_lie_below_the_max_and_bad_values_are_refused():
+    model = randomize_batchnorms(Residual())
+    x = torch.rand(32, 1, 8, 8)
+    by_max = sp.convert(model, x, "rmp").neurons()
+    by_percentile = sp.convert(model, x, "rmp[percentile=99]").neurons()
+    first = next(iter(by_max))  # same input currents in both (deeper layers see different spikes)
+    assert 0 < by_percentile[first].threshold.item() <= by_max[first].threshold.item()
+    assert all(neuron.threshold.item() > 0 for neuron in by_percentile.values())
+    with pytest.raises(ValueError, match="percentile"):
+        sp.convert(model, x, "rmp", percentile=0)

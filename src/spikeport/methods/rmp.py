@@ -16,7 +16,7 @@ from torch import Tensor
 
 from spikeport.errors import CalibrationError
 from spikeport.graph.assemble import assemble, positive_thresholds
-from spikeport.graph.observers import MaxStatistic
+from spikeport.graph.observers import HistogramStatistic, MaxStatistic
 from spikeport.graph.prepare import PreparedModel
 from spikeport.methods.base import Batches, Method
 
@@ -40,6 +40,9 @@ class RMP(Method):
     name: ClassVar[str] = "rmp"
     alpha: float = 1.0  # threshold scale: Vth = alpha * max input current
     calibration_timesteps: int = 32  # steps simulated per calibration pass
+    # None: the largest input current of any step (the paper). A percentile of the positive per-step
+    # currents instead ignores rare bursts, which in deep nets push thresholds far above the rates.
+    percentile: float | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -47,6 +50,8 @@ class RMP(Method):
             raise ValueError(f"alpha must be positive, got {self.alpha}")
         if self.calibration_timesteps < 1:
             raise ValueError(f"calibration_timesteps must be >= 1, got {self.calibration_timesteps}")
+        if self.percentile is not None and not 0 < self.percentile <= 100:
+            raise ValueError(f"percentile must be in (0, 100], got {self.percentile}")
 
     def thresholds(self, prepared: PreparedModel, batches: Batches) -> dict[str, Tensor]:
         depths = activation_depths(prepared)
@@ -59,7 +64,11 @@ class RMP(Method):
             for node, neuron in snn.neuron_nodes():
                 name = node.name
                 if depths[name] >= depth:  # this layer and deeper ones are silent while we observe
-                    statistics[name] = MaxStatistic(self.channelwise)
+                    statistics[name] = (
+                        MaxStatistic(self.channelwise)
+                        if self.percentile is None
+                        else HistogramStatistic(self.channelwise)
+                    )
                     neuron.observer = statistics[name].update
             seen = 0
             for x in batches():
@@ -71,5 +80,8 @@ class RMP(Method):
                 )
             for name, statistic in statistics.items():
                 if depths[name] == depth:
-                    thresholds[name] = positive_thresholds(self.alpha * statistic.max)
+                    level = (
+                        statistic.max if self.percentile is None else statistic.percentile(self.percentile)
+                    )
+                    thresholds[name] = positive_thresholds(self.alpha * level)
         return thresholds
