@@ -205,7 +205,7 @@ def _train(args: argparse.Namespace) -> None:
     augmentation = default_augmentation(x) if args.augment == "auto" else args.augment
     lr = args.lr if args.lr is not None else (0.1 if args.optimizer == "sgd" else 2e-3)
     print(
-        f"training {args.model} on {len(x)} samples of {args.data} for {args.epochs} epochs "
+        f"training {args.model} on {len(x)} samples of {args.data} for {args.epochs} epoch(s) "
         f"({args.optimizer}, lr {lr}, augmentation {augmentation}, {args.device})"
     )
     start = time.perf_counter()
