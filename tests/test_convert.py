@@ -205,3 +205,30 @@ def test_rmp_percentile_thresholds_lie_below_the_max_and_bad_values_are_refused(
     assert all(neuron.threshold.item() > 0 for neuron in by_percentile.values())
     with pytest.raises(ValueError, match="percentile"):
         sp.convert(model, x, "rmp", percentile=0)
+
+
+class SharedCurrent(nn.Module):
+    """The current into the first neurons is read again after them: their spikes must not overwrite it."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.fc2, self.fc3 = nn.Linear(6, 8), nn.Linear(8, 8), nn.Linear(8, 3)
+
+    def forward(self, x):
+        h = self.fc2(torch.relu(self.fc1(x)))
+        return self.fc3(torch.relu(h) + h)
+
+
+@pytest.mark.parametrize("encoding", ["analog", "poisson"])
+def test_spikes_written_over_their_currents_change_nothing(encoding):
+    model = SharedCurrent().double().eval()
+    x = torch.rand(16, 6, dtype=torch.float64)
+    snn = sp.convert(model, x, "percentile", encoding=encoding)
+    owns = [neuron.owns_input for neuron in snn.neurons().values()]
+    assert owns == [True, False]  # fc1's output feeds only the first neurons; h is read twice
+    fast = snn.simulate(x, 30, record=True, chunk=7)
+    for neuron in snn.neurons().values():
+        neuron.owns_input = False
+    slow = snn.simulate(x, 30, record=True, chunk=7)
+    assert torch.equal(fast.readout, slow.readout)
+    assert all(torch.equal(fast.spikes[k], slow.spikes[k]) for k in fast.spikes)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import operator
 
 import torch
 from torch import Tensor, fx
@@ -60,6 +61,8 @@ def assemble(
             layer.fanout = fanout(gm, node)
         if isinstance(layer, SpikingMaxPool):
             layer.in_static_prefix = static is not None and node in static
+        if isinstance(layer, IFNeuron):
+            layer.owns_input = owns_fresh_input(node, modules)
     source = next(n for n in gm.graph.nodes if n.op == "placeholder")
     gm.recompile()
     snn = SpikingNetwork(
@@ -81,6 +84,24 @@ def assemble(
 def _set_module(gm: fx.GraphModule, node: fx.Node, module: torch.nn.Module) -> None:
     parent, _, attr = str(node.target).rpartition(".")
     setattr(gm.get_submodule(parent) if parent else gm, attr, module)
+
+
+# Ops whose output is a new tensor (never a view of another node's value).
+FRESH_OUTPUT_ROLES = (Role.WEIGHTED, Role.POOL, Role.AFFINE)
+
+
+def owns_fresh_input(node: fx.Node, modules: dict) -> bool:
+    """Whether ``node`` is the only reader of an input that a layer or an addition has just computed.
+
+    Then nothing else sees that tensor, so the neurons may write their spikes over it.
+    """
+    (source,) = node.all_input_nodes
+    if len(source.users) != 1:
+        return False
+    role = role_of(source, modules)
+    if role in FRESH_OUTPUT_ROLES:
+        return True
+    return role is Role.LINEAR and source.target in (operator.add, torch.add, "add")
 
 
 def static_prefix(gm: fx.GraphModule) -> set[fx.Node] | None:

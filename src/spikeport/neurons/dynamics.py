@@ -30,7 +30,13 @@ def if_step(v: Tensor, current: Tensor, threshold: Tensor, reset: Reset) -> tupl
 
 
 def if_scan(
-    v: Tensor, currents: Tensor, threshold: Tensor, reset: Reset, *, update_state: bool = False
+    v: Tensor,
+    currents: Tensor,
+    threshold: Tensor,
+    reset: Reset,
+    *,
+    update_state: bool = False,
+    out: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Run ``if_step`` over the leading time axis of ``currents`` ([t, B, ...]).
 
@@ -38,10 +44,12 @@ def if_scan(
     cheap same-dtype kernels (measured: a comparison written as floats is 2.5x faster than a bool
     mask converted afterwards, and ``where``/``masked_fill`` are slower still): on a private copy of ``v``,
     or, with ``update_state``, on ``v`` itself, which saves the owner of the state two passes per call.
+    ``out`` may be ``currents`` itself (each step's current is read before its spikes overwrite it), which
+    spares a fresh output tensor per call.
     """
     if not update_state:
         v = v.clone()
-    out = torch.empty_like(currents)
+    out = torch.empty_like(currents) if out is None else out
     threshold = threshold.to(v.dtype)
     for t in range(currents.shape[0]):
         v.add_(currents[t])

@@ -24,6 +24,10 @@ class IFNeuron(SpikingLayer):
         self.initial_potential = float(initial_potential)
         self.observer: Callable[[Tensor], None] | None = None
         self.v: Tensor | None = None
+        # Set by assembly when this layer is the only reader of a freshly computed input current: the spikes
+        # are then written over the currents (no output tensor allocated per chunk: on CPU fresh memory is
+        # slow to touch). Forward hooks of the layer before see its output overwritten afterwards.
+        self.owns_input = False
 
     def extra_repr(self) -> str:
         th = self.threshold
@@ -49,7 +53,15 @@ class IFNeuron(SpikingLayer):
         if self.v is None:
             self.v = (self.initial_potential * self.threshold).expand(currents.shape[1:]).to(x.dtype).clone()
         # The state keeps its storage across chunks, so a chunk's temporaries are all freed together.
-        _, out = if_scan(self.v, currents, self.threshold.to(x.dtype), self.reset_mode, update_state=True)
+        in_place = self.owns_input and currents.is_contiguous()  # never the expanded constant current
+        _, out = if_scan(
+            self.v,
+            currents,
+            self.threshold.to(x.dtype),
+            self.reset_mode,
+            update_state=True,
+            out=currents if in_place else None,
+        )
         if clock.recording:
             self._count(out)
         return out.reshape(steps * clock.batch, *x.shape[1:])
