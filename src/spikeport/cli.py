@@ -57,7 +57,7 @@ def _parser() -> argparse.ArgumentParser:
         default="auto",
         help="auto: random crops and flips for colour images of 32x32 and more, none otherwise",
     )
-    train.add_argument("--device", default="cuda" if _cuda() else "cpu")
+    train.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     train.add_argument("--limit", type=int, help="train on the first N training samples only")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("-o", "--output", required=True, help="where to save the weights (state_dict .pt)")
@@ -182,12 +182,6 @@ def _convert(args: argparse.Namespace) -> None:
         print(f"note: {note}")
 
 
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
 def _train(args: argparse.Namespace) -> None:
     import time
 
@@ -197,6 +191,7 @@ def _train(args: argparse.Namespace) -> None:
     from spikeport.frontends.dispatch import load_model
     from spikeport.train import accuracy, default_augmentation, train_classifier
 
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = load_model(args.model)
     train_set, test_set = load_dataset(args.data, "train"), load_dataset(args.data, "test")
     if train_set.y is None:
@@ -206,7 +201,7 @@ def _train(args: argparse.Namespace) -> None:
     lr = args.lr if args.lr is not None else (0.1 if args.optimizer == "sgd" else 2e-3)
     print(
         f"training {args.model} on {len(x)} samples of {args.data} for {args.epochs} epoch(s) "
-        f"({args.optimizer}, lr {lr}, augmentation {augmentation}, {args.device})"
+        f"({args.optimizer}, lr {lr}, augmentation {augmentation}, {device})"
     )
     start = time.perf_counter()
     train_classifier(
@@ -219,7 +214,7 @@ def _train(args: argparse.Namespace) -> None:
         weight_decay=args.weight_decay,
         optimizer=args.optimizer,
         augmentation=augmentation,
-        device=args.device,
+        device=device,
         checkpoint=args.checkpoint,
         seed=args.seed,
         progress=not args.quiet,

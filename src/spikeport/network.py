@@ -25,10 +25,9 @@ class Simulation:
     """What one run of ``timesteps`` steps produced; every per-step tensor covers the whole batch."""
 
     readout: Tensor  # [T, B, ...] running mean of the output layer's input current (ANN units)
-    spikes: dict[str, Tensor] = field(default_factory=dict)  # spiking layer -> [T] events per step
-    sops: dict[str, Tensor] = field(
-        default_factory=dict
-    )  # spiking layer -> [T] synaptic ops its events cause
+    # Per spiking layer (neurons and max-pools): [T] events per step, and the synaptic ops they cause.
+    spikes: dict[str, Tensor] = field(default_factory=dict)
+    sops: dict[str, Tensor] = field(default_factory=dict)
     input_sops: Tensor | None = None  # [T] synaptic ops of input spikes (Poisson encoding)
     input_macs: Tensor | None = None  # [T] multiply-accumulates of the analog input current
 

@@ -48,11 +48,11 @@ def assemble(
     for activation in prepared.activation_nodes():
         node = nodes[activation.name]
         threshold = broadcastable(thresholds[node.name], node.meta["sample_shape"], dtype)
-        _set_module(gm, node, IFNeuron(threshold, reset, initial_potential))
+        gm.set_submodule(str(node.target), IFNeuron(threshold, reset, initial_potential))
     modules = dict(gm.named_modules())
     for node in gm.graph.nodes:
         if role_of(node, modules) is Role.MAX_POOL:
-            _set_module(gm, node, SpikingMaxPool(modules[node.target]))
+            gm.set_submodule(str(node.target), SpikingMaxPool(modules[node.target]))
     static = static_prefix(gm)
     modules = dict(gm.named_modules())
     for node in gm.graph.nodes:
@@ -79,11 +79,6 @@ def assemble(
     snn.ann_macs_per_image = ann_macs_per_image(gm)
     snn.__dict__["ann"] = ann if ann is not None else prepared.graph_module
     return snn
-
-
-def _set_module(gm: fx.GraphModule, node: fx.Node, module: torch.nn.Module) -> None:
-    parent, _, attr = str(node.target).rpartition(".")
-    setattr(gm.get_submodule(parent) if parent else gm, attr, module)
 
 
 # Ops whose output is a new tensor (never a view of another node's value).

@@ -44,6 +44,15 @@ def modules_of(gm: fx.GraphModule) -> dict[str, nn.Module]:
     return dict(gm.named_modules())
 
 
+def module_call_counts(gm: fx.GraphModule) -> dict[str, int]:
+    """How many call sites each submodule has (a module called twice needs care before it gets state)."""
+    calls: dict[str, int] = {}
+    for node in gm.graph.nodes:
+        if node.op == "call_module":
+            calls[node.target] = calls.get(node.target, 0) + 1
+    return calls
+
+
 def check_supported(gm: fx.GraphModule) -> None:
     """Raise on the first op the converter does not know, naming it and what is supported."""
     modules = modules_of(gm)
@@ -138,18 +147,14 @@ def canonicalize_activations(gm: fx.GraphModule) -> None:
     calls and modules shared by several call sites get fresh ``relu``, ``relu_1``... modules.
     """
     modules = modules_of(gm)
-    calls: dict[str, int] = {}
-    for node in gm.graph.nodes:
-        if node.op == "call_module":
-            calls[node.target] = calls.get(node.target, 0) + 1
+    calls = module_call_counts(gm)
     for node in list(gm.graph.nodes):
         if (
             node.op == "call_module"
             and isinstance(modules.get(node.target), nn.ReLU)
             and calls[node.target] == 1
         ):
-            parent, _, attr = node.target.rpartition(".")
-            setattr(gm.get_submodule(parent) if parent else gm, attr, nn.ReLU())  # drops inplace=True
+            gm.set_submodule(node.target, nn.ReLU())  # drops inplace=True
             continue
         is_relu = (
             (node.op == "call_function" and node.target in RELU_FUNCTIONS)
@@ -166,10 +171,7 @@ def canonicalize_pools(gm: fx.GraphModule) -> None:
     Then fan-out and export see one kind of pooling node, and each spiking max-pool (which has state)
     serves exactly one place in the graph, even when the model calls one ``nn.MaxPool2d`` twice.
     """
-    calls: dict[str, int] = {}
-    for node in gm.graph.nodes:
-        if node.op == "call_module":
-            calls[node.target] = calls.get(node.target, 0) + 1
+    calls = module_call_counts(gm)
     for node in list(gm.graph.nodes):
         if node.op == "call_module":
             module = gm.get_submodule(node.target)
@@ -216,8 +218,7 @@ def max_pools_to_average(gm: fx.GraphModule) -> int:
         replacement = average(
             module.kernel_size, module.stride, module.padding, module.ceil_mode, count_include_pad=False
         )
-        parent, _, attr = name.rpartition(".")
-        setattr(gm.get_submodule(parent) if parent else gm, attr, replacement)
+        gm.set_submodule(name, replacement)
         replaced += 1
     if replaced:
         gm.recompile()

@@ -68,8 +68,7 @@ def fold_batchnorms(gm: fx.GraphModule) -> int:
         if FOLDABLE.get(type(layer)) is not type(modules[node.target]):
             continue
         fused = fold_into(layer, modules[node.target])
-        parent, _, name = producer.target.rpartition(".")
-        setattr(gm.get_submodule(parent) if parent else gm, name, fused)
+        gm.set_submodule(producer.target, fused)
         node.replace_all_uses_with(producer)
         gm.graph.erase_node(node)
         folded += 1
@@ -155,8 +154,7 @@ def fold_batchnorms_forward(gm: fx.GraphModule) -> tuple[int, int]:
             kept += 1
             continue
         fused = fold_forward_into(modules[consumer.target], scale, shift)
-        parent, _, name = consumer.target.rpartition(".")
-        setattr(gm.get_submodule(parent) if parent else gm, name, fused)
+        gm.set_submodule(consumer.target, fused)
         modules[consumer.target] = fused
         node.replace_all_uses_with(node.args[0])
         gm.graph.erase_node(node)
