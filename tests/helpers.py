@@ -35,3 +35,9 @@ def randomize_batchnorms(model: nn.Module, seed: int = 0) -> nn.Module:
             m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
             m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
     return model.eval()
+
+
+def readout_errors(snn, model: nn.Module, x: torch.Tensor, steps: tuple[int, ...]) -> list[float]:
+    """Mean absolute gap between the SNN's read-out after each of ``steps`` and the ANN's output (one run)."""
+    readout, expected = snn(x, timesteps=max(steps)), model(x)
+    return [(readout[t - 1] - expected).abs().mean().item() for t in steps]

@@ -11,7 +11,7 @@ import spikeport as sp
 from spikeport.graph.prepare import prepare
 from spikeport.layers import PaddedMaxPool2d
 from spikeport.neurons import SpikingMaxPool, gated_max_pool
-from tests.helpers import randomize_batchnorms
+from tests.helpers import randomize_batchnorms, readout_errors
 from tests.test_sops import brute_force_fanout
 
 
@@ -85,11 +85,9 @@ def test_max_pooled_net_converges_to_the_ann(method):
     snn = sp.convert(model, x, method, reset="soft")
     pools = [name for name, layer in snn.spiking_layers().items() if isinstance(layer, SpikingMaxPool)]
     assert len(pools) == 3  # the shared module became one stateful pool per call site
-    expected = model(x)
-    readout = snn(x, timesteps=1024)
-    errors = [(readout[t - 1] - expected).abs().mean().item() for t in (16, 128, 1024)]
+    errors = readout_errors(snn, model, x, (16, 128, 1024))
     assert errors[2] < errors[1] < errors[0]
-    assert errors[2] < 0.05 * expected.abs().mean().item()
+    assert errors[2] < 0.05 * model(x).abs().mean().item()
 
 
 def test_max_pool_events_cause_the_sops_of_the_layer_after_it():
@@ -204,8 +202,7 @@ def test_unevenly_padded_max_pool_converts_and_refuses_max_to_avg():
     x = torch.rand(32, 1, 8, 8)
     snn = sp.convert(model, x, "ecc")
     assert isinstance(snn.spiking_layers()["pool"], SpikingMaxPool)
-    readout, expected = snn(x, timesteps=512), model(x)
-    errors = [(readout[t - 1] - expected).abs().mean().item() for t in (16, 512)]
-    assert errors[1] < errors[0] / 4 and errors[1] < 0.02 * expected.abs().mean().item()
+    errors = readout_errors(snn, model, x, (16, 512))
+    assert errors[1] < errors[0] / 4 and errors[1] < 0.02 * model(x).abs().mean().item()
     with pytest.raises(sp.ConversionError, match="pads unevenly"):
         sp.convert(model, x, "ecc", max_to_avg=True)
