@@ -1,5 +1,9 @@
-"""Small models shared by the tests."""
+"""Small models and data files shared by the tests."""
 
+import pickle
+from pathlib import Path
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -41,3 +45,19 @@ def readout_errors(snn, model: nn.Module, x: torch.Tensor, steps: tuple[int, ...
     """Mean absolute gap between the SNN's read-out after each of ``steps`` and the ANN's output (one run)."""
     readout, expected = snn(x, timesteps=max(steps)), model(x)
     return [(readout[t - 1] - expected).abs().mean().item() for t in steps]
+
+
+def write_cifar_dir(folder: Path, per_batch: int = 3) -> dict[str, tuple[np.ndarray, list[int]]]:
+    """A cifar-10-batches-py folder: per image, one pixel at 255 at a known (c, h, w), the rest 0."""
+    folder.mkdir(parents=True)
+    batches = {}
+    for b, name in enumerate([f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]):
+        data = np.zeros((per_batch, 3072), np.uint8)
+        for i in range(per_batch):
+            c, h, w = (b + i) % 3, 3 * b + i, 31 - b
+            data[i, c * 1024 + h * 32 + w] = 255  # R, G, B planes of 32x32, each row-major
+        labels = [(b * per_batch + i) % 10 for i in range(per_batch)]
+        with open(folder / name, "wb") as f:
+            pickle.dump({b"batch_label": name.encode(), b"data": data, b"labels": labels}, f)
+        batches[name] = (data, labels)
+    return batches

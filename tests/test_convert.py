@@ -207,6 +207,28 @@ def test_rmp_percentile_thresholds_lie_below_the_max_and_bad_values_are_refused(
         sp.convert(model, x, "rmp", percentile=0)
 
 
+def test_rmp_mean_current_thresholds_are_the_largest_time_averaged_currents():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 3)).eval()
+    x = torch.rand(16, 6)
+    by_mean = sp.convert(model, x, "rmp[current=mean, calibration_timesteps=16]")
+    by_step = sp.convert(model, x, "rmp[calibration_timesteps=16]")
+    first, second = by_mean.neurons().values()
+    step_first, step_second = by_step.neurons().values()
+    # The first layer's current is the analog input's, the same at every step: both rules agree.
+    assert torch.equal(first.threshold, step_first.threshold)
+    assert torch.allclose(first.threshold, model[0](x).max())
+    spikes = []
+    hook = first.register_forward_hook(lambda module, inputs, output: spikes.append(output.clone()))
+    by_mean.simulate(x, 16)
+    hook.remove()
+    rates = torch.cat(spikes).reshape(16, 16, 8).mean(dim=0)  # [steps, batch, neurons] -> per sample
+    assert torch.allclose(second.threshold, model[2](rates).max(), rtol=1e-5)
+    assert second.threshold <= step_second.threshold  # an average never exceeds the largest single step
+    with pytest.raises(ValueError, match="current is one of"):
+        sp.convert(model, x, "rmp", current="peak")
+
+
 class SharedCurrent(nn.Module):
     """The current into the first neurons is read again after them: their spikes must not overwrite it."""
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import write_cifar_dir
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 import spikeport.data.mnist as mnist
@@ -47,22 +48,6 @@ def write_idx_dir(root: Path, n: int = 6, mode: str = "gz", seed: int = 0) -> di
         else:
             (root / name).write_bytes(gzip.compress(raw) if mode == "gzip-unsuffixed" else raw)
     return arrays
-
-
-def write_cifar_dir(folder: Path, per_batch: int = 3) -> dict[str, tuple[np.ndarray, list[int]]]:
-    """A cifar-10-batches-py folder: per image, one pixel at 255 at a known (c, h, w), the rest 0."""
-    folder.mkdir(parents=True)
-    batches = {}
-    for b, name in enumerate([f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]):
-        data = np.zeros((per_batch, 3072), np.uint8)
-        for i in range(per_batch):
-            c, h, w = (b + i) % 3, 3 * b + i, 31 - b
-            data[i, c * 1024 + h * 32 + w] = 255  # R, G, B planes of 32x32, each row-major
-        labels = [(b * per_batch + i) % 10 for i in range(per_batch)]
-        with open(folder / name, "wb") as f:
-            pickle.dump({b"batch_label": name.encode(), b"data": data, b"labels": labels}, f)
-        batches[name] = (data, labels)
-    return batches
 
 
 def mnist_payload(sizes=(5, 2, 3), seed: int = 2) -> tuple:

@@ -2,10 +2,13 @@
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 import spikeport as sp
 from spikeport.models import resnet, vgg
+from spikeport.models.resnet import BasicBlock
 from spikeport.neurons import SpikingMaxPool
 from tests.helpers import randomize_batchnorms, readout_errors
 
@@ -56,6 +59,34 @@ def test_residual_net_approaches_the_ann_as_t_grows(method):
     errors = readout_errors(snn, model, x, (32, 256, 1024))
     assert errors[2] < errors[1] < errors[0]
     assert errors[2] < 0.1 * model(x).abs().mean().item()
+
+
+@settings(max_examples=8)
+@given(
+    st.integers(0, 1000),
+    st.integers(2, 5),
+    st.booleans(),
+    st.sampled_from(["rmp", "rmp[current=mean]", "ecc", "max[reset=soft]"]),
+)
+def test_random_residual_blocks_approach_the_ann(seed, width, projection, method):
+    """Identity or 1x1-conv+BN shortcuts, random BN statistics: the read-out error falls towards 0 with T."""
+    torch.manual_seed(seed)
+    out_width, stride = (width + 2, 2) if projection else (width, 1)
+    model = nn.Sequential(
+        nn.Conv2d(1, width, 3, padding=1),
+        nn.ReLU(),
+        BasicBlock(width, out_width, stride, batchnorm=True, bias=True),
+        BasicBlock(out_width, out_width, 1, batchnorm=True, bias=False),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(out_width, 3),
+    )
+    model = randomize_batchnorms(model, seed)
+    x = torch.rand(16, 1, 8, 8)
+    snn = sp.convert(model, x, method)
+    errors = readout_errors(snn, model, x, (32, 1024))
+    assert errors[1] <= errors[0] + 1e-6
+    assert errors[1] < 0.1 * model(x).abs().mean().item() + 1e-6
 
 
 def test_unknown_depths_and_options_are_refused():

@@ -96,9 +96,11 @@ def plot_evaluations(evaluations: dict[str, Evaluation], path: str | Path, cost:
     ylabel = "accuracy %" if metric == "accuracy" else "agreement with ANN %"
     by_steps.set(xscale="log", xlabel="time steps T", ylabel=ylabel, title="accuracy vs time steps")
     by_sops.set(xscale="log", xlabel=cost_label, ylabel=ylabel, title=f"accuracy vs {cost}")
-    top = max(100 * ev.ann_accuracy for ev in evaluations.values() if ev.ann_accuracy) if ann_drawn else 100
+    accuracies = [ev.ann_accuracy for ev in evaluations.values() if ev.ann_accuracy is not None]
+    top = 100 * max(accuracies) if accuracies else 100  # the ANN may score 0 on a few images
+    low, high = (max(0, top - 25), min(100, top + 2)) if top >= 50 else (0, 100)  # zoom on a useful ANN
     for axis in (by_steps, by_sops):
-        axis.set_ylim(max(0, top - 25), min(100, top + 2))
+        axis.set_ylim(low, high)
         axis.grid(True, which="both", alpha=0.3)
         axis.legend(loc="lower right")
     fig.tight_layout()

@@ -9,10 +9,8 @@ import torch
 from torch import Tensor, fx
 
 from spikeport.encoding import Encoding
-from spikeport.graph.connectivity import fanout
 from spikeport.graph.ops import Role, role_of
 from spikeport.graph.prepare import PreparedModel
-from spikeport.metrics import ann_macs_per_image
 from spikeport.network import DEFAULT_MEMORY_BUDGET, SpikingNetwork
 from spikeport.neurons import IFNeuron, Reset, SpikingLayer, SpikingMaxPool
 
@@ -55,10 +53,11 @@ def assemble(
             gm.set_submodule(str(node.target), SpikingMaxPool(modules[node.target]))
     static = static_prefix(gm)
     modules = dict(gm.named_modules())
+    fanouts = prepared.spike_fanouts
     for node in gm.graph.nodes:
         layer = modules.get(node.target) if node.op == "call_module" else None
         if isinstance(layer, SpikingLayer):
-            layer.fanout = fanout(gm, node)
+            layer.fanout = fanouts[node.name]
         if isinstance(layer, SpikingMaxPool):
             layer.in_static_prefix = static is not None and node in static
         if isinstance(layer, IFNeuron):
@@ -68,7 +67,7 @@ def assemble(
     snn = SpikingNetwork(
         gm,
         prepared.input_shape,
-        fanout(gm, source),
+        fanouts[source.name],
         encoding=encoding,
         encoding_scale=encoding_scale,
         seed=seed,
@@ -76,7 +75,7 @@ def assemble(
         info=info,
     )
     snn.separable_prefix = static is not None
-    snn.ann_macs_per_image = ann_macs_per_image(gm)
+    snn.ann_macs_per_image = prepared.ann_macs_per_image
     snn.__dict__["ann"] = ann if ann is not None else prepared.graph_module
     return snn
 

@@ -102,12 +102,18 @@ class _PathCounter(fx.Interpreter):
     like the network's output, are the terminals whose summed value the paths reach.
     """
 
-    def __init__(self, gm: fx.GraphModule, source: fx.Node, seed: Tensor):
+    def __init__(self, gm: fx.GraphModule, source: fx.Node, seed: Tensor, twins: dict[str, object]):
         super().__init__(gm)
         self.source, self.seed = source, seed
         self.modules = dict(gm.named_modules())
         self.signal = signal_nodes(gm)
+        self.twins = twins  # module name -> connectivity twin, shared by the runs for every source
         self.reached: list[Tensor] = []
+
+    def twin(self, target: str):
+        if target not in self.twins:
+            self.twins[target] = connectivity_twin(self.modules[target])
+        return self.twins[target]
 
     def run_node(self, node: fx.Node):
         if node is self.source:
@@ -125,7 +131,7 @@ class _PathCounter(fx.Interpreter):
             return result
         args, kwargs = self.fetch_args_kwargs_from_env(node)
         if role in (Role.WEIGHTED, Role.POOL, Role.AFFINE):
-            return connectivity_twin(self.modules[node.target])(args[0])
+            return self.twin(str(node.target))(args[0])
         if role is Role.LINEAR:
             target = node.target
             if target in _ADDITIVE:
@@ -140,15 +146,23 @@ class _PathCounter(fx.Interpreter):
         return getattr(self, node.op)(node.target, args, kwargs)
 
 
-def fanout(gm: fx.GraphModule, source: fx.Node) -> Tensor:
-    """Synaptic events caused downstream by one event at each element of ``source``'s output (float64)."""
-    shape = source.meta["sample_shape"]
-    seed = torch.zeros(1, *shape, dtype=torch.float64, requires_grad=True)
-    counter = _PathCounter(gm, source, seed)
-    with torch.enable_grad():
-        counter.run(torch.zeros(1, *shape, dtype=torch.float64))
-        total = sum(counter.reached)
-        if not isinstance(total, Tensor) or not total.requires_grad:
-            return torch.zeros(math.prod(shape), dtype=torch.float64)
-        (grad,) = torch.autograd.grad(total, seed)
-    return grad.reshape(-1).round()
+def fanouts(gm: fx.GraphModule, sources: list[fx.Node]) -> dict[str, Tensor]:
+    """Synaptic events caused downstream by one event at each element of each source's output (float64).
+
+    One backward pass per source; the twins are built once for all of them.
+    """
+    twins: dict[str, object] = {}
+    result = {}
+    for source in sources:
+        shape = source.meta["sample_shape"]
+        seed = torch.zeros(1, *shape, dtype=torch.float64, requires_grad=True)
+        counter = _PathCounter(gm, source, seed, twins)
+        with torch.enable_grad():
+            counter.run(torch.zeros(1, *shape, dtype=torch.float64))
+            total = sum(counter.reached)
+            if not isinstance(total, Tensor) or not total.requires_grad:
+                result[source.name] = torch.zeros(math.prod(shape), dtype=torch.float64)
+                continue
+            (grad,) = torch.autograd.grad(total, seed)
+        result[source.name] = grad.reshape(-1).round()
+    return result

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from torch import Tensor, fx, nn
 
@@ -14,10 +15,12 @@ from spikeport.graph.canonical import (
     redirect_inplace_users,
     remove_passthrough,
 )
+from spikeport.graph.connectivity import fanouts
 from spikeport.graph.fold import fold_batchnorms, fold_batchnorms_forward
 from spikeport.graph.ops import Role, role_of
 from spikeport.graph.shapes import check_linear_scalings, propagate_shapes
 from spikeport.graph.trace import trace
+from spikeport.metrics import ann_macs_per_image
 
 
 @dataclass
@@ -27,6 +30,24 @@ class PreparedModel:
     graph_module: fx.GraphModule
     input_shape: tuple[int, ...]
     notes: list[str] = field(default_factory=list)
+
+    # Synapse counts depend on the graph and its zero weights only, not on thresholds: computed once, on first
+    # use (after the method's transform, which may zero weights), however often the network is assembled.
+
+    @cached_property
+    def spike_fanouts(self) -> dict[str, Tensor]:
+        """Fan-out per element of the input, every activation and every max-pool (``graph.connectivity``)."""
+        modules = dict(self.graph_module.named_modules())
+        sources = [
+            n
+            for n in self.graph_module.graph.nodes
+            if role_of(n, modules) in (Role.INPUT, Role.ACTIVATION, Role.MAX_POOL)
+        ]
+        return fanouts(self.graph_module, sources)
+
+    @cached_property
+    def ann_macs_per_image(self) -> int:
+        return ann_macs_per_image(self.graph_module)
 
     def activation_nodes(self) -> list[fx.Node]:
         """Activation sites in execution order (each becomes a layer of spiking neurons)."""

@@ -35,14 +35,50 @@ def activation_depths(prepared: PreparedModel) -> dict[str, int]:
     return result
 
 
+class CurrentObserver:
+    """Feeds a layer's calibration input currents, ``[steps, batch, ...]``, to a statistic.
+
+    ``per_step``: every step's current is a sample (the paper's V_in^max). Otherwise each sample's current
+    is averaged over the whole calibration run first (handed over by ``flush`` after each batch): the
+    charge per step the layer must pass on as a rate.
+    """
+
+    def __init__(self, statistic: MaxStatistic, per_step: bool):
+        self.statistic = statistic
+        self.per_step = per_step
+        self.total: Tensor | None = None
+        self.steps = 0
+
+    def __call__(self, currents: Tensor) -> None:
+        if self.per_step:
+            self.statistic.update(currents.flatten(0, 1))
+            return
+        summed = currents.sum(dim=0, dtype=torch.float64)
+        self.total = summed if self.total is None else self.total + summed
+        self.steps += currents.shape[0]
+
+    def flush(self) -> None:
+        if self.total is not None:
+            self.statistic.update(self.total / self.steps)
+            self.total, self.steps = None, 0
+
+
+CURRENTS = ("step", "mean")
+
+
 @dataclass
 class RMP(Method):
     name: ClassVar[str] = "rmp"
     alpha: float = 1.0  # threshold scale: Vth = alpha * max input current
     calibration_timesteps: int = 32  # steps simulated per calibration pass
-    # None: the largest input current of any step (the paper). A percentile of the positive per-step
-    # currents instead ignores rare bursts, which in deep nets push thresholds far above the rates.
+    # None: the largest input current observed (the paper). A percentile of the positive currents instead
+    # ignores rare bursts.
     percentile: float | None = None
+    # "step": the current of single steps (the paper). "mean": each sample's current averaged over the
+    # calibration run. In deep nets, synchronous spikes make single-step currents far larger than the rates
+    # they carry, and every too-high threshold makes the next layer's bursts larger still: thresholds grow
+    # with depth and the SNN needs many more steps. Averaged currents do not compound.
+    current: str = "step"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -52,6 +88,8 @@ class RMP(Method):
             raise ValueError(f"calibration_timesteps must be >= 1, got {self.calibration_timesteps}")
         if self.percentile is not None and not 0 < self.percentile <= 100:
             raise ValueError(f"percentile must be in (0, 100], got {self.percentile}")
+        if self.current not in CURRENTS:
+            raise ValueError(f"current is one of {CURRENTS}, got {self.current!r}")
 
     def thresholds(self, prepared: PreparedModel, batches: Batches) -> dict[str, Tensor]:
         depths = activation_depths(prepared)
@@ -60,26 +98,29 @@ class RMP(Method):
         }  # placeholders for not-yet-calibrated layers
         for depth in sorted(set(depths.values())):
             snn = assemble(prepared, thresholds, reset=self.reset, initial_potential=self.initial_potential)
-            statistics: dict[str, MaxStatistic] = {}
+            observers: dict[str, CurrentObserver] = {}
             for node, neuron in snn.neuron_nodes():
-                name = node.name
-                if depths[name] >= depth:  # this layer and deeper ones are silent while we observe
-                    statistics[name] = (
+                if depths[node.name] >= depth:  # this layer and deeper ones are silent while we observe
+                    statistic = (
                         MaxStatistic(self.channelwise)
                         if self.percentile is None
                         else HistogramStatistic(self.channelwise)
                     )
-                    neuron.observer = statistics[name].update
+                    observers[node.name] = CurrentObserver(statistic, per_step=self.current == "step")
+                    neuron.observer = observers[node.name]
             seen = 0
             for x in batches():
                 snn.simulate(x, self.calibration_timesteps)
+                for observer in observers.values():
+                    observer.flush()
                 seen += x.shape[0]
             if seen == 0:
                 raise CalibrationError(
                     "calibration data is empty; pass at least one batch of training inputs"
                 )
-            for name, statistic in statistics.items():
+            for name, observer in observers.items():
                 if depths[name] == depth:
+                    statistic = observer.statistic
                     level = (
                         statistic.max if self.percentile is None else statistic.percentile(self.percentile)
                     )

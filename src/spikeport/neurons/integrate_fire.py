@@ -14,7 +14,8 @@ class IFNeuron(SpikingLayer):
     """Integrate-and-fire neurons for one activation site, time folded into the batch.
 
     A spike carries the neuron's threshold (ANN units); events are spikes. While
-    ``observer`` is set, the neurons only observe their input currents and stay silent (calibration).
+    ``observer`` is set, the neurons only observe their input currents, ``[steps, batch, ...]``, and stay
+    silent (calibration).
     """
 
     def __init__(self, threshold: Tensor, reset: Reset | str = Reset.SOFT, initial_potential: float = 0.0):
@@ -41,15 +42,15 @@ class IFNeuron(SpikingLayer):
     def forward(self, x: Tensor) -> Tensor:
         clock = self.running_clock()
         steps = clock.steps
-        if self.observer is not None:
-            self.observer(x)
-            return x.new_zeros(steps * clock.batch, *x.shape[1:])
         if (
             x.shape[0] == clock.batch
         ):  # a current that is the same at every step (analog input, computed once)
             currents = x.unsqueeze(0).expand(steps, *x.shape)
         else:
             currents = x.reshape(steps, clock.batch, *x.shape[1:])
+        if self.observer is not None:
+            self.observer(currents)
+            return x.new_zeros(steps * clock.batch, *x.shape[1:])
         if self.v is None:
             self.v = (self.initial_potential * self.threshold).expand(currents.shape[1:]).to(x.dtype).clone()
         # The state keeps its storage across chunks, so a chunk's temporaries are all freed together.
