@@ -102,3 +102,17 @@ def test_network_sops_equal_spikes_times_brute_force_fanout():
     hook.remove()
     assert sim.sops["1"].sum().item() == (spikes[0] @ expected1).item()
     assert sim.input_macs.sum().item() == 20 * 4 * connections(conv1, (1, 6, 6))
+
+
+def test_fanouts_follow_the_weights_a_method_zeroed():
+    """Fan-outs are computed once per conversion, after the method's transform (here: 2-bit weights)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 12), nn.ReLU(), nn.Linear(12, 3))
+    x = torch.rand(16, 6)
+    snn = sp.convert(model, x, "ecc[weight_bits=2]")
+    linears = [m for m in snn.modules() if isinstance(m, nn.Linear)]
+    neurons = list(snn.neurons().values())
+    for layer, following in zip(neurons, linears[1:], strict=True):
+        expected = (following.weight != 0).sum(dim=0).double()
+        assert torch.equal(layer.fanout, expected)
+    assert (neurons[0].fanout < 12).any()  # some 2-bit weights are zero: fewer synapses than the float net
