@@ -76,6 +76,16 @@ class HistogramStatistic(MaxStatistic):
         return torch.minimum(edge, self.max)
 
 
+def threshold_statistic(channelwise: bool, percentile: float | None) -> MaxStatistic:
+    """What a threshold rule must collect: the running maximum, or a histogram to read a percentile from."""
+    return MaxStatistic(channelwise) if percentile is None else HistogramStatistic(channelwise)
+
+
+def threshold_level(statistic: MaxStatistic, percentile: float | None) -> Tensor:
+    """The level a threshold rule reads off ``threshold_statistic``'s result."""
+    return statistic.max if percentile is None else statistic.percentile(percentile)
+
+
 class ActivationObserver(nn.Module):
     """Pass-through module that feeds what flows through it to a statistic."""
 

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from spikeport.errors import CalibrationError
 from spikeport.graph.assemble import assemble, positive_thresholds
-from spikeport.graph.observers import HistogramStatistic, MaxStatistic
+from spikeport.graph.observers import MaxStatistic, threshold_level, threshold_statistic
 from spikeport.graph.prepare import PreparedModel
 from spikeport.methods.base import Batches, Method
 
@@ -50,6 +50,8 @@ class CurrentObserver:
         self.steps = 0
 
     def __call__(self, currents: Tensor) -> None:
+        if currents.stride(0) == 0:  # the same current at every step (analog input): one step says it all
+            currents = currents[:1]
         if self.per_step:
             self.statistic.update(currents.flatten(0, 1))
             return
@@ -61,6 +63,10 @@ class CurrentObserver:
         if self.total is not None:
             self.statistic.update(self.total / self.steps)
             self.total, self.steps = None, 0
+
+
+def _ignore(currents: Tensor) -> None:
+    """The observer of a layer calibrated later: it only needs to stay silent."""
 
 
 CURRENTS = ("step", "mean")
@@ -100,14 +106,12 @@ class RMP(Method):
             snn = assemble(prepared, thresholds, reset=self.reset, initial_potential=self.initial_potential)
             observers: dict[str, CurrentObserver] = {}
             for node, neuron in snn.neuron_nodes():
-                if depths[node.name] >= depth:  # this layer and deeper ones are silent while we observe
-                    statistic = (
-                        MaxStatistic(self.channelwise)
-                        if self.percentile is None
-                        else HistogramStatistic(self.channelwise)
-                    )
+                if depths[node.name] == depth:
+                    statistic = threshold_statistic(self.channelwise, self.percentile)
                     observers[node.name] = CurrentObserver(statistic, per_step=self.current == "step")
                     neuron.observer = observers[node.name]
+                elif depths[node.name] > depth:  # deeper layers stay silent, their currents unused
+                    neuron.observer = _ignore
             seen = 0
             for x in batches():
                 snn.simulate(x, self.calibration_timesteps)
@@ -119,10 +123,6 @@ class RMP(Method):
                     "calibration data is empty; pass at least one batch of training inputs"
                 )
             for name, observer in observers.items():
-                if depths[name] == depth:
-                    statistic = observer.statistic
-                    level = (
-                        statistic.max if self.percentile is None else statistic.percentile(self.percentile)
-                    )
-                    thresholds[name] = positive_thresholds(self.alpha * level)
+                level = threshold_level(observer.statistic, self.percentile)
+                thresholds[name] = positive_thresholds(self.alpha * level)
         return thresholds

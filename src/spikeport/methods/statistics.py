@@ -10,7 +10,12 @@ from torch import Tensor
 
 from spikeport.errors import CalibrationError
 from spikeport.graph.assemble import positive_thresholds
-from spikeport.graph.observers import ActivationObserver, HistogramStatistic, MaxStatistic
+from spikeport.graph.observers import (
+    ActivationObserver,
+    MaxStatistic,
+    threshold_level,
+    threshold_statistic,
+)
 from spikeport.graph.prepare import PreparedModel
 from spikeport.methods.base import Batches
 
@@ -44,8 +49,5 @@ def data_based_thresholds(
     prepared: PreparedModel, batches: Batches, channelwise: bool, percentile: float | None = None
 ) -> dict[str, Tensor]:
     """Thresholds from the ANN's activations: their maximum, or a percentile of the positive ones."""
-    if percentile is None:
-        stats = observe_activations(prepared, batches, lambda: MaxStatistic(channelwise))
-        return {name: positive_thresholds(s.max) for name, s in stats.items()}
-    stats = observe_activations(prepared, batches, lambda: HistogramStatistic(channelwise))
-    return {name: positive_thresholds(s.percentile(percentile)) for name, s in stats.items()}
+    stats = observe_activations(prepared, batches, lambda: threshold_statistic(channelwise, percentile))
+    return {name: positive_thresholds(threshold_level(s, percentile)) for name, s in stats.items()}
