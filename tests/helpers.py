@@ -61,3 +61,25 @@ def write_cifar_dir(folder: Path, per_batch: int = 3) -> dict[str, tuple[np.ndar
             pickle.dump({b"batch_label": name.encode(), b"data": data, b"labels": labels}, f)
         batches[name] = (data, labels)
     return batches
+
+
+class Lambda(nn.Module):
+    def __init__(self, function):
+        super().__init__()
+        self.function = function
+
+    def forward(self, x):
+        return self.function(x)
+
+
+def ann_with_fs_functions(snn, function) -> nn.Module:
+    """The FS network's source ANN with each activation replaced by ``function(neuron)`` (a callable on x)."""
+    import copy
+
+    from spikeport.neurons.fs import FSNeuron
+
+    ann = copy.deepcopy(snn.ann)
+    for name, module in snn.graph_module.named_modules():
+        if isinstance(module, FSNeuron):
+            ann.set_submodule(name, Lambda(function(module)))
+    return ann

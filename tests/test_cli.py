@@ -15,16 +15,23 @@ def write_npz(path, n=40, seed=0):
     return path
 
 
-def test_convert_then_evaluate(tmp_path, capsys):
-    torch.manual_seed(0)
+def convert_residual(tmp_path, seed: int, options: list[str]) -> tuple[int, object, object]:
+    """`spikeport convert` of a random Residual net on generated data: (exit code, network file, data file)."""
+    torch.manual_seed(seed)
     weights = tmp_path / "w.pt"
     torch.save(Residual().state_dict(), weights)
     data = write_npz(tmp_path / "d.npz")
     net = tmp_path / "net.spk"
     code = main(
         ["convert", "tests.helpers:Residual", "--weights", str(weights), "--data", f"npz:{data}"]
-        + ["--method", "percentile", "--channelwise", "-o", str(net)]
+        + options
+        + ["-o", str(net)]
     )
+    return code, net, data
+
+
+def test_convert_then_evaluate(tmp_path, capsys):
+    code, net, data = convert_residual(tmp_path, 0, ["--method", "percentile", "--channelwise"])
     assert code == 0 and net.is_file()
     assert "saved to" in capsys.readouterr().out
     report = tmp_path / "ev.json"
@@ -38,6 +45,18 @@ def test_convert_then_evaluate(tmp_path, capsys):
     assert result["method"]["method"] == "percentile" and result["method"]["channelwise"] is True
     assert set(result["agreement"]) == {"4", "16"}
     assert (tmp_path / "ev.png").is_file()
+
+
+def test_fs_network_through_files(tmp_path, capsys):
+    code, net, data = convert_residual(
+        tmp_path, 1, ["--method", "fs", "--steps", "6", "--input-coding", "fs"]
+    )
+    assert code == 0 and "(4 neuron layers)" in capsys.readouterr().out  # input coder + three ReLUs
+    report = tmp_path / "ev.json"
+    assert main(["evaluate", str(net), "--data", f"npz:{data}", "--quiet", "--json", str(report)]) == 0
+    out = capsys.readouterr().out
+    assert "| K | latency |" in out and "| 6 | 24 |" in out  # every shipped K up to 16, latency 4 x K
+    assert json.loads(report.read_text())["coding"] == "temporal"
 
 
 def test_errors_are_one_line_with_exit_code_2(tmp_path, capsys):

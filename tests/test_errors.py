@@ -58,7 +58,7 @@ def one_line(error: BaseException) -> str:
         (
             nn.Sequential(nn.Linear(4, 4), nn.Sigmoid(), nn.Linear(4, 2)),
             (8, 4),
-            ["Sigmoid module '1'", "supported"],
+            ["Sigmoid module '1'", "method='fs'"],
         ),
         (nn.Sequential(nn.Conv1d(1, 2, 3), nn.ReLU(), nn.LPPool1d(2, 2)), (8, 1, 9), ["LPPool1d module '2'"]),
         (
@@ -66,7 +66,7 @@ def one_line(error: BaseException) -> str:
             (8, 1, 9),
             ["MaxPool1d module '2'", "return_indices=True"],
         ),
-        (Gated(), (8, 4), ["'mul'", "two signals"]),
+        (Gated(), (8, 4), ["'product_mul'", "two signals"]),
         (ReflectPad(), (8, 1, 6, 6), ["mode='reflect'", "only zero padding"]),
     ],
 )
@@ -114,7 +114,7 @@ def test_wrong_input_shape_at_simulation():
 
 
 def test_unknown_method_and_option():
-    with pytest.raises(ValueError, match="unknown method 'foo'; available: ecc, max, percentile, rmp"):
+    with pytest.raises(ValueError, match="unknown method 'foo'; available: ecc, fs, max, percentile, rmp"):
         sp.convert(Residual(), torch.rand(4, 1, 8, 8), "foo")
     with pytest.raises(ValueError, match="has no option"):
         sp.convert(Residual(), torch.rand(4, 1, 8, 8), "max", alpha=0.5)

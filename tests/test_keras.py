@@ -152,6 +152,26 @@ def test_functional_model_with_add_concat_asymmetric_same_padding_and_depthwise(
     np.testing.assert_allclose(ours(module, x), keras_output(model, x), atol=ATOL)
 
 
+@pytest.mark.parametrize("suffix", SUFFIXES)
+def test_smooth_activations_import_exactly_and_convert_with_fs(tmp_path, suffix):
+    inputs = keras.Input((6, 6, 2))
+    x = layers.Conv2D(4, 3, activation="swish")(inputs)
+    x = layers.Conv2D(4, 3, activation="gelu")(x)
+    x = layers.Activation("hard_swish")(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(5, activation="tanh")(x)
+    outputs = layers.Dense(3, activation="sigmoid")(x)
+    model = keras.Model(inputs, outputs)
+    module = sp.load_model(save(model, tmp_path, suffix))
+    x = images(6, (6, 6, 2))
+    # the final sigmoid is kept (it is no softmax), so the outputs compare directly
+    np.testing.assert_allclose(ours(module, x), keras_output(model, x), atol=ATOL)
+    with pytest.raises(sp.ConversionError, match="method='fs'"):
+        sp.convert(module, torch.from_numpy(x).permute(0, 3, 1, 2), "ecc")
+    snn = sp.convert(module, torch.from_numpy(x).permute(0, 3, 1, 2), "fs", steps=16)
+    assert isinstance(snn, sp.FSNetwork)
+
+
 def layout_model():
     """Every place where channels-last and channels-first differ, with a nested Sequential block."""
     inputs = keras.Input((7, 7, 2))
@@ -479,7 +499,10 @@ def test_missing_layer_weights_name_the_layer(tmp_path):
     [
         (layers.LSTM(3, name="recurrent"), r"layer 'recurrent' \(LSTM\): unsupported layer class.*Conv2D"),
         (layers.Conv3D(2, 1, name="volume"), r"layer 'volume' \(Conv3D\): unsupported layer class"),
-        (layers.Dense(3, activation="sigmoid", name="squash"), r"'squash' \(Dense\): activation 'sigmoid'"),
+        (
+            layers.Dense(3, activation="elu", name="squash"),
+            r"'squash' \(Dense\): activation 'elu' is not supported; use gelu",
+        ),
         (layers.ReLU(max_value=6.0, name="relu6"), r"'relu6' \(ReLU\): only a plain ReLU"),
         (layers.Softmax(name="early"), r"'early' \(Softmax\): softmax is only supported as the last"),
     ],

@@ -6,6 +6,13 @@ ev = sp.evaluate(snn, data, timesteps=[8, 32, 128], ann=model)
 print(ev.to_markdown())
 """
 
+import os as _os
+
+# PyTorch's own switch for 2 MiB pages on large CPU tensors, read when it allocates (a user's setting wins).
+# This VM gives huge pages only on request; without them the simulator's fresh per-chunk tensors page-fault
+# and it lands on a 1.5x slower level in most processes (docs/benchmarks.md, "Simulation speed").
+_os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+
 from spikeport.compare import Comparison, compare
 from spikeport.convert import convert
 from spikeport.errors import (
@@ -21,6 +28,7 @@ from spikeport.evaluation import Evaluation, LayerReport
 from spikeport.frontends import load_model
 from spikeport.metrics import EnergyModel
 from spikeport.network import Simulation, SpikingNetwork
+from spikeport.network_fs import FSNetwork
 from spikeport.serialize import load, save
 
 __version__ = "0.1.0"
@@ -32,6 +40,7 @@ __all__ = [
     "DataError",
     "EnergyModel",
     "Evaluation",
+    "FSNetwork",
     "InputShapeError",
     "LayerReport",
     "SaveFormatError",

@@ -1,4 +1,4 @@
-"""The `spikeport` command: demo, train, convert, evaluate, compare."""
+"""The `spikeport` command: demo, train, convert, evaluate, compare, fit-fs."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from spikeport.compare import DEFAULT_METHODS, DEFAULT_TIMESTEPS
+from spikeport.compare import DEFAULT_CODES, DEFAULT_METHODS, DEFAULT_TIMESTEPS
 from spikeport.errors import DataError, SpikeportError
 from spikeport.methods.base import parse_method
 from spikeport.options import split_specs
@@ -33,7 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     demo = commands.add_parser(
-        "demo", help="MNIST end to end: train (cached), convert with rmp/ecc/max/percentile, plot"
+        "demo", help="MNIST end to end: train (cached), convert with rmp/ecc/max/percentile/fs, plot"
     )
     demo.add_argument("--out", default="spikeport-demo", help="folder for the plot, table and JSON")
     demo.add_argument(
@@ -72,7 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     convert.add_argument(
         "--method",
         default="rmp",
-        help="rmp, ecc, max or percentile, optionally with options: max[reset=soft]",
+        help="rmp, ecc, max, percentile or fs, optionally with options: max[reset=soft], fs[steps=16]",
     )
     convert.add_argument("--reset", choices=["soft", "hard"])
     convert.add_argument(
@@ -88,6 +88,11 @@ def _parser() -> argparse.ArgumentParser:
         "--thresholding", type=float, help="ecc: initial membrane as a fraction of Vth (default 0.5)"
     )
     convert.add_argument("--weight-bits", type=int, help="ecc: quantise weights to N signed bits")
+    convert.add_argument("--steps", type=int, help="fs: code length K a plain run uses (default 8)")
+    convert.add_argument("--rounding", choices=["nearest", "floor"], help="fs: binary code rounding")
+    convert.add_argument(
+        "--input-coding", choices=["analog", "fs"], help="fs: inject the input, or code it with FS neurons"
+    )
     convert.add_argument(
         "--max-to-avg",
         action="store_true",
@@ -101,7 +106,11 @@ def _parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="accuracy, agreement, spikes, SOPs and energy at each T")
     evaluate.add_argument("network", help="a file written by `spikeport convert`")
     evaluate.add_argument("--data", required=True, help="test data spec, e.g. mnist:test")
-    evaluate.add_argument("--timesteps", type=_timesteps, default=[8, 16, 32, 64, 128])
+    evaluate.add_argument(
+        "--timesteps",
+        type=_timesteps,
+        help="T for rate-coded networks (default 8,16,32,64,128), code lengths K for fs (default: its codes)",
+    )
     evaluate.add_argument("--limit", type=int, help="first N samples only")
     evaluate.add_argument("--batch-size", type=int, default=100)
     evaluate.add_argument("--json", help="write the evaluation as JSON")
@@ -121,12 +130,27 @@ def _parser() -> argparse.ArgumentParser:
         help="comma-separated method specs (default ecc,rmp,percentile), e.g. ecc,ecc[weight_bits=8],max[reset=soft]",
     )
     compare.add_argument("--timesteps", type=_timesteps, default=list(DEFAULT_TIMESTEPS))
+    compare.add_argument(
+        "--codes",
+        type=_timesteps,
+        default=list(DEFAULT_CODES),
+        help="code lengths K for temporal methods (fs), where their codes exist",
+    )
     compare.add_argument("--limit", type=int, help="first N test samples only")
     compare.add_argument("--calibration-samples", type=int, default=5000, help="default 5000")
     compare.add_argument("--batch-size", type=int, default=100)
     compare.add_argument("--cost", choices=["sops", "energy"], default="sops", help="x axis of the plot")
     compare.add_argument("--out", default="spikeport-compare", help="folder for table, plot and JSON")
     compare.add_argument("--quiet", action="store_true")
+    fit = commands.add_parser(
+        "fit-fs", help="fit FS codes to an activation (silu, sigmoid, ...) and report the fit error"
+    )
+    fit.add_argument("activation", help="an activation name, or 'all'")
+    fit.add_argument("--steps", type=_timesteps, default=[8], help="code lengths K, e.g. 8,16 (default 8)")
+    fit.add_argument("--iterations", type=int, default=600, help="gradient steps per start")
+    fit.add_argument(
+        "--out", help="JSON file to add the codes to (default: the user's code library, used by conversions)"
+    )
     return parser
 
 
@@ -166,6 +190,9 @@ def _convert(args: argparse.Namespace) -> None:
         "thresholding",
         "weight_bits",
         "max_to_avg",
+        "steps",
+        "rounding",
+        "input_coding",
     ]
     options = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
     snn = sp.convert(
@@ -177,7 +204,8 @@ def _convert(args: argparse.Namespace) -> None:
         **options,
     )
     path = sp.save(snn, args.output)
-    print(f"converted with {args.method} ({len(snn.neurons())} neuron layers); saved to {path}")
+    layers = sum(layer.is_neuron for layer in snn.spiking_layers().values())
+    print(f"converted with {args.method} ({layers} neuron layers); saved to {path}")
     for note in snn.info.get("notes", []):
         print(f"note: {note}")
 
@@ -235,8 +263,16 @@ def _evaluate(args: argparse.Namespace) -> None:
     import spikeport as sp
 
     snn = sp.load(args.network)
+    steps = args.timesteps
+    if steps is None and snn.coding == "temporal":
+        steps = [k for k in DEFAULT_CODES if k in snn.supported_steps()] or [snn.default_steps]
     ev = sp.evaluate(
-        snn, args.data, args.timesteps, batch_size=args.batch_size, limit=args.limit, progress=not args.quiet
+        snn,
+        args.data,
+        steps or [8, 16, 32, 64, 128],
+        batch_size=args.batch_size,
+        limit=args.limit,
+        progress=not args.quiet,
     )
     print(ev.to_markdown())
     if args.json:
@@ -258,6 +294,7 @@ def _compare(args: argparse.Namespace) -> None:
         args.data,
         args.methods,
         args.timesteps,
+        codes=args.codes,
         calibration_samples=args.calibration_samples,
         limit=args.limit,
         batch_size=args.batch_size,
@@ -271,6 +308,37 @@ def _compare(args: argparse.Namespace) -> None:
     print(table)
     print(f"plot: {comparison.plot(out / 'accuracy.png', cost=args.cost)}")
     print(f"table: {out / 'results.md'}\nJSON: {comparison.to_json(out / 'comparison.json')}")
+
+
+def _fit_fs(args: argparse.Namespace) -> None:
+    import json
+
+    from spikeport.fs_codes import FITTED_ACTIVATIONS, read_library, user_codes_dir
+    from spikeport.fs_fit import fit_code
+
+    names = sorted(FITTED_ACTIVATIONS) if args.activation == "all" else [args.activation]
+    unknown = [n for n in names if n not in FITTED_ACTIVATIONS]
+    if unknown:
+        raise ValueError(
+            f"no FS fit for {unknown[0]!r}; activations: {', '.join(sorted(FITTED_ACTIVATIONS))} "
+            "(relu needs none: its binary code is exact)"
+        )
+    print("| activation | K | range | max error | RMS error | seconds |\n|:---|---:|:---|---:|---:|---:|")
+    for name in names:
+        path = Path(args.out) if args.out else user_codes_dir() / f"{name}.json"
+        library = read_library(path)
+        for steps in args.steps:
+            result = fit_code(FITTED_ACTIVATIONS[name], steps, iterations=args.iterations)
+            library.setdefault(name, {})[steps] = result.to_dict()
+            print(
+                f"| {name} | {steps} | [{result.low:g}, {result.high:g}] | {result.max_error:.4f} | "
+                f"{result.rms_error:.4f} | {result.seconds:.1f} |",
+                flush=True,
+            )
+            path.parent.mkdir(parents=True, exist_ok=True)
+            ordered = {a: {str(k): v[k] for k in sorted(v)} for a, v in sorted(library.items())}
+            path.write_text(json.dumps(ordered, indent=1) + "\n")
+    print(f"codes written to {path if len(names) == 1 or args.out else user_codes_dir()}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -288,6 +356,8 @@ def main(argv: list[str] | None = None) -> int:
             _evaluate(args)
         elif args.command == "compare":
             _compare(args)
+        elif args.command == "fit-fs":
+            _fit_fs(args)
     except (SpikeportError, ValueError) as error:
         print(f"spikeport: error: {error}", file=sys.stderr)
         return 2

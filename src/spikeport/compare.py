@@ -22,6 +22,8 @@ from spikeport.metrics import EnergyModel
 
 DEFAULT_METHODS = ("ecc", "rmp", "percentile")
 DEFAULT_TIMESTEPS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+# Code lengths K at which temporal methods (fs) are evaluated, where their codes exist.
+DEFAULT_CODES = (2, 3, 4, 5, 6, 8, 10, 12, 16)
 
 
 @dataclass
@@ -81,6 +83,7 @@ def compare(
     timesteps: Sequence[int] = DEFAULT_TIMESTEPS,
     *,
     ann: nn.Module | None = None,
+    codes: Sequence[int] = DEFAULT_CODES,
     calibration_samples: int | None = None,
     limit: int | None = None,
     batch_size: int = 100,
@@ -93,7 +96,8 @@ def compare(
 
     ``methods``: specs such as ``"ecc"`` or ``"max[reset=soft]"``, or a mapping label -> spec. ``options``
     go to every ``sp.convert`` call (e.g. ``encoding``). Agreement is measured against ``ann`` (default:
-    ``model`` itself).
+    ``model`` itself). Temporal methods (``fs``) run the code lengths in ``codes`` that their networks have
+    codes for, instead of ``timesteps``; tables and plots place both by latency.
     """
     specs = method_specs(methods)
     evaluations: dict[str, Evaluation] = {}
@@ -102,10 +106,13 @@ def compare(
         start = time.perf_counter()
         snn = convert(model, calibration, spec, calibration_samples=calibration_samples, **options)
         converted = time.perf_counter()
+        steps = timesteps
+        if snn.coding == "temporal":
+            steps = [k for k in codes if k in snn.supported_steps()] or [snn.default_steps]
         evaluations[label] = evaluate(
             snn,
             data,
-            timesteps,
+            steps,
             ann=ann if ann is not None else model,
             batch_size=batch_size,
             limit=limit,

@@ -11,7 +11,6 @@ from torch import Tensor, nn
 from spikeport.data import as_batches
 from spikeport.encoding import Encoding
 from spikeport.errors import CalibrationError, ConversionError
-from spikeport.graph.assemble import assemble
 from spikeport.graph.prepare import prepare
 from spikeport.methods import make_method, parse_method
 from spikeport.network import DEFAULT_MEMORY_BUDGET, SpikingNetwork
@@ -45,7 +44,7 @@ def convert(
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
     **options,
 ) -> SpikingNetwork:
-    """Convert ``model`` to a SpikingNetwork with ``method`` (``rmp``, ``ecc``, ``max``, ``percentile``).
+    """Convert ``model`` to a SpikingNetwork with ``method`` (``rmp``, ``ecc``, ``max``, ``percentile``, ``fs``).
 
     ``calibration`` is training data in any form ``spikeport.data.as_batches`` takes (a DataLoader, a
     Dataset, a tensor, ``(x, y)``, or a spec string such as ``"mnist:train"``); ``calibration_samples``
@@ -62,18 +61,17 @@ def convert(
     if example is None or example.shape[0] == 0:
         raise CalibrationError("calibration data is empty; pass at least one batch of training inputs")
     prepared = prepare(model, example)
+    strategy.check(prepared)
     reference = copy.deepcopy(prepared.graph_module)  # agreement is measured against the ANN as given
     strategy.transform(prepared)
-    thresholds = strategy.thresholds(prepared, batches)
-    return assemble(
+    info = {**strategy.describe(), "encoding": Encoding.parse(encoding).value, "notes": prepared.notes}
+    return strategy.build(
         prepared,
-        thresholds,
+        batches,
         ann=reference,
-        reset=strategy.reset,
-        initial_potential=strategy.initial_potential,
         encoding=encoding,
         encoding_scale=encoding_scale,
         seed=seed,
         memory_budget=memory_budget,
-        info={**strategy.describe(), "encoding": Encoding.parse(encoding).value, "notes": prepared.notes},
+        info=info,
     )

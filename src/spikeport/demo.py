@@ -1,4 +1,4 @@
-"""`spikeport demo`: MNIST end to end — train (cached), convert four ways, measure every T, plot."""
+"""`spikeport demo`: MNIST end to end — train (cached), convert five ways, measure every T, plot."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ METHODS = {  # label -> method spec
     "ecc": "ecc",
     "max (hard reset)": "max",
     "percentile 99.9": "percentile",
+    "fs (temporal code)": "fs",
 }
 
 

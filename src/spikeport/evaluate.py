@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -56,6 +56,8 @@ def evaluate(
     if not steps or steps[0] < 1:
         raise ValueError(f"timesteps must be positive integers, got {list(timesteps)}")
     energy = energy or EnergyModel()
+    if snn.coding == "temporal":
+        return _evaluate_codes(snn, data, steps, ann, batch_size, limit, energy, progress)
     tally = _Tally(steps[-1])
     ann = ann if ann is not None else snn.ann
     if ann is not None:
@@ -104,20 +106,11 @@ def _summarise(
     sops, macs = at(total_sops), at(tally.input_macs)
     accuracy_curve = (tally.correct / n).tolist() if tally.labelled else [None] * tally.steps
     agreement_curve = (tally.agree / n).tolist() if with_ann else [None] * tally.steps
-    layers = []
-    for name, layer in snn.spiking_layers().items():
-        size = int(layer.fanout.numel())
-        spikes = at(tally.spikes[name])
-        layers.append(
-            LayerReport(
-                name=name,
-                neurons=size,
-                spikes_per_image=spikes,
-                firing_rate={t: spikes[t] / (size * t) for t in steps},
-                sops_per_image=at(tally.sops[name]),
-            )
-        )
+    layers = _layer_reports(
+        snn, steps, lambda name: at(tally.spikes[name]), lambda name: at(tally.sops[name])
+    )
     ann_macs = snn.ann_macs_per_image
+    neurons = _neuron_count(snn)
     return Evaluation(
         timesteps=steps,
         samples=n,
@@ -133,6 +126,9 @@ def _summarise(
         method=dict(snn.info),
         energy_model={"joules_per_sop": energy.joules_per_sop, "joules_per_mac": energy.joules_per_mac},
         layers=layers,
+        latency_steps={t: t for t in steps},
+        throughput={t: 1.0 / t for t in steps},
+        spikes_per_neuron={t: at(total_spikes)[t] / neurons for t in steps},
         curves={
             "accuracy": accuracy_curve,
             "agreement": agreement_curve,
@@ -141,4 +137,117 @@ def _summarise(
                 total_sops.cumsum(0) / n, tally.input_macs.cumsum(0) / n
             ).tolist(),
         },
+    )
+
+
+def _layer_reports(
+    snn: SpikingNetwork,
+    steps: list[int],
+    spikes: Callable[[str], dict[int, float]],
+    sops: Callable[[str], dict[int, float]],
+) -> list[LayerReport]:
+    """One report per spiking layer from its spikes and SOPs per image at each T (or K)."""
+    reports = []
+    for name, layer in snn.spiking_layers().items():
+        size = int(layer.fanout.numel())
+        per_image = spikes(name)
+        reports.append(
+            LayerReport(
+                name=name,
+                neurons=size,
+                spikes_per_image=per_image,
+                firing_rate={t: per_image[t] / (size * t) for t in steps},
+                sops_per_image=sops(name),
+            )
+        )
+    return reports
+
+
+def _neuron_count(snn: SpikingNetwork) -> int:
+    """Neurons of the network (max-pools emit events but are no neurons)."""
+    layers = snn.spiking_layers().values()
+    return max(1, sum(int(layer.fanout.numel()) for layer in layers if layer.is_neuron))
+
+
+def _evaluate_codes(
+    snn: SpikingNetwork,
+    data,
+    codes: list[int],
+    ann: nn.Module | None,
+    batch_size: int,
+    limit: int | None,
+    energy: EnergyModel,
+    progress: bool,
+) -> Evaluation:
+    """``evaluate`` for a temporal code: one run per code length K, each a complete pass through the net."""
+    missing = [k for k in codes if k not in snn.supported_steps()]
+    if missing:
+        raise ValueError(
+            f"this FS network has no codes for K = {', '.join(map(str, missing))}; it runs K = "
+            f"{', '.join(map(str, snn.supported_steps()))}"
+        )
+    ann = ann if ann is not None else snn.ann
+    n, ann_correct, labelled = 0, 0, True
+    correct = dict.fromkeys(codes, 0)
+    agree = dict.fromkeys(codes, 0)
+    spikes: dict[int, dict[str, float]] = {k: {} for k in codes}  # per layer, summed over the images
+    layer_sops: dict[int, dict[str, float]] = {k: {} for k in codes}
+    macs = dict.fromkeys(codes, 0.0)
+    bar = tqdm(
+        desc=f"simulating K={','.join(map(str, codes))}", unit="img", disable=not progress, leave=False
+    )
+    for x, y in as_batches(data, batch_size=batch_size, limit=limit):
+        x = x.to(snn.dtype)
+        reference = None
+        if ann is not None:
+            with torch.no_grad():
+                reference = ann.eval()(x).argmax(dim=-1)
+            if y is not None:
+                ann_correct += int((reference == y).sum())
+        labelled = labelled and y is not None
+        for k in codes:
+            sim = snn.simulate(x, k, record=True)
+            prediction = sim.readout[-1].argmax(dim=-1)
+            if y is not None:
+                correct[k] += int((prediction == y).sum())
+            if reference is not None:
+                agree[k] += int((prediction == reference).sum())
+            for name in sim.spikes:
+                spikes[k][name] = spikes[k].get(name, 0.0) + float(sim.spikes[name].sum())
+                layer_sops[k][name] = layer_sops[k].get(name, 0.0) + float(sim.sops[name].sum())
+            macs[k] += float(sim.input_macs.sum())
+        n += x.shape[0]
+        bar.update(x.shape[0])
+    bar.close()
+    if n == 0:
+        raise DataError("evaluation data is empty")
+    with_ann = ann is not None
+    neurons = _neuron_count(snn)
+    total_spikes = {k: sum(spikes[k].values()) / n for k in codes}
+    sops = {k: sum(layer_sops[k].values()) for k in codes}
+    layers = _layer_reports(
+        snn,
+        codes,
+        lambda name: {k: spikes[k][name] / n for k in codes},
+        lambda name: {k: layer_sops[k][name] / n for k in codes},
+    )
+    return Evaluation(
+        timesteps=codes,
+        samples=n,
+        accuracy={k: correct[k] / n if labelled else None for k in codes},
+        agreement={k: agree[k] / n if with_ann else None for k in codes},
+        spikes_per_image=total_spikes,
+        sops_per_image={k: sops[k] / n for k in codes},
+        macs_per_image={k: macs[k] / n for k in codes},
+        energy_per_image={k: energy.energy(sops[k] / n, macs[k] / n) for k in codes},
+        ann_accuracy=ann_correct / n if (with_ann and labelled) else None,
+        ann_macs_per_image=snn.ann_macs_per_image,
+        ann_energy_per_image=energy.energy(0, snn.ann_macs_per_image),
+        method=dict(snn.info),
+        energy_model={"joules_per_sop": energy.joules_per_sop, "joules_per_mac": energy.joules_per_mac},
+        layers=layers,
+        coding="temporal",
+        latency_steps={k: snn.latency(k) for k in codes},
+        throughput={k: snn.throughput(k) for k in codes},
+        spikes_per_neuron={k: total_spikes[k] / neurons for k in codes},
     )

@@ -44,9 +44,26 @@ class Evaluation:
     energy_model: dict = field(default_factory=dict)
     layers: list[LayerReport] = field(default_factory=list)
     curves: dict[str, list[float | None]] = field(default_factory=dict)
+    # "rate": T steps give a read-out after T steps. "temporal" (FS): ``timesteps`` are code lengths K, and
+    # the read-out exists after ``latency_steps[K]`` steps (K x the coded layers).
+    coding: str = "rate"
+    latency_steps: dict[int, int] = field(default_factory=dict)
+    throughput: dict[int, float] = field(default_factory=dict)  # images per time step, layers pipelined
+    spikes_per_neuron: dict[int, float] = field(default_factory=dict)  # mean over all neurons, per image
 
     def latency(self, target: float = 0.99, metric: str = "agreement") -> int | None:
-        """First time step at which ``metric`` (agreement or accuracy) reaches ``target`` and stays there."""
+        """First time step at which ``metric`` (agreement or accuracy) reaches ``target`` and stays there.
+
+        For a temporal code: the latency of the shortest code from which every evaluated code reaches it.
+        """
+        if self.coding == "temporal":
+            values = getattr(self, metric)
+            reached = None
+            for k in sorted(self.timesteps, reverse=True):
+                if values[k] is None or values[k] < target:
+                    break
+                reached = k
+            return None if reached is None else self.latency_steps[reached]
         curve = self.curves.get(metric)
         if not curve or curve[-1] is None or curve[-1] < target:
             return None
@@ -83,9 +100,13 @@ class Evaluation:
             "sops_per_image",
             "macs_per_image",
             "energy_per_image",
+            "latency_steps",
+            "throughput",
+            "spikes_per_neuron",
         ]
         for key in per_t:
-            raw[key] = keyed(raw[key])
+            if key in raw:
+                raw[key] = keyed(raw[key])
         raw["layers"] = [
             LayerReport(
                 **{

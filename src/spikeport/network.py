@@ -40,6 +40,8 @@ class SpikingNetwork(nn.Module):
     the ANN's units and its value after step t equals that of a separate run of t steps.
     """
 
+    coding = "rate"  # the read-out improves with every step; FSNetwork's exists after a fixed latency
+
     def __init__(
         self,
         graph_module: fx.GraphModule,

@@ -33,26 +33,48 @@ def method_label(method: dict) -> str:
     return label
 
 
+def _steps_header(ev: Evaluation) -> str:
+    return "K | latency" if ev.coding == "temporal" else "T"
+
+
+def _steps_cell(ev: Evaluation, t: int) -> str:
+    return f"{t} | {ev.latency_steps[t]}" if ev.coding == "temporal" else f"{t}"
+
+
 def evaluation_markdown(ev: Evaluation) -> str:
-    """One row per T: accuracy, loss against the ANN, agreement, spikes, SOPs, MACs, energy."""
+    """One row per T (or code length K): accuracy, loss against the ANN, agreement, spikes, SOPs, energy."""
     name = method_label(ev.method)
+    columns = _steps_header(ev).count("|") + 10
     header = (
         f"**{name}** on {ev.samples} samples — ANN accuracy {_pct(ev.ann_accuracy)}%, "
         f"ANN {_count(ev.ann_macs_per_image)} MACs / {ev.ann_energy_per_image * 1e6:.3f} µJ per image\n\n"
-        "| T | accuracy % | Δ vs ANN | agreement % | spikes/img | SOPs/img | MACs/img | energy/img µJ | energy vs ANN |\n"
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+        f"| {_steps_header(ev)} | accuracy % | Δ vs ANN | agreement % | spikes/img | spikes/neuron | SOPs/img | "
+        "MACs/img | energy/img µJ | energy vs ANN |\n"
+        "|" + "---:|" * columns + "\n"
     )
     rows = []
     for t in ev.timesteps:
         acc = ev.accuracy[t]
         delta = "–" if acc is None or ev.ann_accuracy is None else f"{100 * (acc - ev.ann_accuracy):+.2f}"
         ratio = ev.energy_per_image[t] / ev.ann_energy_per_image if ev.ann_energy_per_image else float("nan")
+        per_neuron = ev.spikes_per_neuron.get(t)
         rows.append(
-            f"| {t} | {_pct(acc)} | {delta} | {_pct(ev.agreement[t])} | {_count(ev.spikes_per_image[t])} | "
+            f"| {_steps_cell(ev, t)} | {_pct(acc)} | {delta} | {_pct(ev.agreement[t])} | "
+            f"{_count(ev.spikes_per_image[t])} | {'–' if per_neuron is None else f'{per_neuron:.2f}'} | "
             f"{_count(ev.sops_per_image[t])} | {_count(ev.macs_per_image[t])} | "
             f"{ev.energy_per_image[t] * 1e6:.3f} | {ratio:.2f}× |"
         )
     footer = ""
+    if ev.coding == "temporal":
+        footer += (
+            "\nK: code length (steps per layer); latency: steps until the output exists (K × coded layers); "
+            "pipelined, one image enters every K steps."
+        )
+        longest = ev.timesteps[-1]
+        per_layer = ", ".join(
+            f"{layer.name} {layer.spikes_per_image[longest] / layer.neurons:.2f}" for layer in ev.layers
+        )
+        footer += f"\nSpikes per neuron by layer at K={longest}: {per_layer}."
     for target in LATENCY_TARGETS:
         steps = ev.latency(target)
         if steps is not None:
@@ -72,7 +94,7 @@ def plot_evaluations(evaluations: dict[str, Evaluation], path: str | Path, cost:
         raise ValueError(f"cost must be one of {', '.join(COSTS)}, got {cost!r}")
     key, cost_label, unit = COSTS[cost]
     for label, ev in evaluations.items():
-        if key not in ev.curves:
+        if ev.coding == "rate" and key not in ev.curves:
             raise ValueError(f"evaluation {label!r} has no per-step {key} (written by an older spikeport)")
     import matplotlib
 
@@ -84,17 +106,22 @@ def plot_evaluations(evaluations: dict[str, Evaluation], path: str | Path, cost:
     fig, (by_steps, by_sops) = plt.subplots(1, 2, figsize=(11, 4.2))
     ann_drawn = False
     for label, ev in evaluations.items():
-        metric = "accuracy" if ev.curves["accuracy"][0] is not None else "agreement"
-        curve = [100 * v for v in ev.curves[metric]]
-        steps = list(range(1, len(curve) + 1))
-        by_steps.plot(steps, curve, label=label)
-        by_sops.plot([unit * v for v in ev.curves[key]], curve, label=label)
+        metric = "accuracy" if ev.accuracy[ev.timesteps[0]] is not None else "agreement"
+        steps, curve, costs = _series(ev, metric, key)
+        style = "o-" if ev.coding == "temporal" else "-"
+        by_steps.plot(steps, [100 * v for v in curve], style, label=label)
+        by_sops.plot([unit * v for v in costs], [100 * v for v in curve], style, label=label)
         if ev.ann_accuracy is not None and not ann_drawn:
             for axis in (by_steps, by_sops):
                 axis.axhline(100 * ev.ann_accuracy, color="grey", linestyle="--", linewidth=1, label="ANN")
             ann_drawn = True
     ylabel = "accuracy %" if metric == "accuracy" else "agreement with ANN %"
-    by_steps.set(xscale="log", xlabel="time steps T", ylabel=ylabel, title="accuracy vs time steps")
+    by_steps.set(
+        xscale="log",
+        xlabel="latency: time steps until the read-out",
+        ylabel=ylabel,
+        title="accuracy vs latency",
+    )
     by_sops.set(xscale="log", xlabel=cost_label, ylabel=ylabel, title=f"accuracy vs {cost}")
     accuracies = [ev.ann_accuracy for ev in evaluations.values() if ev.ann_accuracy is not None]
     top = 100 * max(accuracies) if accuracies else 100  # the ANN may score 0 on a few images
@@ -109,39 +136,60 @@ def plot_evaluations(evaluations: dict[str, Evaluation], path: str | Path, cost:
     return path
 
 
+def _series(ev: Evaluation, metric: str, key: str) -> tuple[list[int], list[float], list[float]]:
+    """(latency in steps, metric, cost) to plot: every step of a rate code, every evaluated code length K."""
+    if ev.coding == "temporal":
+        codes = ev.timesteps
+        values, costs = getattr(ev, metric), getattr(ev, key)
+        return [ev.latency_steps[k] for k in codes], [values[k] for k in codes], [costs[k] for k in codes]
+    curve = ev.curves[metric]
+    return list(range(1, len(curve) + 1)), curve, ev.curves[key]
+
+
 def _reached(ev: Evaluation, target: float, metric: str) -> str:
     """Steps until ``metric`` stays at ``target``, the SOPs per image and energy vs the ANN by then."""
     steps = ev.latency(target, metric)
     if steps is None:
-        return f"not within {len(ev.curves[metric])} | – | –"
-    cell = f"{steps} | {_count(ev.curves['sops_per_image'][steps - 1])}"
-    energy = ev.curves.get("energy_per_image")
-    ratio = (
-        f"{energy[steps - 1] / ev.ann_energy_per_image:.2f}×" if energy and ev.ann_energy_per_image else "–"
-    )
-    return f"{cell} | {ratio}"
+        longest = max(ev.latency_steps.values(), default=len(ev.curves.get(metric, [])))
+        return f"not within {longest} | – | –"
+    if ev.coding == "temporal":
+        code = next(k for k in ev.timesteps if ev.latency_steps[k] == steps)
+        sops, energy = ev.sops_per_image[code], ev.energy_per_image[code]
+    else:
+        sops = ev.curves["sops_per_image"][steps - 1]
+        energy = ev.curves["energy_per_image"][steps - 1] if "energy_per_image" in ev.curves else None
+    ratio = f"{energy / ev.ann_energy_per_image:.2f}×" if energy and ev.ann_energy_per_image else "–"
+    return f"{steps} | {_count(sops)} | {ratio}"
 
 
 def comparison_markdown(evaluations: dict[str, Evaluation]) -> str:
-    """Methods side by side: one row per (T, method), then the cost of reaching fixed quality levels."""
+    """Methods side by side: one row per (T or K, method), then the cost of reaching fixed quality levels.
+
+    Rate-coded methods give a read-out after T steps; a temporal code (FS) of K steps per layer gives it
+    after its latency (K x coded layers), which the latency column states for both.
+    """
     first = next(iter(evaluations.values()))
     lines = [
         f"ANN: {_pct(first.ann_accuracy)}% accuracy, {_count(first.ann_macs_per_image)} MACs and "
         f"{first.ann_energy_per_image * 1e6:.3f} µJ per image; {first.samples} test samples.",
         "",
-        "| T | method | accuracy % | Δ vs ANN | agreement % | spikes/img | SOPs/img | energy vs ANN |",
-        "|---:|:---|---:|---:|---:|---:|---:|---:|",
+        "| T or K | method | latency | accuracy % | Δ vs ANN | agreement % | spikes/img | SOPs/img | "
+        "energy vs ANN |",
+        "|---:|:---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for t in first.timesteps:
+    for t in sorted({t for ev in evaluations.values() for t in ev.timesteps}):
         for label, ev in evaluations.items():
+            if t not in ev.timesteps:
+                continue
             acc = ev.accuracy.get(t)
             delta = "–" if acc is None or ev.ann_accuracy is None else f"{100 * (acc - ev.ann_accuracy):+.2f}"
             ratio = (
                 ev.energy_per_image[t] / ev.ann_energy_per_image if ev.ann_energy_per_image else float("nan")
             )
             lines.append(
-                f"| {t} | {label} | {_pct(acc)} | {delta} | {_pct(ev.agreement.get(t))} | "
-                f"{_count(ev.spikes_per_image[t])} | {_count(ev.sops_per_image[t])} | {ratio:.2f}× |"
+                f"| {t} | {label} | {ev.latency_steps.get(t, t)} | {_pct(acc)} | {delta} | "
+                f"{_pct(ev.agreement.get(t))} | {_count(ev.spikes_per_image[t])} | "
+                f"{_count(ev.sops_per_image[t])} | {ratio:.2f}× |"
             )
     goals = [(f"{100 * target:g}% agreement", target, "agreement") for target in LATENCY_TARGETS]
     if first.ann_accuracy is not None:

@@ -230,13 +230,15 @@ class GraphBuilder:
             )
         if name == "linear":
             return value
-        if name == "relu":
-            target = self.module(call.spec, "relu" if fused else "", nn.ReLU)
+        if name in KERAS_ACTIVATIONS:
+            target = self.module(call.spec, name if fused else "", KERAS_ACTIVATIONS[name])
             return Value(self.call_module(target, value.node), value.shape, value.flat_hwc)
         if name == "softmax":
             return self.drop_final_softmax(call, value)
         raise self.fail(
-            call.spec, f"activation {name!r} is not supported; use relu or linear (softmax only at the end)"
+            call.spec,
+            f"activation {name!r} is not supported; use {', '.join(sorted(KERAS_ACTIVATIONS))} or linear "
+            "(softmax only at the end)",
         )
 
     def keras_order(self, value: Value) -> Value:
@@ -706,13 +708,25 @@ class GraphBuilder:
                 )
 
 
+# Keras activations with the same function in torch (all but relu convert with method="fs" only).
+KERAS_ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "relu": nn.ReLU,
+    "sigmoid": nn.Sigmoid,
+    "tanh": nn.Tanh,
+    "swish": nn.SiLU,
+    "silu": nn.SiLU,
+    "gelu": nn.GELU,  # Keras' default is the exact (erf) form, as torch's
+    "hard_swish": nn.Hardswish,
+    "hard_silu": nn.Hardswish,
+}
+
 SUPPORTED_LAYERS = (
     "InputLayer",
     "Conv2D",
     "DepthwiseConv2D",
     "Dense",
     "BatchNormalization",
-    "Activation (relu, linear, final softmax)",
+    "Activation (relu, sigmoid, tanh, swish/silu, gelu, hard_swish, linear, final softmax)",
     "ReLU",
     "Softmax (final)",
     "Flatten",

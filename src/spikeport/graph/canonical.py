@@ -14,9 +14,10 @@ from torch import fx, nn
 
 from spikeport.errors import ConversionError
 from spikeport.graph.ops import (
+    ACTIVATION_FUNCTIONS,
+    ACTIVATION_METHODS,
+    ACTIVATION_MODULES,
     MAX_POOL_MODULES,
-    RELU_FUNCTIONS,
-    RELU_METHODS,
     Role,
     describe,
     role_of,
@@ -137,32 +138,38 @@ def _replace_with_module(gm: fx.GraphModule, node: fx.Node, module: nn.Module, s
     with gm.graph.inserting_before(node):
         replacement = gm.graph.call_module(name, (node.args[0],))
     node.replace_all_uses_with(replacement)
+    original = node.name
     gm.graph.erase_node(node)
+    replacement._rename(original)  # errors keep naming the node as the user's traced model does
 
 
 def canonicalize_activations(gm: fx.GraphModule) -> None:
-    """Every ReLU spelling (module, F.relu, torch.relu, .relu(), in-place) becomes an nn.ReLU module of its own.
+    """Every activation spelling (module, ``F.relu``, ``torch.sigmoid``, ``.tanh()``, in-place) becomes a
+    module of its own (``nn.ReLU``, ``nn.SiLU``, ``nn.Sigmoid``...), without ``inplace``.
 
-    A ReLU module called once keeps its name (so layers are named as in the user's model); functional
-    calls and modules shared by several call sites get fresh ``relu``, ``relu_1``... modules.
+    A module called once keeps its name (so layers are named as in the user's model); functional calls and
+    modules shared by several call sites get fresh ``relu``, ``silu``... modules.
     """
     modules = modules_of(gm)
     calls = module_call_counts(gm)
     for node in list(gm.graph.nodes):
-        if (
-            node.op == "call_module"
-            and isinstance(modules.get(node.target), nn.ReLU)
-            and calls[node.target] == 1
-        ):
-            gm.set_submodule(node.target, nn.ReLU())  # drops inplace=True
+        module = modules.get(node.target) if node.op == "call_module" else None
+        if isinstance(module, ACTIVATION_MODULES):
+            fresh = copy.deepcopy(module)
+            if hasattr(fresh, "inplace"):
+                fresh.inplace = False
+            if calls[node.target] == 1:
+                gm.set_submodule(node.target, fresh)
+            else:
+                _replace_with_module(gm, node, fresh, type(module).__name__.lower())
             continue
-        is_relu = (
-            (node.op == "call_function" and node.target in RELU_FUNCTIONS)
-            or (node.op == "call_method" and node.target in RELU_METHODS)
-            or (node.op == "call_module" and isinstance(modules.get(node.target), nn.ReLU))
-        )
-        if is_relu:
-            _replace_with_module(gm, node, nn.ReLU(), "relu")
+        if node.op == "call_function" and node.target in ACTIVATION_FUNCTIONS:
+            fresh = ACTIVATION_FUNCTIONS[node.target](node)
+        elif node.op == "call_method" and node.target in ACTIVATION_METHODS:
+            fresh = ACTIVATION_METHODS[node.target](node)
+        else:
+            continue
+        _replace_with_module(gm, node, fresh, type(fresh).__name__.lower())
 
 
 def canonicalize_pools(gm: fx.GraphModule) -> None:

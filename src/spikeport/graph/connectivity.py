@@ -8,8 +8,8 @@ handled by the op itself, not by a formula.
 
 A spike's fan-out is followed through every linear op up to the next neurons, spiking max-pool or the
 output: the count of paths, which is the size of the fused synaptic layer when pooling windows do not
-overlap. An event that reaches a max-pool costs one accumulation there; the pool's own output events are
-counted with the pool's fan-out.
+overlap. An event that reaches a max-pool (or an analog product) costs one accumulation there; the pool's
+own output events are counted with the pool's fan-out.
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ _SUMMING = {torch.mean: torch.sum, torch.sum: torch.sum, "mean": "sum", "sum": "
 class _PathCounter(fx.Interpreter):
     """Runs a graph's connectivity twin on one sample, with a seed injected at ``source``.
 
-    Activation and max-pool nodes other than the source stop paths (their output is a constant zero) and their inputs,
+    Activation, max-pool and product nodes other than the source stop paths (their output is a constant zero) and their inputs,
     like the network's output, are the terminals whose summed value the paths reach.
     """
 
@@ -121,9 +121,8 @@ class _PathCounter(fx.Interpreter):
         role = role_of(node, self.modules)
         if role is Role.INPUT:
             return torch.zeros(1, *node.meta["sample_shape"], dtype=torch.float64)
-        if role in (Role.ACTIVATION, Role.MAX_POOL):
-            current = self.env[node.args[0]]
-            self.reached.append(current.sum())
+        if role in (Role.ACTIVATION, Role.MAX_POOL, Role.PRODUCT):
+            self.reached.extend(self.env[arg].sum() for arg in node.all_input_nodes)
             return torch.zeros(1, *node.meta["sample_shape"], dtype=torch.float64)
         if role is Role.OUTPUT:
             result = self.env[node.args[0]]

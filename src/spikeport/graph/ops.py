@@ -17,6 +17,7 @@ from torch import fx, nn
 
 from spikeport.layers import PaddedMaxPool2d
 from spikeport.neurons import IFNeuron, SpikingMaxPool
+from spikeport.neurons.fs import AnalogProduct, FSMaxPool, FSNeuron
 
 
 class Role(str, Enum):
@@ -26,6 +27,7 @@ class Role(str, Enum):
     POOL = "pool"  # average pooling: fixed weights
     AFFINE = "affine"  # per-channel scale and shift (BatchNorm not folded into a layer before it)
     ACTIVATION = "activation"  # replaced by spiking neurons
+    PRODUCT = "product"  # the product of two signals: an analog op (temporal coding only)
     MAX_POOL = "max_pool"  # replaced by a gated spiking max-pool
     LINEAR = "linear"  # add, sub, mean, scaling by a constant
     STRUCTURAL = "structural"  # reshape, flatten, cat, slicing: moves data, computes nothing
@@ -49,7 +51,16 @@ MODULE_ROLES: dict[type[nn.Module], Role] = {
     nn.BatchNorm1d: Role.AFFINE,
     nn.BatchNorm2d: Role.AFFINE,
     nn.ReLU: Role.ACTIVATION,
+    nn.SiLU: Role.ACTIVATION,
+    nn.Sigmoid: Role.ACTIVATION,
+    nn.GELU: Role.ACTIVATION,
+    nn.Hardswish: Role.ACTIVATION,
+    nn.Tanh: Role.ACTIVATION,
+    nn.LeakyReLU: Role.ACTIVATION,
     IFNeuron: Role.ACTIVATION,
+    FSNeuron: Role.ACTIVATION,
+    FSMaxPool: Role.MAX_POOL,
+    AnalogProduct: Role.PRODUCT,
     nn.Flatten: Role.STRUCTURAL,
     nn.Unflatten: Role.STRUCTURAL,
     nn.ZeroPad1d: Role.STRUCTURAL,  # zero padding: silent neurons at the border, exact
@@ -65,8 +76,35 @@ MODULE_ROLES: dict[type[nn.Module], Role] = {
 RELU_FUNCTIONS = {F.relu, torch.relu, torch.relu_, F.relu_}
 RELU_METHODS = {"relu", "relu_"}
 
+
+def _leaky_relu(node: fx.Node) -> nn.Module:
+    slope = node.kwargs.get("negative_slope", node.args[1] if len(node.args) > 1 else 0.01)
+    return nn.LeakyReLU(slope)
+
+
+def _gelu(node: fx.Node) -> nn.Module:
+    return nn.GELU(approximate=node.kwargs.get("approximate", "none"))
+
+
+# Functional spellings of the activations, with the module each becomes (built from the call's arguments).
+ACTIVATION_FUNCTIONS: dict[object, object] = {
+    **dict.fromkeys(RELU_FUNCTIONS, lambda node: nn.ReLU()),
+    **dict.fromkeys([F.silu], lambda node: nn.SiLU()),
+    **dict.fromkeys([torch.sigmoid, F.sigmoid], lambda node: nn.Sigmoid()),
+    **dict.fromkeys([torch.tanh, F.tanh], lambda node: nn.Tanh()),
+    **dict.fromkeys([F.hardswish], lambda node: nn.Hardswish()),
+    **dict.fromkeys([F.gelu], _gelu),
+    **dict.fromkeys([F.leaky_relu, F.leaky_relu_], _leaky_relu),
+}
+ACTIVATION_METHODS: dict[str, object] = {
+    **dict.fromkeys(RELU_METHODS, lambda node: nn.ReLU()),
+    **dict.fromkeys(["sigmoid", "sigmoid_"], lambda node: nn.Sigmoid()),
+    **dict.fromkeys(["tanh", "tanh_"], lambda node: nn.Tanh()),
+}
+ACTIVATION_MODULES = (nn.ReLU, nn.SiLU, nn.Sigmoid, nn.GELU, nn.Hardswish, nn.Tanh, nn.LeakyReLU)
+
 FUNCTION_ROLES: dict[object, Role] = {
-    **dict.fromkeys(RELU_FUNCTIONS, Role.ACTIVATION),
+    **dict.fromkeys(ACTIVATION_FUNCTIONS, Role.ACTIVATION),
     operator.add: Role.LINEAR,
     torch.add: Role.LINEAR,
     operator.sub: Role.LINEAR,
@@ -104,7 +142,7 @@ FUNCTION_ROLES: dict[object, Role] = {
 }
 
 METHOD_ROLES: dict[str, Role] = {
-    **dict.fromkeys(RELU_METHODS, Role.ACTIVATION),
+    **dict.fromkeys(ACTIVATION_METHODS, Role.ACTIVATION),
     **dict.fromkeys(["add", "add_", "sub", "sub_", "mul", "div", "mean", "sum"], Role.LINEAR),
     **dict.fromkeys(
         ["view", "reshape", "flatten", "squeeze", "unsqueeze", "permute", "transpose", "__getitem__"],
@@ -142,9 +180,11 @@ def describe(node: fx.Node, modules: dict[str, nn.Module]) -> str:
 
 def supported_summary() -> str:
     """One line listing what the converter accepts, for error messages."""
-    modules = ", ".join(sorted({cls.__name__ for cls in MODULE_ROLES}))
+    internal = (IFNeuron, SpikingMaxPool, FSNeuron, FSMaxPool, AnalogProduct, PaddedMaxPool2d)
+    modules = ", ".join(sorted({cls.__name__ for cls in MODULE_ROLES if cls not in internal}))
     return (
-        f"supported modules: {modules}; functions: relu, add/sub, mul/div by a constant, mean/sum, "
+        f"supported modules: {modules}; functions: relu, silu, sigmoid, tanh, gelu, hardswish, leaky_relu, "
+        "add/sub, mul/div by a constant (a product of two signals with method='fs'), mean/sum, "
         "avg and max pools, flatten/reshape/view/cat/getitem/permute, zero padding, dropout"
     )
 

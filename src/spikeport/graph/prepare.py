@@ -18,7 +18,7 @@ from spikeport.graph.canonical import (
 from spikeport.graph.connectivity import fanouts
 from spikeport.graph.fold import fold_batchnorms, fold_batchnorms_forward
 from spikeport.graph.ops import Role, role_of
-from spikeport.graph.shapes import check_linear_scalings, propagate_shapes
+from spikeport.graph.shapes import canonicalize_products, propagate_shapes
 from spikeport.graph.trace import trace
 from spikeport.metrics import ann_macs_per_image
 
@@ -36,18 +36,22 @@ class PreparedModel:
 
     @cached_property
     def spike_fanouts(self) -> dict[str, Tensor]:
-        """Fan-out per element of the input, every activation and every max-pool (``graph.connectivity``)."""
+        """Fan-out per element of the input, every activation, max-pool and product (``graph.connectivity``)."""
         modules = dict(self.graph_module.named_modules())
         sources = [
             n
             for n in self.graph_module.graph.nodes
-            if role_of(n, modules) in (Role.INPUT, Role.ACTIVATION, Role.MAX_POOL)
+            if role_of(n, modules) in (Role.INPUT, Role.ACTIVATION, Role.MAX_POOL, Role.PRODUCT)
         ]
         return fanouts(self.graph_module, sources)
 
     @cached_property
     def ann_macs_per_image(self) -> int:
         return ann_macs_per_image(self.graph_module)
+
+    def nodes_of(self, role: Role) -> list[fx.Node]:
+        modules = dict(self.graph_module.named_modules())
+        return [n for n in self.graph_module.graph.nodes if role_of(n, modules) is role]
 
     def activation_nodes(self) -> list[fx.Node]:
         """Activation sites in execution order (each becomes a layer of spiking neurons)."""
@@ -80,6 +84,10 @@ def prepare(model: nn.Module, example: Tensor) -> PreparedModel:
     output = next(n for n in gm.graph.nodes if n.op == "output")
     if not isinstance(output.args[0], fx.Node):
         raise ConversionError("the model must return a single tensor (the class scores), not a tuple or dict")
-    check_linear_scalings(gm)
+    products = canonicalize_products(gm)
+    if products:
+        notes.append(
+            f"{products} product(s) of two signals (e.g. gates): analog ops, counted apart from spikes"
+        )
     input_shape = propagate_shapes(gm, example)
     return PreparedModel(gm, input_shape, notes)

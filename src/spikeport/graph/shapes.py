@@ -11,6 +11,7 @@ from torch import Tensor, fx
 
 from spikeport.errors import ConversionError, InputShapeError
 from spikeport.graph.ops import SCALING_FUNCTIONS, SCALING_METHODS, Role, describe, role_of
+from spikeport.neurons.fs import AnalogProduct
 
 
 class _Recorder(fx.Interpreter):
@@ -102,28 +103,37 @@ def signal_nodes(gm: fx.GraphModule) -> set[fx.Node]:
     return signal
 
 
-def check_linear_scalings(gm: fx.GraphModule) -> None:
-    """``a * b`` is linear only when one side is a constant; a product of two signals is refused."""
+def canonicalize_products(gm: fx.GraphModule) -> int:
+    """``a * b`` is linear when one side is a constant; a product of two signals becomes an ``AnalogProduct``.
+
+    Rate-coded methods refuse the product (a product of rates is not the rate of the product); temporal
+    coding computes it on decoded values and counts it as an analog op. Dividing by a signal is refused.
+    Returns how many products were found.
+    """
     signal = signal_nodes(gm)
-    for node in gm.graph.nodes:
+    products = 0
+    for node in list(gm.graph.nodes):
         is_scaling = (node.op == "call_function" and node.target in SCALING_FUNCTIONS) or (
             node.op == "call_method" and node.target in SCALING_METHODS
         )
         if not is_scaling:
             continue
         operands = [a for a in node.args[:2] if isinstance(a, fx.Node) and a in signal]
-        divides_by_signal = (
-            len(node.args) > 1
-            and node.args[1] in signal
-            and node.target
-            in (
-                "div",
-                *[f for f in SCALING_FUNCTIONS if getattr(f, "__name__", "") == "truediv"],
-            )
-        )
-        if len(operands) > 1 or divides_by_signal:
-            names = " and ".join(f"'{a.name}'" for a in operands)
+        divides = node.target == "div" or getattr(node.target, "__name__", "") == "truediv"
+        if divides and len(node.args) > 1 and node.args[1] in signal:
             raise ConversionError(
-                f"node '{node.name}' multiplies or divides two signals ({names}); that is not linear and "
-                "cannot be rate-coded (gates such as squeeze-and-excitation need FS temporal coding)"
+                f"node '{node.name}' divides by a signal ('{node.args[1].name}'); that is not linear and has "
+                "no spiking counterpart (divide by constants only)"
             )
+        if len(operands) < 2:
+            continue
+        name = f"product_{node.name}"
+        gm.add_submodule(name, AnalogProduct())
+        with gm.graph.inserting_before(node):
+            replacement = gm.graph.call_module(name, tuple(operands))
+        node.replace_all_uses_with(replacement)
+        gm.graph.erase_node(node)
+        products += 1
+    if products:
+        gm.recompile()
+    return products

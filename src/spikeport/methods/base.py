@@ -1,7 +1,8 @@
-"""What every conversion method is: a strategy that turns calibration data into neuron thresholds.
+"""What every conversion method is: a strategy that turns calibration data into a spiking network.
 
-A method decides which statistic to collect, how to turn it into thresholds, and which neuron to place.
-It never touches the simulator; adding a method means adding one small class here.
+A method decides which statistic to collect, how to turn it into neuron parameters (thresholds, coding
+scales), and which neuron to place. It never touches the simulator; adding a method means adding one
+small class.
 """
 
 from __future__ import annotations
@@ -11,13 +12,19 @@ import re
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import ClassVar
+from enum import Enum
+from typing import TYPE_CHECKING, ClassVar
 
-from torch import Tensor
+from torch import Tensor, nn
 
+from spikeport.errors import ConversionError
 from spikeport.graph.canonical import max_pools_to_average
+from spikeport.graph.ops import Role, describe
 from spikeport.graph.prepare import PreparedModel
 from spikeport.neurons import Reset
+
+if TYPE_CHECKING:
+    from spikeport.network import SpikingNetwork
 from spikeport.options import parse_options
 
 Batches = Callable[[], Iterator[Tensor]]  # re-iterable calibration input: each call starts a new pass
@@ -25,24 +32,14 @@ Batches = Callable[[], Iterator[Tensor]]  # re-iterable calibration input: each 
 
 @dataclass
 class Method:
-    """Options shared by the rate-coded methods (every field is a keyword of ``sp.convert``)."""
+    """Options every method has (each field is a keyword of ``sp.convert``) and the steps of a conversion."""
 
     name: ClassVar[str] = ""
-    reset: Reset | str = Reset.SOFT
-    initial_potential: float = (
-        0.0  # membrane at t=0, as a fraction of the threshold (0.5 = half-threshold start)
-    )
-    channelwise: bool = False  # one threshold per channel instead of one per layer
+    coding: ClassVar[str] = "rate"  # "rate" (accuracy per time step T) or "temporal" (per code length K)
+    channelwise: bool = False  # one threshold (or coding scale) per channel instead of one per layer
     # Replace every max-pool by an average pool of the same window before calibration: simpler SNNs, but a
     # different network from the ANN given (agreement is still measured against the original).
     max_to_avg: bool = False
-
-    def __post_init__(self) -> None:
-        self.reset = Reset.parse(self.reset)
-        if not 0.0 <= self.initial_potential < 1.0:
-            raise ValueError(
-                f"initial_potential is a fraction of the threshold in [0, 1), got {self.initial_potential}"
-            )
 
     def transform(self, prepared: PreparedModel) -> None:
         """Rewrite the prepared graph before calibration (subclasses add theirs, e.g. weight quantisation)."""
@@ -56,15 +53,68 @@ class Method:
                 prepared.notes.append(message)
                 warnings.warn(message, stacklevel=3)
 
-    def thresholds(self, prepared: PreparedModel, batches: Batches) -> dict[str, Tensor]:
-        """Threshold per activation node name (a scalar, or one value per channel)."""
+    def check(self, prepared: PreparedModel) -> None:
+        """Refuse, with a clear error, a graph this method cannot code (before any calibration work)."""
+
+    def build(self, prepared: PreparedModel, batches: Batches, **network) -> SpikingNetwork:
+        """Calibrate on ``batches`` and assemble the network; ``network`` holds ``assemble``'s options."""
         raise NotImplementedError
 
     def describe(self) -> dict:
         """The method and all its options, as stored with the network and in reports."""
         options = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        options["reset"] = self.reset.value
-        return {"method": self.name, **options}
+        options = {k: v.value if isinstance(v, Enum) else v for k, v in options.items()}
+        return {"method": self.name, "coding": self.coding, **options}
+
+
+@dataclass
+class RateMethod(Method):
+    """A rate-coded method: integrate-and-fire neurons whose thresholds come from calibration."""
+
+    reset: Reset | str = Reset.SOFT
+    initial_potential: float = (
+        0.0  # membrane at t=0, as a fraction of the threshold (0.5 = half-threshold start)
+    )
+
+    def __post_init__(self) -> None:
+        self.reset = Reset.parse(self.reset)
+        if not 0.0 <= self.initial_potential < 1.0:
+            raise ValueError(
+                f"initial_potential is a fraction of the threshold in [0, 1), got {self.initial_potential}"
+            )
+
+    def check(self, prepared: PreparedModel) -> None:
+        """Rate codes express ReLU only, and no product of two signals."""
+        modules = dict(prepared.graph_module.named_modules())
+        for node in prepared.activation_nodes():
+            module = modules[node.target]
+            if not isinstance(module, nn.ReLU):
+                raise ConversionError(
+                    f"node '{node.name}' ({describe(node, modules)}) is a {type(module).__name__} activation; "
+                    f"method {self.name!r} codes "
+                    "activations as firing rates, which express only ReLU (a rate is never negative and "
+                    "grows linearly with its input); convert with method='fs' (temporal coding fits any "
+                    "activation) or retrain with ReLU"
+                )
+        for node in prepared.nodes_of(Role.PRODUCT):
+            a, b = node.all_input_nodes
+            raise ConversionError(
+                f"node '{node.name}' multiplies two signals ('{a.name}' and '{b.name}'); that is not linear "
+                f"and cannot be rate-coded by method {self.name!r} (gates such as squeeze-and-excitation "
+                "need method='fs', which computes the product as a counted analog op)"
+            )
+
+    def thresholds(self, prepared: PreparedModel, batches: Batches) -> dict[str, Tensor]:
+        """Threshold per activation node name (a scalar, or one value per channel)."""
+        raise NotImplementedError
+
+    def build(self, prepared: PreparedModel, batches: Batches, **network) -> SpikingNetwork:
+        from spikeport.graph.assemble import assemble
+
+        thresholds = self.thresholds(prepared, batches)
+        return assemble(
+            prepared, thresholds, reset=self.reset, initial_potential=self.initial_potential, **network
+        )
 
 
 def parse_method(spec: str) -> tuple[str, dict]:

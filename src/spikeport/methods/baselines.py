@@ -13,13 +13,13 @@ from typing import ClassVar
 from torch import Tensor
 
 from spikeport.graph.prepare import PreparedModel
-from spikeport.methods.base import Batches, Method
+from spikeport.methods.base import Batches, RateMethod
 from spikeport.methods.statistics import data_based_thresholds
 from spikeport.neurons import Reset
 
 
 @dataclass
-class MaxNorm(Method):
+class MaxNorm(RateMethod):
     name: ClassVar[str] = "max"
     reset: Reset | str = Reset.HARD
 
@@ -28,7 +28,7 @@ class MaxNorm(Method):
 
 
 @dataclass
-class PercentileNorm(Method):
+class PercentileNorm(RateMethod):
     name: ClassVar[str] = "percentile"
     percentile: float = 99.9
 

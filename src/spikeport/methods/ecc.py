@@ -19,12 +19,12 @@ from torch import Tensor
 
 from spikeport.graph.prepare import PreparedModel
 from spikeport.graph.quantize import quantize_weights
-from spikeport.methods.base import Batches, Method
+from spikeport.methods.base import Batches, RateMethod
 from spikeport.methods.statistics import data_based_thresholds
 
 
 @dataclass
-class ECC(Method):
+class ECC(RateMethod):
     name: ClassVar[str] = "ecc"
     thresholding: float = 0.5  # initial membrane as a fraction of Vth: 0.5 rounds the rate, 0 floors it
     percentile: float | None = None  # None: normalise by the maximum activation

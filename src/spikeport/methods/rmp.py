@@ -18,7 +18,7 @@ from spikeport.errors import CalibrationError
 from spikeport.graph.assemble import assemble, positive_thresholds
 from spikeport.graph.observers import MaxStatistic, threshold_level, threshold_statistic
 from spikeport.graph.prepare import PreparedModel
-from spikeport.methods.base import Batches, Method
+from spikeport.methods.base import Batches, RateMethod
 
 
 def activation_depths(prepared: PreparedModel) -> dict[str, int]:
@@ -73,7 +73,7 @@ CURRENTS = ("step", "mean")
 
 
 @dataclass
-class RMP(Method):
+class RMP(RateMethod):
     name: ClassVar[str] = "rmp"
     alpha: float = 1.0  # threshold scale: Vth = alpha * max input current
     calibration_timesteps: int = 32  # steps simulated per calibration pass

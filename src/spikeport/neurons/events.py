@@ -9,12 +9,14 @@ from spikeport.simulation_clock import SimulationClock
 
 
 class SpikingLayer(nn.Module):
-    """Base of the modules that emit events (IF neurons, spiking max-pools).
+    """Base of the modules that emit events (IF neurons, FS neurons, spiking max-pools).
 
     Input and output are ``[t * B, ...]`` time-major tensors; the state lives between calls so a long run
     can go through in chunks. While the clock records, a layer counts its events per step and the
     synaptic operations they cause downstream (events x ``fanout``).
     """
+
+    is_neuron = True  # False for layers that only pass events on (max-pools): not counted as neurons
 
     def __init__(self) -> None:
         super().__init__()

@@ -41,6 +41,8 @@ class SpikingMaxPool(SpikingLayer):
     input's gated max is the plain max at every step, so the pool applies directly.
     """
 
+    is_neuron = False
+
     def __init__(self, pool: nn.Module):
         super().__init__()
         self.pool = pool

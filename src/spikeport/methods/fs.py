@@ -1,0 +1,120 @@
+"""FS conversion (Stöckl & Maass 2021): every activation becomes FS neurons with a K-step temporal code.
+
+- ReLU: the binary code (``T = h = d = scale * 2^-t``), ``scale`` per layer or channel from calibration
+  (the maximum or a percentile of the activation's input); the SNN then computes the ANN with every ReLU
+  quantised to K bits, exactly.
+- SiLU, sigmoid, tanh, GELU, hardswish, LeakyReLU(0.01): fitted codes (``spikeport.fs_codes``).
+- Products of two signals (gates) are analog ops on decoded values, counted apart.
+- Input: injected as an analog current (default), or coded by an FS input layer (``input_coding="fs"``:
+  the binary code of the input's calibrated range; inputs must then be non-negative).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import Tensor
+
+from spikeport.encoding import Encoding
+from spikeport.errors import ConversionError
+from spikeport.fs_codes import FITTED_ACTIVATIONS, activation_name, fitted_codes
+from spikeport.graph.assemble import positive_thresholds
+from spikeport.graph.assemble_fs import assemble_fs
+from spikeport.graph.observers import MaxStatistic, threshold_level, threshold_statistic
+from spikeport.graph.prepare import PreparedModel
+from spikeport.methods.base import Batches, Method
+from spikeport.methods.statistics import observe_activations
+from spikeport.network import SpikingNetwork
+from spikeport.neurons.fs import MAX_BINARY_STEPS, FSNeuron
+
+INPUT_CODINGS = ("analog", "fs")
+
+
+class AbsMaxStatistic(MaxStatistic):
+    """The largest magnitude: the range a homogeneous code with negative values must cover."""
+
+    def update(self, x: Tensor) -> None:
+        super().update(x.abs())
+
+
+@dataclass
+class FS(Method):
+    name: ClassVar[str] = "fs"
+    coding: ClassVar[str] = "temporal"
+    steps: int = 8  # K, the code length a plain ``snn(x)`` runs (evaluate takes any K the codes have)
+    percentile: float | None = None  # None: code ReLU inputs up to their maximum
+    rounding: str = "nearest"  # binary codes: "nearest" (half a unit start) or "floor"
+    input_coding: str = "analog"
+
+    def __post_init__(self) -> None:
+        if self.percentile is not None and not 0.0 < self.percentile <= 100.0:
+            raise ValueError(f"percentile must be in (0, 100] or None (maximum), got {self.percentile}")
+        if self.rounding not in ("nearest", "floor"):
+            raise ValueError(f"rounding must be 'nearest' or 'floor', got {self.rounding!r}")
+        if self.input_coding not in INPUT_CODINGS:
+            raise ValueError(f"input_coding must be one of {INPUT_CODINGS}, got {self.input_coding!r}")
+        if not isinstance(self.steps, int) or not 1 <= self.steps <= MAX_BINARY_STEPS:
+            raise ValueError(f"steps (K) must be an integer in 1..{MAX_BINARY_STEPS}, got {self.steps!r}")
+
+    def check(self, prepared: PreparedModel) -> None:
+        modules = dict(prepared.graph_module.named_modules())
+        for node in prepared.activation_nodes():
+            module = modules[node.target]
+            name = activation_name(module)
+            if name is None:
+                raise ConversionError(
+                    f"node '{node.name}' is a {module!r} activation, which FS has no code for; FS codes "
+                    f"relu and {', '.join(sorted(FITTED_ACTIVATIONS))} (LeakyReLU with slope 0.01 only)"
+                )
+            if name != "relu" and self.steps not in fitted_codes(name):
+                available = ", ".join(map(str, sorted(fitted_codes(name)))) or "none"
+                raise ConversionError(
+                    f"node '{node.name}' ({name}) has no fitted FS code for K={self.steps} steps (available: "
+                    f"{available}); fit one with `spikeport fit-fs {name} --steps {self.steps}` or pick "
+                    "another steps="
+                )
+
+    def build(self, prepared: PreparedModel, batches: Batches, **network) -> SpikingNetwork:
+        if Encoding.parse(network.pop("encoding", Encoding.ANALOG)) is not Encoding.ANALOG:
+            raise ValueError(
+                "method 'fs' injects the analog input or codes it itself (input_coding='fs'); "
+                "Poisson encoding is for rate-coded methods"
+            )
+        for unused in ("encoding_scale", "seed", "memory_budget"):
+            network.pop(unused, None)
+        modules = dict(prepared.graph_module.named_modules())
+        names = {n.name: activation_name(modules[n.target]) for n in prepared.activation_nodes()}
+
+        def statistic() -> MaxStatistic:
+            return threshold_statistic(self.channelwise, self.percentile)
+
+        levels = observe_activations(prepared, batches, statistic)
+        neurons: dict[str, FSNeuron] = {}
+        for node_name, activation in names.items():
+            if activation == "relu":
+                scale = positive_thresholds(threshold_level(levels[node_name], self.percentile))
+                neurons[node_name] = FSNeuron("relu", scale, rounding=self.rounding)
+            else:
+                neurons[node_name] = FSNeuron(activation, torch.tensor(1.0), codes=fitted_codes(activation))
+        homogeneous = [n for n, a in names.items() if a != "relu" and FITTED_ACTIVATIONS[a].homogeneous]
+        if homogeneous:
+            ranges = observe_activations(prepared, batches, lambda: AbsMaxStatistic(self.channelwise))
+            for node_name in homogeneous:
+                neurons[node_name].scale = positive_thresholds(ranges[node_name].max).float()
+        input_neuron = self.input_neuron(prepared, batches) if self.input_coding == "fs" else None
+        return assemble_fs(prepared, neurons, input_neuron=input_neuron, default_steps=self.steps, **network)
+
+    def input_neuron(self, prepared: PreparedModel, batches: Batches) -> FSNeuron:
+        """The binary code of the input's range, for non-negative inputs."""
+        low, high = torch.tensor(float("inf")), MaxStatistic(self.channelwise)
+        for x in batches():
+            low = torch.minimum(low, x.min().double().cpu())
+            high.update(x)
+        if low < 0:
+            raise ConversionError(
+                f"input_coding='fs' codes non-negative inputs only, but the calibration input reaches "
+                f"{float(low):.4g}; inject the input as an analog current (input_coding='analog')"
+            )
+        return FSNeuron("input", positive_thresholds(high.max), rounding=self.rounding)
