@@ -5,7 +5,8 @@ features, avgpool, linear) is trained on real MNIST or Fashion-MNIST (cached aft
 
 - every rate-coded method is asked to convert it, and its error is printed (they must refuse, clearly);
 - ``fs`` converts it with the shipped SiLU/sigmoid codes and runs at K = 8, 12, 16 on the test set:
-  accuracy, agreement, spikes per neuron, SOPs, analog MACs (input and gate), latency.
+  accuracy, agreement, spikes per neuron, SOPs, analog MACs (input and gate), latency;
+- ``fs[fit=layer]`` fits a code per layer to its calibration inputs, once per K, and runs it.
 Run: python bench/fs_silu.py [--data mnist|fashion-mnist] [--epochs 2] [--limit 10000] [--out results/fs-silu]
 """
 
@@ -94,6 +95,21 @@ def main() -> None:
     print(f"converted in {converted:.1f} s; notes: {snn.info['notes']}")
     print(ev.to_markdown())
     ev.to_json(out / "fs.json")
+    per_layer = {}
+    for k in codes:  # codes fitted to each layer's own calibration inputs, one conversion per K
+        start = time.perf_counter()
+        own = sp.convert(model, calibration, "fs", steps=k, fit="layer")
+        seconds = time.perf_counter() - start
+        layer_ev = sp.evaluate(own, (x_test, test.y), timesteps=[k], ann=model, progress=False)
+        per_layer[k] = {"accuracy": layer_ev.accuracy[k], "agreement": layer_ev.agreement[k]}
+        print(
+            f"fs[fit=layer] K={k}: accuracy {100 * layer_ev.accuracy[k]:.2f}% "
+            f"({100 * (layer_ev.accuracy[k] - layer_ev.ann_accuracy):+.2f}), agreement "
+            f"{100 * layer_ev.agreement[k]:.2f}%, {layer_ev.spikes_per_neuron[k]:.2f} spikes/neuron, "
+            f"converted in {seconds:.1f} s"
+        )
+        for note in own.info["notes"]:
+            print(f"  note: {note}")
     summary = {
         "data": args.data,
         "epochs": args.epochs,
@@ -101,6 +117,7 @@ def main() -> None:
         "ann_accuracy": ev.ann_accuracy,
         "refusals": refusals,
         "fs": {k: {"accuracy": ev.accuracy[k], "agreement": ev.agreement[k]} for k in codes},
+        "fs_fit_layer": per_layer,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print(f"JSON: {out / 'fs.json'}, {out / 'summary.json'}")

@@ -148,3 +148,31 @@ def test_compare_places_fs_next_to_rate_methods(tmp_path):
     assert comparison.plot(tmp_path / "plot.png").stat().st_size > 0
     back = sp.Comparison.from_json(comparison.to_json(tmp_path / "c.json"))
     assert back["fs"].latency_steps == {2: 2, 4: 4}
+
+
+def test_input_sample_is_uniform_over_batches_and_keeps_the_range():
+    from spikeport.methods.fs import InputSample
+
+    statistic = InputSample(keep=4000)
+    statistic.update(torch.zeros(1000))  # a small batch first, then a large one
+    statistic.update(torch.ones(9000))
+    assert statistic.sample.numel() == 4000
+    assert (statistic.low, statistic.high) == (0.0, 1.0)
+    assert float(statistic.sample.mean()) == pytest.approx(0.9, abs=0.03)  # 9 of 10 values seen are ones
+
+
+def test_codes_fitted_to_a_layers_own_inputs():
+    torch.manual_seed(5)
+    model = nn.Sequential(nn.Linear(4, 16), nn.SiLU(), nn.Linear(16, 3)).eval()
+    x = torch.randn(256, 4) * 6  # inputs to the SiLU far beyond the shipped codes' [-8, 8]
+    shipped = sp.convert(model, x, "fs", steps=8)
+    assert any("outside [-8, 8]" in note and "fs[fit=layer]" in note for note in shipped.info["notes"])
+    own = sp.convert(model, x, "fs", steps=8, fit="layer")
+    assert own.supported_steps() == [8]
+    note = next(n for n in own.info["notes"] if "fitted to this layer" in n)
+    with torch.no_grad():
+        low, high = float(model[0](x).min()), float(model[0](x).max())
+        assert f"[{low:.3g}, {high:.3g}]" in note
+        error_shipped = (shipped(x)[-1] - model(x)).abs().mean()
+        error_own = (own(x)[-1] - model(x)).abs().mean()
+    assert error_own < error_shipped

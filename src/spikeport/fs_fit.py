@@ -201,10 +201,25 @@ def _descend(x, target, thresholds, resets, iterations: int, span: float) -> tup
     return best[1], best[2]
 
 
-def fit_code(activation: FSActivation, steps: int, *, iterations: int = 600, grid: int = 4096) -> FitResult:
-    """Fit a K-step FS code to ``activation`` over its range: the best of the starts, each refined."""
+def fit_code(
+    activation: FSActivation,
+    steps: int,
+    *,
+    iterations: int = 600,
+    grid: int = 4096,
+    samples: Tensor | None = None,
+) -> FitResult:
+    """Fit a K-step FS code to ``activation`` over its range: the best of the starts, each refined.
+
+    With ``samples`` (inputs the activation sees, e.g. from calibration), three quarters of the fitting
+    points are their quantiles, so the fit is weighted as the data are, and the RMS error is the data's.
+    """
     begin = time.perf_counter()
     x = torch.linspace(activation.low, activation.high, grid, dtype=torch.float64)
+    if samples is not None:
+        levels = torch.linspace(0, 1, 3 * grid // 4, dtype=torch.float64)
+        quantiles = torch.quantile(samples.double().flatten()[: 1 << 24], levels)
+        x = torch.cat([x[::4], quantiles.clamp(activation.low, activation.high)]).sort().values
     target = activation(x)
     span = activation.high - activation.low
     ranked = sorted(_starts(activation, steps), key=lambda tr: _error(x, target, *tr)[0])
@@ -220,6 +235,8 @@ def fit_code(activation: FSActivation, steps: int, *, iterations: int = 600, gri
         tuple(best[1].tolist()), tuple(best[2].tolist()), tuple(weights.tolist()), offset=float(offset)
     )
     check = torch.linspace(activation.low, activation.high, 4 * grid + 1, dtype=torch.float32)
+    if samples is not None:
+        check = x.float()
     _, decoded = fs_scan(check, code)  # measured as the network runs it: float32, true steps
     error = (decoded.double() - activation(check.double())).abs()
     return FitResult(

@@ -138,9 +138,7 @@ def _replace_with_module(gm: fx.GraphModule, node: fx.Node, module: nn.Module, s
     with gm.graph.inserting_before(node):
         replacement = gm.graph.call_module(name, (node.args[0],))
     node.replace_all_uses_with(replacement)
-    original = node.name
     gm.graph.erase_node(node)
-    replacement._rename(original)  # errors keep naming the node as the user's traced model does
 
 
 def canonicalize_activations(gm: fx.GraphModule) -> None:

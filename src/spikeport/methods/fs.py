@@ -3,7 +3,9 @@
 - ReLU: the binary code (``T = h = d = scale * 2^-t``), ``scale`` per layer or channel from calibration
   (the maximum or a percentile of the activation's input); the SNN then computes the ANN with every ReLU
   quantised to K bits, exactly.
-- SiLU, sigmoid, tanh, GELU, hardswish, LeakyReLU(0.01): fitted codes (``spikeport.fs_codes``).
+- SiLU, sigmoid, tanh, GELU, hardswish, LeakyReLU(0.01): fitted codes, the shipped ones
+  (``spikeport.fs_codes``; a note says how many calibration inputs fall outside their range) or, with
+  ``fit="layer"``, one fitted to each layer's own calibration inputs.
 - Products of two signals (gates) are analog ops on decoded values, counted apart.
 - Input: injected as an analog current (default), or coded by an FS input layer (``input_coding="fs"``:
   the binary code of the input's calibrated range; inputs must then be non-negative).
@@ -11,6 +13,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -19,7 +23,8 @@ from torch import Tensor
 
 from spikeport.encoding import Encoding
 from spikeport.errors import ConversionError
-from spikeport.fs_codes import FITTED_ACTIVATIONS, activation_name, fitted_codes
+from spikeport.fs_codes import FITTED_ACTIVATIONS, FSActivation, activation_name, fitted_codes
+from spikeport.fs_fit import fit_code
 from spikeport.graph.assemble import positive_thresholds
 from spikeport.graph.assemble_fs import assemble_fs
 from spikeport.graph.observers import MaxStatistic, threshold_level, threshold_statistic
@@ -27,7 +32,7 @@ from spikeport.graph.prepare import PreparedModel
 from spikeport.methods.base import Batches, Method
 from spikeport.methods.statistics import observe_activations
 from spikeport.network import SpikingNetwork
-from spikeport.neurons.fs import MAX_BINARY_STEPS, FSNeuron
+from spikeport.neurons.fs import MAX_BINARY_STEPS, FSCode, FSNeuron
 
 INPUT_CODINGS = ("analog", "fs")
 
@@ -39,6 +44,37 @@ class AbsMaxStatistic(MaxStatistic):
         super().update(x.abs())
 
 
+class InputSample(MaxStatistic):
+    """The range of an activation's inputs and a uniform random sample of them (what its code must fit).
+
+    Every value gets a random key and the ``keep`` smallest keys stay: a uniform sample of all values seen,
+    whatever batches they came in.
+    """
+
+    def __init__(self, keep: int = 1 << 16):
+        super().__init__()
+        self.keep = keep
+        self.low = math.inf
+        self.sample = torch.empty(0, dtype=torch.float64)
+        self.keys = torch.empty(0)
+        self.generator = torch.Generator().manual_seed(0)
+
+    def update(self, x: Tensor) -> None:
+        super().update(x)
+        flat = x.detach().flatten().double().cpu()
+        self.low = min(self.low, float(flat.min()))
+        values = torch.cat([self.sample, flat])
+        keys = torch.cat([self.keys, torch.rand(flat.numel(), generator=self.generator)])
+        if values.numel() > self.keep:
+            keys, order = torch.topk(keys, self.keep, largest=False)
+            values = values[order]
+        self.sample, self.keys = values, keys
+
+    @property
+    def high(self) -> float:
+        return float(self.max.max())
+
+
 @dataclass
 class FS(Method):
     name: ClassVar[str] = "fs"
@@ -47,12 +83,17 @@ class FS(Method):
     percentile: float | None = None  # None: code ReLU inputs up to their maximum
     rounding: str = "nearest"  # binary codes: "nearest" (half a unit start) or "floor"
     input_coding: str = "analog"
+    # Codes of fitted activations: "shipped" (the library's, fitted over a fixed range, every K) or "layer"
+    # (fitted for K=steps to each layer's own calibration inputs: their range and their distribution).
+    fit: str = "shipped"
 
     def __post_init__(self) -> None:
         if self.percentile is not None and not 0.0 < self.percentile <= 100.0:
             raise ValueError(f"percentile must be in (0, 100] or None (maximum), got {self.percentile}")
         if self.rounding not in ("nearest", "floor"):
             raise ValueError(f"rounding must be 'nearest' or 'floor', got {self.rounding!r}")
+        if self.fit not in ("shipped", "layer"):
+            raise ValueError(f"fit must be 'shipped' or 'layer', got {self.fit!r}")
         if self.input_coding not in INPUT_CODINGS:
             raise ValueError(f"input_coding must be one of {INPUT_CODINGS}, got {self.input_coding!r}")
         if not isinstance(self.steps, int) or not 1 <= self.steps <= MAX_BINARY_STEPS:
@@ -68,7 +109,7 @@ class FS(Method):
                     f"node '{node.name}' is a {module!r} activation, which FS has no code for; FS codes "
                     f"relu and {', '.join(sorted(FITTED_ACTIVATIONS))} (LeakyReLU with slope 0.01 only)"
                 )
-            if name != "relu" and self.steps not in fitted_codes(name):
+            if name != "relu" and self.fit == "shipped" and self.steps not in fitted_codes(name):
                 available = ", ".join(map(str, sorted(fitted_codes(name)))) or "none"
                 raise ConversionError(
                     f"node '{node.name}' ({name}) has no fitted FS code for K={self.steps} steps (available: "
@@ -86,16 +127,24 @@ class FS(Method):
             network.pop(unused, None)
         modules = dict(prepared.graph_module.named_modules())
         names = {n.name: activation_name(modules[n.target]) for n in prepared.activation_nodes()}
+        layers = {n.name: str(n.target) for n in prepared.activation_nodes()}  # as reports name them
 
         def statistic() -> MaxStatistic:
             return threshold_statistic(self.channelwise, self.percentile)
 
         levels = observe_activations(prepared, batches, statistic)
+        fitted = [n for n, a in names.items() if a != "relu" and not FITTED_ACTIVATIONS[a].homogeneous]
+        samples = observe_activations(prepared, batches, InputSample) if fitted else {}
         neurons: dict[str, FSNeuron] = {}
         for node_name, activation in names.items():
             if activation == "relu":
                 scale = positive_thresholds(threshold_level(levels[node_name], self.percentile))
                 neurons[node_name] = FSNeuron("relu", scale, rounding=self.rounding)
+            elif node_name in samples:
+                codes = self.codes_for(
+                    layers[node_name], FITTED_ACTIVATIONS[activation], samples[node_name], prepared
+                )
+                neurons[node_name] = FSNeuron(activation, torch.tensor(1.0), codes=codes)
             else:
                 neurons[node_name] = FSNeuron(activation, torch.tensor(1.0), codes=fitted_codes(activation))
         homogeneous = [n for n, a in names.items() if a != "relu" and FITTED_ACTIVATIONS[a].homogeneous]
@@ -105,6 +154,30 @@ class FS(Method):
                 neurons[node_name].scale = positive_thresholds(ranges[node_name].max).float()
         input_neuron = self.input_neuron(prepared, batches) if self.input_coding == "fs" else None
         return assemble_fs(prepared, neurons, input_neuron=input_neuron, default_steps=self.steps, **network)
+
+    def codes_for(
+        self, layer: str, activation: FSActivation, inputs: InputSample, prepared: PreparedModel
+    ) -> dict[int, FSCode]:
+        """The shipped codes (with a note when inputs fall outside their range), or one fitted to ``inputs``."""
+        if self.fit == "layer":
+            own = dataclasses.replace(activation, low=inputs.low, high=inputs.high)
+            result = fit_code(own, self.steps, samples=inputs.sample)
+            prepared.notes.append(
+                f"{activation.name} '{layer}': code fitted to this layer's calibration inputs on "
+                f"[{own.low:.3g}, {own.high:.3g}] (K={self.steps}): max error {result.max_error:.3g}, RMS "
+                f"{result.rms_error:.3g} (data-weighted), {result.seconds:.1f} s"
+            )
+            return {self.steps: result.code}
+        sample = inputs.sample
+        outside = float(((sample < activation.low) | (sample > activation.high)).double().mean())
+        if outside > 0:
+            prepared.notes.append(
+                f"{activation.name} '{layer}': about {100 * outside:.2g}% of its calibration inputs lie outside "
+                f"[{activation.low:g}, {activation.high:g}], the range its shipped codes fit (they saturate "
+                f"there; this layer's inputs span [{inputs.low:.3g}, {inputs.high:.3g}]); fs[fit=layer] fits a "
+                "code to this layer's own inputs"
+            )
+        return fitted_codes(activation.name)
 
     def input_neuron(self, prepared: PreparedModel, batches: Batches) -> FSNeuron:
         """The binary code of the input's range, for non-negative inputs."""
