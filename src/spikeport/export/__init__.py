@@ -1,0 +1,1 @@
+"""Writing converted networks out: the native saved format (and, later, NIR)."""
