@@ -25,6 +25,7 @@ from spikeport.errors import (
 )
 from spikeport.evaluate import evaluate
 from spikeport.evaluation import Evaluation, LayerReport
+from spikeport.export.nir import export_nir, import_nir
 from spikeport.frontends import load_model
 from spikeport.metrics import EnergyModel
 from spikeport.network import Simulation, SpikingNetwork
@@ -50,6 +51,8 @@ __all__ = [
     "compare",
     "convert",
     "evaluate",
+    "export_nir",
+    "import_nir",
     "load",
     "load_model",
     "save",

@@ -87,7 +87,7 @@ SPECS: dict[str, ModuleSpec] = {
     "IFNeuron": ModuleSpec(
         IFNeuron,
         ("initial_potential",),
-        lambda m: {"threshold": m.threshold, "reset": m.reset_mode.value},
+        lambda m: {"threshold": m.threshold, "reset": m.reset_mode.value, "spike_value": m.spike_value},
         state=("owns_input",),
     ),
     "SpikingMaxPool": ModuleSpec(SpikingMaxPool, state=("in_static_prefix",), children=("pool",)),

@@ -35,18 +35,23 @@ def assemble(
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
     info: dict | None = None,
     ann: torch.nn.Module | None = None,
+    spike_values: dict[str, Tensor] | None = None,
 ) -> SpikingNetwork:
     """Build the SpikingNetwork; ``thresholds`` maps activation node names to layer/channel thresholds.
 
-    ``ann`` is the reference for agreement (default: the prepared graph itself).
+    ``ann`` is the reference for agreement (default: the prepared graph itself). ``spike_values``: what
+    the spikes of some layers carry instead of their threshold (binary spikes of imported networks).
     """
     gm = copy.deepcopy(prepared.graph_module)
     dtype = next((p.dtype for p in gm.parameters() if p.is_floating_point()), torch.float32)
     nodes = {n.name: n for n in gm.graph.nodes}
     for activation in prepared.activation_nodes():
         node = nodes[activation.name]
-        threshold = broadcastable(thresholds[node.name], node.meta["sample_shape"], dtype)
-        gm.set_submodule(str(node.target), IFNeuron(threshold, reset, initial_potential))
+        shape = node.meta["sample_shape"]
+        threshold = broadcastable(thresholds[node.name], shape, dtype)
+        value = (spike_values or {}).get(node.name)
+        value = None if value is None else broadcastable(value, shape, dtype)
+        gm.set_submodule(str(node.target), IFNeuron(threshold, reset, initial_potential, value))
     modules = dict(gm.named_modules())
     for node in gm.graph.nodes:
         if role_of(node, modules) is Role.MAX_POOL:

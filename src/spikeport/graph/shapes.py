@@ -79,7 +79,7 @@ def propagate_shapes(gm: fx.GraphModule, example: Tensor) -> tuple[int, ...]:
             probe.current, modules, f"it fails for batch {other.shape[0]}: {_first_line(error)}"
         ) from None
     for node in gm.graph.nodes:
-        if node.name not in reference.shapes:
+        if node.name not in reference.shapes or node.op == "get_attr":  # constants have no batch
             continue
         s1, s2 = reference.shapes[node.name], probe.shapes[node.name]
         if len(s1) == 0 or s1[0] != batch or s2[0] != other.shape[0] or s1[1:] != s2[1:]:

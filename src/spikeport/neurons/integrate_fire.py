@@ -13,14 +13,23 @@ from spikeport.neurons.events import SpikingLayer
 class IFNeuron(SpikingLayer):
     """Integrate-and-fire neurons for one activation site, time folded into the batch.
 
-    A spike carries the neuron's threshold (ANN units); events are spikes. While
+    A spike carries the neuron's threshold (ANN units), or ``spike_value`` when given (1 for networks
+    imported from NIR, whose spikes are binary and whose thresholds are folded into the next weights);
+    events are spikes. While
     ``observer`` is set, the neurons only observe their input currents, ``[steps, batch, ...]``, and stay
     silent (calibration).
     """
 
-    def __init__(self, threshold: Tensor, reset: Reset | str = Reset.SOFT, initial_potential: float = 0.0):
+    def __init__(
+        self,
+        threshold: Tensor,
+        reset: Reset | str = Reset.SOFT,
+        initial_potential: float = 0.0,
+        spike_value: Tensor | None = None,
+    ):
         super().__init__()
         self.register_buffer("threshold", threshold.detach().clone())
+        self.register_buffer("spike_value", None if spike_value is None else spike_value.detach().clone())
         self.reset_mode = Reset.parse(reset)
         self.initial_potential = float(initial_potential)
         self.observer: Callable[[Tensor], None] | None = None
@@ -63,6 +72,9 @@ class IFNeuron(SpikingLayer):
             update_state=True,
             out=currents if in_place else None,
         )
+        if self.spike_value is not None:  # exact: (threshold / threshold) is 1, times the value
+            threshold = self.threshold.to(x.dtype)
+            out.div_(threshold).mul_(self.spike_value.to(x.dtype))
         if clock.recording:
             self._count(out)
         return out.reshape(steps * clock.batch, *x.shape[1:])
@@ -73,5 +85,6 @@ class IFNeuron(SpikingLayer):
         # the float32 sum of at most B equal values is exact to far better than 0.5 after division.
         steps, batch = out.shape[0], out.shape[1]
         summed = out.reshape(steps, batch, -1).sum(dim=1).double()
-        counts = (summed / self.threshold.double().expand(out.shape[2:]).reshape(1, -1)).round_()
+        value = self.threshold if self.spike_value is None else self.spike_value
+        counts = (summed / value.double().expand(out.shape[2:]).reshape(1, -1)).round_()
         self.record(counts)
