@@ -83,3 +83,18 @@ def ann_with_fs_functions(snn, function) -> nn.Module:
         if isinstance(module, FSNeuron):
             ann.set_submodule(name, Lambda(function(module)))
     return ann
+
+
+class GatedMLP(nn.Module):
+    """Features times a gate, ``fc2(f(fc1(x)) * g(gate(x)) * scale)``: a product of two signals, which rate
+    codes refuse and FS computes as an analog op."""
+
+    def __init__(self, features=torch.relu, gate=torch.relu, scale: float = 1.0):
+        super().__init__()
+        self.features, self.gate_activation, self.scale = features, gate, scale
+        self.fc1 = nn.Linear(6, 8)
+        self.gate = nn.Linear(6, 8)
+        self.fc2 = nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.fc2(self.features(self.fc1(x)) * self.gate_activation(self.gate(x)) * self.scale)

@@ -3,7 +3,7 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import Residual, ann_with_fs_functions, randomize_batchnorms
+from helpers import GatedMLP, Residual, ann_with_fs_functions, randomize_batchnorms
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
@@ -180,25 +180,12 @@ def test_rate_methods_refuse_non_relu_activations_and_products(method):
     with pytest.raises(sp.ConversionError, match=r"node 'silu\w*' .* is a SiLU.*method='fs'"):
         sp.convert(SiLUNet(), x, method)
     with pytest.raises(sp.ConversionError, match=r"multiplies two signals.*method='fs'"):
-        sp.convert(Gated2(), x, method)
-
-
-class Gated2(nn.Module):
-    """A product of two ReLU signals (rate codes refuse it; FS computes it as an analog op)."""
-
-    def __init__(self):
-        super().__init__()
-        self.fc1 = nn.Linear(6, 8)
-        self.gate = nn.Linear(6, 8)
-        self.fc2 = nn.Linear(8, 3)
-
-    def forward(self, x):
-        return self.fc2(torch.relu(self.fc1(x)) * torch.relu(self.gate(x)))
+        sp.convert(GatedMLP(), x, method)
 
 
 def test_products_are_analog_ops_in_fs():
     torch.manual_seed(3)
-    model = Gated2().eval()
+    model = GatedMLP().eval()
     x = torch.rand(20, 6)
     snn = sp.convert(model, x, "fs", steps=12)
     torch.testing.assert_close(snn(x)[-1], quantised_ann(model, snn, 12)(x), rtol=1e-5, atol=1e-5)

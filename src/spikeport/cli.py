@@ -11,7 +11,7 @@ from spikeport.errors import DataError, SpikeportError
 from spikeport.methods.base import parse_method
 from spikeport.options import split_specs
 
-MODEL_HELP = "a .pt2 file (torch.export), a Keras .keras/.h5 file, or package.module:factory"
+MODEL_HELP = "a .pt2 file (torch.export), an .onnx file, a Keras .keras/.h5 file, or package.module:factory"
 
 
 def _timesteps(text: str) -> list[int]:

@@ -13,7 +13,7 @@ from spikeport.options import parse_options
 
 
 def load_model(source: str | Path, weights: str | Path | None = None) -> nn.Module:
-    """A model from a ``.pt2`` file (torch.export), a Keras file or a ``package.module:factory[options]``.
+    """A model from a ``.pt2`` file (torch.export), an ``.onnx`` file, a Keras file or ``package.module:factory[options]``.
 
     Keras files (``.keras``, or legacy ``.h5`` / ``.hdf5`` full-model saves) need h5py
     (``pip install spikeport[keras]``), never TensorFlow; the rebuilt module takes NCHW input, so feed
@@ -26,6 +26,10 @@ def load_model(source: str | Path, weights: str | Path | None = None) -> nn.Modu
         from spikeport.frontends.torch_export import load_exported
 
         model = load_exported(text)
+    elif suffix == ".onnx":
+        from spikeport.frontends.onnx import load_onnx  # lazy: onnx is an optional dependency
+
+        model = load_onnx(text)
     elif suffix in (".keras", ".h5", ".hdf5"):
         from spikeport.frontends.keras import load_keras  # lazy: h5py is an optional dependency
 
@@ -34,8 +38,8 @@ def load_model(source: str | Path, weights: str | Path | None = None) -> nn.Modu
         model = _from_factory(text)
     else:
         raise ConversionError(
-            f"cannot load a model from {text!r}: give a torch.export file (.pt2), a Keras file "
-            "(.keras, .h5) or package.module:factory"
+            f"cannot load a model from {text!r}: give a torch.export file (.pt2), an ONNX file (.onnx), a Keras "
+            "file (.keras, .h5) or package.module:factory"
         )
     if weights is not None:
         _load_weights(model, Path(weights))

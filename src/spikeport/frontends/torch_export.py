@@ -46,7 +46,8 @@ aten = torch.ops.aten
 
 SUPPORTED_ATEN_OPS = (
     "conv1d, conv2d, convolution, linear, addmm/mm (with a transposed weight), batch_norm "
-    "(inference form), relu, relu_, view, reshape, _unsafe_view, flatten, add (alpha=1), cat, avg_pool2d, "
+    "(inference form), relu, relu_, silu, sigmoid, tanh, hardswish, gelu, leaky_relu (these for method='fs'), "
+    "view, reshape, _unsafe_view, flatten, add (alpha=1), mul, cat, avg_pool2d, "
     "adaptive_avg_pool2d, mean over H and W, max_pool2d; dropout, clone, detach, alias, contiguous, "
     "_to_copy (same dtype) and assertions are dropped"
 )
@@ -483,6 +484,27 @@ class _Rebuilder:
     def _relu(self, node: fx.Node, a: dict[str, Any]) -> fx.Node:
         return self._call(node, nn.ReLU(), a["self"])
 
+    @_handles(
+        aten.silu.default,
+        aten.sigmoid.default,
+        aten.tanh.default,
+        aten.hardswish.default,
+        aten.gelu.default,
+        aten.leaky_relu.default,
+    )
+    def _smooth_activation(self, node: fx.Node, a: dict[str, Any]) -> fx.Node:
+        """Activations only temporal coding (method='fs') converts; rate methods refuse them later, clearly."""
+        name = node.target.__name__.split(".")[0]
+        module = {
+            "silu": nn.SiLU,
+            "sigmoid": nn.Sigmoid,
+            "tanh": nn.Tanh,
+            "hardswish": nn.Hardswish,
+            "gelu": lambda: nn.GELU(approximate=a.get("approximate", "none")),
+            "leaky_relu": lambda: nn.LeakyReLU(a.get("negative_slope", 0.01)),
+        }[name]()
+        return self._call(node, module, a["self"])
+
     @_handles(aten.avg_pool2d.default)
     def _avg_pool(self, node: fx.Node, a: dict[str, Any]) -> fx.Node:
         pool = nn.AvgPool2d(
@@ -545,6 +567,12 @@ class _Rebuilder:
             raise _error(node, f"adds with alpha={a['alpha']}; spikeport supports plain sums (alpha=1)")
         operands = (self._operand(node, a["self"]), self._operand(node, a["other"]))
         return self.graph.call_function(operator.add, operands)
+
+    @_handles(aten.mul.Tensor, aten.mul.Scalar)
+    def _mul(self, node: fx.Node, a: dict[str, Any]) -> fx.Node:
+        """A scaling by a constant, or a product of two signals (a gate: method='fs' only)."""
+        operands = (self._operand(node, a["self"]), self._operand(node, a["other"]))
+        return self.graph.call_function(operator.mul, operands)
 
     @_handles(aten.cat.default)
     def _cat(self, node: fx.Node, a: dict[str, Any]) -> fx.Node:
