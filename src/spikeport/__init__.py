@@ -13,6 +13,7 @@ import os as _os
 # and it lands on a 1.5x slower level in most processes (docs/benchmarks.md, "Simulation speed").
 _os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
+from spikeport import qcfs
 from spikeport.compare import Comparison, compare
 from spikeport.convert import convert
 from spikeport.errors import (
@@ -55,5 +56,6 @@ __all__ = [
     "import_nir",
     "load",
     "load_model",
+    "qcfs",
     "save",
 ]

@@ -60,6 +60,12 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     train.add_argument("--limit", type=int, help="train on the first N training samples only")
     train.add_argument("--seed", type=int, default=0)
+    train.add_argument(
+        "--qcfs",
+        type=int,
+        metavar="L",
+        help="train with QCFS activations of L levels (convert with --qcfs L)",
+    )
     train.add_argument("-o", "--output", required=True, help="where to save the weights (state_dict .pt)")
     train.add_argument(
         "--checkpoint", help="checkpoint file, written after every epoch; an existing one is resumed"
@@ -68,11 +74,15 @@ def _parser() -> argparse.ArgumentParser:
     convert = commands.add_parser("convert", help="convert a model into a saved SpikingNetwork")
     convert.add_argument("model", help=MODEL_HELP)
     convert.add_argument("--weights", help="state_dict file for a factory model")
+    convert.add_argument(
+        "--qcfs", type=int, metavar="L", help="the weights were trained with `spikeport train --qcfs L`"
+    )
     convert.add_argument("--data", required=True, help="calibration data spec, e.g. mnist:train or npz:FILE")
     convert.add_argument(
         "--method",
         default="rmp",
-        help="rmp, ecc, max, percentile or fs, optionally with options: max[reset=soft], fs[steps=16]",
+        help="rmp, ecc, max, percentile, calibrated, qcfs or fs, optionally with options: max[reset=soft], "
+        "calibrated[timesteps=4], fs[steps=16]",
     )
     convert.add_argument("--reset", choices=["soft", "hard"])
     convert.add_argument(
@@ -177,9 +187,8 @@ def _calibration_spec(data: str) -> str:
 
 def _convert(args: argparse.Namespace) -> None:
     import spikeport as sp
-    from spikeport.frontends.dispatch import load_model
 
-    model = load_model(args.model, args.weights)
+    model = _model_with_qcfs(args)
     names = [
         "reset",
         "initial_potential",
@@ -210,6 +219,19 @@ def _convert(args: argparse.Namespace) -> None:
         print(f"note: {note}")
 
 
+def _model_with_qcfs(args: argparse.Namespace):
+    """The model to convert; with --qcfs L, rebuilt with QCFS activations before its weights load."""
+    import spikeport as sp
+    from spikeport.frontends.dispatch import _load_weights, load_model
+
+    if not args.qcfs:
+        return load_model(args.model, args.weights)
+    model = sp.qcfs.prepare(load_model(args.model), levels=args.qcfs)
+    if args.weights:
+        _load_weights(model, Path(args.weights))
+    return model.eval()
+
+
 def _train(args: argparse.Namespace) -> None:
     import time
 
@@ -221,6 +243,10 @@ def _train(args: argparse.Namespace) -> None:
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = load_model(args.model)
+    if args.qcfs:
+        import spikeport as sp
+
+        model = sp.qcfs.prepare(model, levels=args.qcfs)
     train_set, test_set = load_dataset(args.data, "train"), load_dataset(args.data, "test")
     if train_set.y is None:
         raise DataError(f"{args.data} has no labels; training needs (x, y) data")

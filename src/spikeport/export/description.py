@@ -19,6 +19,7 @@ from spikeport.graph.ops import ACTIVATION_FUNCTIONS, FUNCTION_ROLES
 from spikeport.layers import PaddedMaxPool2d
 from spikeport.neurons import IFNeuron, SpikingMaxPool
 from spikeport.neurons.fs import AnalogProduct, FSMaxPool, FSNeuron
+from spikeport.qcfs import QCFS
 
 
 class DescriptionError(ValueError):
@@ -84,10 +85,16 @@ SPECS: dict[str, ModuleSpec] = {
     "GELU": ModuleSpec(nn.GELU, ("approximate",)),
     "LeakyReLU": ModuleSpec(nn.LeakyReLU, ("negative_slope",)),
     "AnalogProduct": ModuleSpec(AnalogProduct),
+    "QCFS": ModuleSpec(QCFS, ("levels",), lambda m: {"threshold": float(m.threshold.detach())}),
     "IFNeuron": ModuleSpec(
         IFNeuron,
         ("initial_potential",),
-        lambda m: {"threshold": m.threshold, "reset": m.reset_mode.value, "spike_value": m.spike_value},
+        lambda m: {
+            "threshold": m.threshold,
+            "reset": m.reset_mode.value,
+            "spike_value": m.spike_value,
+            "bias": m.bias,
+        },
         state=("owns_input",),
     ),
     "SpikingMaxPool": ModuleSpec(SpikingMaxPool, state=("in_static_prefix",), children=("pool",)),

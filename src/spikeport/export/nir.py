@@ -117,6 +117,17 @@ class _Exporter:
                 raise self.fail(node, f"{node.op} {getattr(node.target, '__name__', node.target)}")
         return nir.NIRGraph(nodes=self.nodes, edges=self.edges)
 
+    def fold_bias(self, node: fx.Node, terms: list[_Term], bias: Tensor) -> None:
+        """A neuron's bias current joins the bias of the layer that feeds it alone (NIR's IF has none)."""
+        import nir
+
+        source = self.nodes.get(terms[0].source) if len(terms) == 1 else None
+        feeds_only_this = len(node.args[0].users) == 1
+        if not isinstance(source, nir.Affine | nir.Conv1d | nir.Conv2d) or not feeds_only_this:
+            raise self.fail(node, "a bias current on neurons not fed by one conv/linear layer alone")
+        per_channel = bias.reshape(bias.shape[0], -1)[:, 0] if bias.dim() > 1 else bias
+        source.bias = source.bias + _array(per_channel)
+
     def flatten(self, node: fx.Node, values) -> list[_Term]:
         """A flatten (module, function or view/reshape to one axis); a pending scale goes along."""
         import nir
@@ -144,6 +155,8 @@ class _Exporter:
         shape = tuple(node.meta["sample_shape"])
         in_shape = tuple(source.meta["sample_shape"])
         if isinstance(module, IFNeuron):
+            if module.bias is not None:
+                self.fold_bias(node, terms, module.bias.float().expand(shape))
             threshold = module.threshold.float().expand(shape)
             metadata = {"spikeport.initial_potential": module.initial_potential}
             if module.reset_mode is Reset.SOFT:

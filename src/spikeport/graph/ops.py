@@ -18,6 +18,7 @@ from torch import fx, nn
 from spikeport.layers import PaddedMaxPool2d
 from spikeport.neurons import IFNeuron, SpikingMaxPool
 from spikeport.neurons.fs import AnalogProduct, FSMaxPool, FSNeuron
+from spikeport.qcfs import QCFS
 
 
 class Role(str, Enum):
@@ -57,6 +58,7 @@ MODULE_ROLES: dict[type[nn.Module], Role] = {
     nn.Hardswish: Role.ACTIVATION,
     nn.Tanh: Role.ACTIVATION,
     nn.LeakyReLU: Role.ACTIVATION,
+    QCFS: Role.ACTIVATION,
     IFNeuron: Role.ACTIVATION,
     FSNeuron: Role.ACTIVATION,
     FSMaxPool: Role.MAX_POOL,
@@ -101,7 +103,7 @@ ACTIVATION_METHODS: dict[str, object] = {
     **dict.fromkeys(["sigmoid", "sigmoid_"], lambda node: nn.Sigmoid()),
     **dict.fromkeys(["tanh", "tanh_"], lambda node: nn.Tanh()),
 }
-ACTIVATION_MODULES = (nn.ReLU, nn.SiLU, nn.Sigmoid, nn.GELU, nn.Hardswish, nn.Tanh, nn.LeakyReLU)
+ACTIVATION_MODULES = (nn.ReLU, nn.SiLU, nn.Sigmoid, nn.GELU, nn.Hardswish, nn.Tanh, nn.LeakyReLU, QCFS)
 
 FUNCTION_ROLES: dict[object, Role] = {
     **dict.fromkeys(ACTIVATION_FUNCTIONS, Role.ACTIVATION),

@@ -9,6 +9,7 @@ from torch import fx, nn
 
 from spikeport.errors import ConversionError
 from spikeport.layers import PaddedMaxPool2d
+from spikeport.qcfs import QCFS
 
 
 def check_finite(model: nn.Module) -> None:
@@ -24,7 +25,7 @@ class _Tracer(fx.Tracer):
     """torch.fx's tracer, with spikeport's own layers kept whole (the converter knows them as one op)."""
 
     def is_leaf_module(self, module: nn.Module, qualified_name: str) -> bool:
-        return isinstance(module, PaddedMaxPool2d) or super().is_leaf_module(module, qualified_name)
+        return isinstance(module, PaddedMaxPool2d | QCFS) or super().is_leaf_module(module, qualified_name)
 
 
 def trace(model: nn.Module) -> fx.GraphModule:

@@ -2,13 +2,18 @@
 
 from spikeport.methods.base import Method, RateMethod, make_method, parse_method
 from spikeport.methods.baselines import MaxNorm, PercentileNorm
+from spikeport.methods.calibrated import Calibrated
 from spikeport.methods.ecc import ECC
 from spikeport.methods.fs import FS
+from spikeport.methods.qcfs import QCFSConversion
 from spikeport.methods.rmp import RMP
 
-METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (RMP, ECC, MaxNorm, PercentileNorm, FS)}
+METHODS: dict[str, type[Method]] = {
+    cls.name: cls for cls in (RMP, ECC, MaxNorm, PercentileNorm, Calibrated, QCFSConversion, FS)
+}
 
 __all__ = [
+    "Calibrated",
     "ECC",
     "FS",
     "METHODS",
@@ -17,6 +22,7 @@ __all__ = [
     "MaxNorm",
     "Method",
     "PercentileNorm",
+    "QCFSConversion",
     "make_method",
     "parse_method",
 ]

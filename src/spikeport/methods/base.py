@@ -22,6 +22,7 @@ from spikeport.graph.canonical import max_pools_to_average
 from spikeport.graph.ops import Role, describe
 from spikeport.graph.prepare import PreparedModel
 from spikeport.neurons import Reset
+from spikeport.qcfs import QCFS
 
 if TYPE_CHECKING:
     from spikeport.network import SpikingNetwork
@@ -88,7 +89,7 @@ class RateMethod(Method):
         modules = dict(prepared.graph_module.named_modules())
         for node in prepared.activation_nodes():
             module = modules[node.target]
-            if not isinstance(module, nn.ReLU):
+            if not isinstance(module, nn.ReLU | QCFS):
                 raise ConversionError(
                     f"node '{node.name}' ({describe(node, modules)}) is a {type(module).__name__} activation; "
                     f"method {self.name!r} codes "

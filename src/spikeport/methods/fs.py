@@ -129,12 +129,12 @@ class FS(Method):
         names = {n.name: activation_name(modules[n.target]) for n in prepared.activation_nodes()}
         layers = {n.name: str(n.target) for n in prepared.activation_nodes()}  # as reports name them
 
-        def statistic() -> MaxStatistic:
+        def statistic(_: str) -> MaxStatistic:
             return threshold_statistic(self.channelwise, self.percentile)
 
         levels = observe_activations(prepared, batches, statistic)
         fitted = [n for n, a in names.items() if a != "relu" and not FITTED_ACTIVATIONS[a].homogeneous]
-        samples = observe_activations(prepared, batches, InputSample) if fitted else {}
+        samples = observe_activations(prepared, batches, lambda _: InputSample()) if fitted else {}
         neurons: dict[str, FSNeuron] = {}
         for node_name, activation in names.items():
             if activation == "relu":
@@ -149,7 +149,7 @@ class FS(Method):
                 neurons[node_name] = FSNeuron(activation, torch.tensor(1.0), codes=fitted_codes(activation))
         homogeneous = [n for n, a in names.items() if a != "relu" and FITTED_ACTIVATIONS[a].homogeneous]
         if homogeneous:
-            ranges = observe_activations(prepared, batches, lambda: AbsMaxStatistic(self.channelwise))
+            ranges = observe_activations(prepared, batches, lambda _: AbsMaxStatistic(self.channelwise))
             for node_name in homogeneous:
                 neurons[node_name].scale = positive_thresholds(ranges[node_name].max).float()
         input_neuron = self.input_neuron(prepared, batches) if self.input_coding == "fs" else None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 from torch import Tensor
@@ -12,22 +13,27 @@ from spikeport.errors import CalibrationError
 from spikeport.graph.assemble import positive_thresholds
 from spikeport.graph.observers import (
     ActivationObserver,
-    MaxStatistic,
     threshold_level,
     threshold_statistic,
 )
 from spikeport.graph.prepare import PreparedModel
 from spikeport.methods.base import Batches
 
+Statistic = TypeVar("Statistic")
+
 
 def observe_activations(
-    prepared: PreparedModel, batches: Batches, make_statistic: Callable[[], MaxStatistic]
-) -> dict[str, MaxStatistic]:
-    """Statistics of the input of every activation, keyed by activation node name."""
+    prepared: PreparedModel, batches: Batches, make_statistic: Callable[[str], Statistic]
+) -> dict[str, Statistic]:
+    """Statistics of the input of every activation, keyed by activation node name.
+
+    ``make_statistic(name)`` makes the statistic of the activation node ``name``: anything with an
+    ``update(x)`` method.
+    """
     gm = copy.deepcopy(prepared.graph_module)
-    statistics: dict[str, MaxStatistic] = {}
+    statistics: dict[str, Statistic] = {}
     for node in [n for n in gm.graph.nodes if n.name in {a.name for a in prepared.activation_nodes()}]:
-        statistic = make_statistic()
+        statistic = make_statistic(node.name)
         name = f"observer_{node.name}"
         gm.add_submodule(name, ActivationObserver(statistic))
         with gm.graph.inserting_before(node):
@@ -49,5 +55,5 @@ def data_based_thresholds(
     prepared: PreparedModel, batches: Batches, channelwise: bool, percentile: float | None = None
 ) -> dict[str, Tensor]:
     """Thresholds from the ANN's activations: their maximum, or a percentile of the positive ones."""
-    stats = observe_activations(prepared, batches, lambda: threshold_statistic(channelwise, percentile))
+    stats = observe_activations(prepared, batches, lambda _: threshold_statistic(channelwise, percentile))
     return {name: positive_thresholds(threshold_level(s, percentile)) for name, s in stats.items()}

@@ -26,10 +26,13 @@ class IFNeuron(SpikingLayer):
         reset: Reset | str = Reset.SOFT,
         initial_potential: float = 0.0,
         spike_value: Tensor | None = None,
+        bias: Tensor | None = None,
     ):
         super().__init__()
         self.register_buffer("threshold", threshold.detach().clone())
         self.register_buffer("spike_value", None if spike_value is None else spike_value.detach().clone())
+        # A constant current added at every step (per channel): the bias correction of calibrated conversion.
+        self.register_buffer("bias", None if bias is None else bias.detach().clone())
         self.reset_mode = Reset.parse(reset)
         self.initial_potential = float(initial_potential)
         self.observer: Callable[[Tensor], None] | None = None
@@ -51,6 +54,8 @@ class IFNeuron(SpikingLayer):
     def forward(self, x: Tensor) -> Tensor:
         clock = self.running_clock()
         steps = clock.steps
+        if self.bias is not None:
+            x = x + self.bias.to(x.dtype)
         if (
             x.shape[0] == clock.batch
         ):  # a current that is the same at every step (analog input, computed once)
