@@ -114,7 +114,9 @@ def test_wrong_input_shape_at_simulation():
 
 
 def test_unknown_method_and_option():
-    with pytest.raises(ValueError, match="unknown method 'foo'; available: calibrated, ecc, fs, max, percentile, qcfs, rmp"):
+    with pytest.raises(
+        ValueError, match="unknown method 'foo'; available: calibrated, ecc, fs, max, percentile, qcfs, rmp"
+    ):
         sp.convert(Residual(), torch.rand(4, 1, 8, 8), "foo")
     with pytest.raises(ValueError, match="has no option"):
         sp.convert(Residual(), torch.rand(4, 1, 8, 8), "max", alpha=0.5)

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from spikeport.compare import DEFAULT_CODES, DEFAULT_METHODS, DEFAULT_TIMESTEPS
+from spikeport.distributed import finish, init_from_environment, is_main
 from spikeport.errors import DataError, SpikeportError
 from spikeport.methods.base import parse_method
 from spikeport.options import split_specs
@@ -212,6 +213,8 @@ def _convert(args: argparse.Namespace) -> None:
         calibration_samples=args.calibration_samples,
         **options,
     )
+    if not is_main():  # under torchrun every process calibrated its share; one writes the result
+        return
     path = sp.save(snn, args.output)
     layers = sum(layer.is_neuron for layer in snn.spiking_layers().values())
     print(f"converted with {args.method} ({layers} neuron layers); saved to {path}")
@@ -300,6 +303,8 @@ def _evaluate(args: argparse.Namespace) -> None:
         limit=args.limit,
         progress=not args.quiet,
     )
+    if not is_main():
+        return
     print(ev.to_markdown())
     if args.json:
         print(f"JSON: {ev.to_json(args.json)}")
@@ -370,6 +375,7 @@ def _fit_fs(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        init_from_environment()  # under torchrun: one process group, data sharded by batch
         if args.command == "demo":
             from spikeport.demo import run_demo
 
@@ -387,6 +393,8 @@ def main(argv: list[str] | None = None) -> int:
     except (SpikeportError, ValueError) as error:
         print(f"spikeport: error: {error}", file=sys.stderr)
         return 2
+    finally:
+        finish()
     return 0
 
 

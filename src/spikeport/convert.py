@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from spikeport.data import as_batches
+from spikeport.distributed import shard
 from spikeport.encoding import Encoding
 from spikeport.errors import CalibrationError, ConversionError
 from spikeport.graph.prepare import prepare
@@ -21,11 +22,17 @@ def model_dtype(model: nn.Module) -> torch.dtype:
     return next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
 
 
-def calibration_batches(calibration, batch_size: int, limit: int | None, dtype: torch.dtype):
-    """A re-iterable source of calibration input batches (labels are not needed)."""
+def calibration_batches(
+    calibration, batch_size: int, limit: int | None, dtype: torch.dtype, sharded: bool = True
+):
+    """A re-iterable source of calibration input batches (labels are not needed).
+
+    Under torch.distributed each process gets its share of the batches (``sharded``).
+    """
 
     def batches() -> Iterator[Tensor]:
-        for x, _ in as_batches(calibration, batch_size=batch_size, limit=limit, split_default="train"):
+        source = as_batches(calibration, batch_size=batch_size, limit=limit, split_default="train")
+        for x, _ in shard(source) if sharded else source:
             yield x.to(dtype)
 
     return batches
@@ -57,7 +64,8 @@ def convert(
     if not isinstance(model, nn.Module):
         raise ConversionError(f"expected a torch.nn.Module to convert, got {type(model).__name__}")
     batches = calibration_batches(calibration, batch_size, calibration_samples, model_dtype(model))
-    example = next(batches(), None)
+    everything = calibration_batches(calibration, batch_size, calibration_samples, model_dtype(model), False)
+    example = next(everything(), None)  # every process traces the same first batch
     if example is None or example.shape[0] == 0:
         raise CalibrationError("calibration data is empty; pass at least one batch of training inputs")
     prepared = prepare(model, example)

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from spikeport import distributed
 from spikeport.data import as_batches
 from spikeport.errors import DataError
 from spikeport.evaluation import Evaluation, LayerReport
@@ -32,6 +33,21 @@ class _Tally:
 
     def add(self, name: str, table: dict[str, Tensor], per_step: Tensor) -> None:
         table[name] = table.get(name, torch.zeros(self.steps, dtype=torch.float64)) + per_step.double().cpu()
+
+    def all_reduce(self, layers: list[str]) -> None:
+        """Sum the tallies of every torch.distributed process (counts: exact in any order)."""
+        if not distributed.active():
+            return
+        for table in (self.spikes, self.sops):
+            for name in layers:
+                table[name] = distributed.all_sum(
+                    table.get(name, torch.zeros(self.steps, dtype=torch.float64))
+                )
+        for field in ("correct", "agree", "input_sops", "input_macs"):
+            setattr(self, field, distributed.all_sum(getattr(self, field)))
+        counts = torch.tensor([self.ann_correct, self.samples, int(not self.labelled)], dtype=torch.float64)
+        self.ann_correct, self.samples, unlabelled = (int(v) for v in distributed.all_sum(counts))
+        self.labelled = unlabelled == 0
 
 
 def evaluate(
@@ -62,8 +78,9 @@ def evaluate(
     ann = ann if ann is not None else snn.ann
     if ann is not None:
         ann = ann.eval()
+    progress = progress and distributed.is_main()
     bar = tqdm(desc=f"simulating T={steps[-1]}", unit="img", disable=not progress, leave=False)
-    for x, y in as_batches(data, batch_size=batch_size, limit=limit):
+    for x, y in distributed.shard(as_batches(data, batch_size=batch_size, limit=limit)):
         x = x.to(snn.dtype)
         sim = snn.simulate(x, steps[-1], record=True)
         predictions = sim.readout.argmax(dim=-1)  # [T, B]
@@ -87,6 +104,7 @@ def evaluate(
         tally.samples += x.shape[0]
         bar.update(x.shape[0])
     bar.close()
+    tally.all_reduce(list(snn.spiking_layers()))
     if tally.samples == 0:
         raise DataError("evaluation data is empty")
     return _summarise(snn, tally, steps, ann is not None, energy)
@@ -194,9 +212,12 @@ def _evaluate_codes(
     layer_sops: dict[int, dict[str, float]] = {k: {} for k in codes}
     macs = dict.fromkeys(codes, 0.0)
     bar = tqdm(
-        desc=f"simulating K={','.join(map(str, codes))}", unit="img", disable=not progress, leave=False
+        desc=f"simulating K={','.join(map(str, codes))}",
+        unit="img",
+        disable=not (progress and distributed.is_main()),
+        leave=False,
     )
-    for x, y in as_batches(data, batch_size=batch_size, limit=limit):
+    for x, y in distributed.shard(as_batches(data, batch_size=batch_size, limit=limit)):
         x = x.to(snn.dtype)
         reference = None
         if ann is not None:
@@ -219,6 +240,20 @@ def _evaluate_codes(
         n += x.shape[0]
         bar.update(x.shape[0])
     bar.close()
+    if distributed.active():  # sum every counter over the processes (integer-valued: exact)
+        names = list(snn.spiking_layers())
+        counters = [n, ann_correct, int(not labelled)]
+        for k in codes:
+            counters += [correct[k], agree[k], macs[k]]
+            counters += [spikes[k].get(name, 0.0) for name in names] + [
+                layer_sops[k].get(name, 0.0) for name in names
+            ]
+        summed = iter(distributed.all_sum(torch.tensor(counters, dtype=torch.float64)).tolist())
+        n, ann_correct, labelled = int(next(summed)), int(next(summed)), next(summed) == 0
+        for k in codes:
+            correct[k], agree[k], macs[k] = int(next(summed)), int(next(summed)), next(summed)
+            spikes[k] = {name: next(summed) for name in names}
+            layer_sops[k] = {name: next(summed) for name in names}
     if n == 0:
         raise DataError("evaluation data is empty")
     with_ann = ann is not None

@@ -32,6 +32,15 @@ class MaxStatistic:
         if other.max is not None:
             self.max = other.max if self.max is None else torch.maximum(self.max, other.max)
 
+    def all_reduce(self, channels: int) -> None:
+        """Merge across torch.distributed processes (``channels``: the size when this one saw nothing)."""
+        from spikeport.distributed import all_max
+
+        size = channels if self.channelwise else 1
+        mine = self.max if self.max is not None else torch.full((size,), -torch.inf, dtype=torch.float64)
+        merged = all_max(mine)
+        self.max = None if bool(torch.isinf(merged).all() and (merged < 0).all()) else merged
+
 
 class HistogramStatistic(MaxStatistic):
     """Counts of positive activations in fixed log2-spaced bins, plus the exact maximum.
@@ -64,6 +73,14 @@ class HistogramStatistic(MaxStatistic):
         super().merge(other)
         if other.counts is not None:
             self.counts = other.counts if self.counts is None else self.counts + other.counts
+
+    def all_reduce(self, channels: int) -> None:
+        from spikeport.distributed import all_sum
+
+        super().all_reduce(channels)
+        size = channels if self.channelwise else 1
+        mine = self.counts if self.counts is not None else torch.zeros(size, self.bins, dtype=torch.long)
+        self.counts = all_sum(mine)
 
     def percentile(self, p: float) -> Tensor:
         """Upper edge of the bin holding the p-th percentile of positive values, capped at the maximum."""

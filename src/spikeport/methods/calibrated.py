@@ -26,7 +26,7 @@ from spikeport.graph.assemble import assemble
 from spikeport.graph.prepare import PreparedModel
 from spikeport.methods.base import Batches, RateMethod
 from spikeport.methods.rmp import activation_depths
-from spikeport.methods.statistics import data_based_thresholds, observe_activations
+from spikeport.methods.statistics import data_based_thresholds, observe_activations, reduce_statistics
 from spikeport.network import SpikingNetwork
 
 
@@ -45,6 +45,13 @@ class ChannelMean:
         summed = x.transpose(0, 1).reshape(x.shape[1], -1).sum(dim=1)
         self.total = summed if self.total is None else self.total + summed
         self.count += x.numel() // x.shape[1]
+
+    def all_reduce(self, channels: int) -> None:
+        from spikeport.distributed import all_sum
+
+        total = self.total if self.total is not None else torch.zeros(channels, dtype=torch.float64)
+        self.total = all_sum(total)
+        self.count = int(all_sum(torch.tensor(self.count)))
 
     @property
     def mean(self) -> Tensor:
@@ -106,11 +113,14 @@ class Calibrated(RateMethod):
                 layers[name].register_forward_hook(lambda _m, _i, out, r=rates[name]: r.update(out))
                 for name in current
             ]
+            seen = 0
             with torch.no_grad():
                 for x in inputs():
                     snn.simulate(x, self.timesteps)
+                    seen += x.shape[0]
             for hook in hooks:
                 hook.remove()
+            reduce_statistics(prepared, rates, seen)
             for name in current:
                 error = ann_means[name].mean - rates[name].mean
                 shape = (-1, *([1] * (len(prepared_shape(prepared, name)) - 1)))

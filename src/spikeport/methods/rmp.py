@@ -14,11 +14,11 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from spikeport.errors import CalibrationError
 from spikeport.graph.assemble import assemble, positive_thresholds
 from spikeport.graph.observers import MaxStatistic, threshold_level, threshold_statistic
 from spikeport.graph.prepare import PreparedModel
 from spikeport.methods.base import Batches, RateMethod
+from spikeport.methods.statistics import reduce_statistics
 
 
 def activation_depths(prepared: PreparedModel) -> dict[str, int]:
@@ -118,10 +118,7 @@ class RMP(RateMethod):
                 for observer in observers.values():
                     observer.flush()
                 seen += x.shape[0]
-            if seen == 0:
-                raise CalibrationError(
-                    "calibration data is empty; pass at least one batch of training inputs"
-                )
+            reduce_statistics(prepared, {n: o.statistic for n, o in observers.items()}, seen)
             for name, observer in observers.items():
                 level = threshold_level(observer.statistic, self.percentile)
                 thresholds[name] = positive_thresholds(self.alpha * level)

@@ -46,9 +46,25 @@ def observe_activations(
         for x in batches():
             gm(x)
             seen += x.shape[0]
+    reduce_statistics(prepared, statistics, seen)
+    return statistics
+
+
+def reduce_statistics(prepared: PreparedModel, statistics: dict, seen: int) -> None:
+    """Merge statistics (and the sample count) across torch.distributed processes; check data was seen."""
+    from spikeport.distributed import active, all_sum
+
+    if active():
+        seen = int(all_sum(torch.tensor(seen)))
+        shapes = {n.name: n.meta["sample_shape"] for n in prepared.activation_nodes()}
+        for name, statistic in statistics.items():
+            if not hasattr(statistic, "all_reduce"):
+                raise CalibrationError(
+                    f"{type(statistic).__name__} statistics do not merge across processes; calibrate in one"
+                )
+            statistic.all_reduce(shapes[name][0] if shapes[name] else 1)
     if seen == 0:
         raise CalibrationError("calibration data is empty; pass at least one batch of training inputs")
-    return statistics
 
 
 def data_based_thresholds(
