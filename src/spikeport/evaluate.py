@@ -119,7 +119,7 @@ def _summarise(
         cumulative = series.cumsum(0)
         return {t: float(cumulative[t - 1]) / n for t in steps}
 
-    total_spikes = sum(tally.spikes.values(), torch.zeros(tally.steps, dtype=torch.float64))
+    total_spikes = at(sum(tally.spikes.values(), torch.zeros(tally.steps, dtype=torch.float64)))
     total_sops = sum(tally.sops.values(), tally.input_sops.clone())
     sops, macs = at(total_sops), at(tally.input_macs)
     accuracy_curve = (tally.correct / n).tolist() if tally.labelled else [None] * tally.steps
@@ -134,7 +134,7 @@ def _summarise(
         samples=n,
         accuracy={t: accuracy_curve[t - 1] for t in steps},
         agreement={t: agreement_curve[t - 1] for t in steps},
-        spikes_per_image=at(total_spikes),
+        spikes_per_image=total_spikes,
         sops_per_image=sops,
         macs_per_image=macs,
         energy_per_image={t: energy.energy(sops[t], macs[t]) for t in steps},
@@ -146,7 +146,7 @@ def _summarise(
         layers=layers,
         latency_steps={t: t for t in steps},
         throughput={t: 1.0 / t for t in steps},
-        spikes_per_neuron={t: at(total_spikes)[t] / neurons for t in steps},
+        spikes_per_neuron={t: total_spikes[t] / neurons for t in steps},
         curves={
             "accuracy": accuracy_curve,
             "agreement": agreement_curve,
@@ -205,6 +205,8 @@ def _evaluate_codes(
             f"{', '.join(map(str, snn.supported_steps()))}"
         )
     ann = ann if ann is not None else snn.ann
+    if ann is not None:
+        ann = ann.eval()
     n, ann_correct, labelled = 0, 0, True
     correct = dict.fromkeys(codes, 0)
     agree = dict.fromkeys(codes, 0)
@@ -222,7 +224,7 @@ def _evaluate_codes(
         reference = None
         if ann is not None:
             with torch.no_grad():
-                reference = ann.eval()(x).argmax(dim=-1)
+                reference = ann(x).argmax(dim=-1)
             if y is not None:
                 ann_correct += int((reference == y).sum())
         labelled = labelled and y is not None
