@@ -44,19 +44,28 @@ NETS = {
     "cnn-qcfs8": (mnist_cnn, 8),
 }
 METHODS = {
-    None: ["calibrated", "calibrated[correction=false]", "ecc"],
+    None: [
+        "calibrated",
+        "calibrated[timesteps=4]",
+        "calibrated[search=false,pool_before_neurons=false]",
+        "ecc",
+    ],
     4: ["qcfs"],
     8: ["qcfs"],
 }
 
 
-def trained(name: str, train, epochs: int, out: Path) -> tuple[nn.Module, float]:
+def trained(
+    name: str, train, epochs: int, out: Path, dataset: str = "fashion-mnist"
+) -> tuple[nn.Module, float]:
     factory, levels = NETS[name]
     torch.manual_seed(0)
     model = factory()
     if levels is not None:
         model = sp.qcfs.prepare(model, levels=levels, threshold=2.0)
-    path = out / f"{name}-e{epochs}.pt"
+    path = (
+        out / f"{name}-e{epochs}.pt" if dataset == "fashion-mnist" else out / f"{dataset}-{name}-e{epochs}.pt"
+    )
     if path.is_file():
         model.load_state_dict(torch.load(path, weights_only=True))
         return model.eval(), 0.0
@@ -72,18 +81,19 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--limit", type=int, default=10000)
     parser.add_argument("--nets", default=",".join(NETS))
+    parser.add_argument("--data", default="fashion-mnist", choices=("fashion-mnist", "mnist"))
     parser.add_argument("--out", default="results/low-latency")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    train = load_dataset("fashion-mnist", "train")
-    test = load_dataset("fashion-mnist", "test").subset(args.limit)
+    train = load_dataset(args.data, "train")
+    test = load_dataset(args.data, "test").subset(args.limit)
     x_test = test.x.reshape(-1, 1, 28, 28)
     calibration = train.x[:5000].reshape(-1, 1, 28, 28)
     results: dict = {}
     rows = []
     for name in args.nets.split(","):
-        model, seconds = trained(name, train, args.epochs, out)
+        model, seconds = trained(name, train, args.epochs, out, args.data)
         ann = accuracy(model, x_test, test.y)
         print(f"{name}: ANN {100 * ann:.2f}% ({'cached' if not seconds else f'trained in {seconds:.0f} s'})")
         results[name] = {"ann_accuracy": ann, "methods": {}}

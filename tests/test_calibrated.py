@@ -6,28 +6,41 @@ from helpers import Residual, randomize_batchnorms
 from torch import nn
 
 import spikeport as sp
-from spikeport.methods.calibrated import ChannelMean
+from spikeport.graph.canonical import max_pools_before_activations
+from spikeport.graph.prepare import prepare
+from spikeport.qcfs import QCFS
+
+
+def first_layer_rates(snn, model, x, steps):
+    """The first neurons' output rates at ``steps`` and the ANN's activation there, [B, C, H, W] each."""
+    neuron = snn.graph_module.get_submodule("1")
+    seen = []
+    hook = neuron.register_forward_hook(lambda _m, _i, out: seen.append(out))
+    snn.simulate(x, steps, chunk=steps)
+    hook.remove()
+    with torch.no_grad():
+        target = model[0](x).clamp_min(0)
+    return seen[0].reshape(steps, *target.shape).mean(0), target
 
 
 def first_layer_error(snn, model, x, steps):
-    """Mean |ANN activation clipped at the threshold - SNN output rate| of the first neurons, per channel."""
-    neuron = snn.graph_module.get_submodule("1")
-    seen = ChannelMean()
-    hook = neuron.register_forward_hook(lambda _m, _i, out: seen.update(out))
-    snn.simulate(x, steps)
-    hook.remove()
-    target = ChannelMean(neuron.threshold.flatten())
-    with torch.no_grad():
-        target.update(model[0](x))
-    return (target.mean - seen.mean).abs().mean()
+    """Mean over channels of |mean ANN activation (clipped at the threshold) - mean SNN output rate|."""
+    rate, target = first_layer_rates(snn, model, x, steps)
+    threshold = snn.graph_module.get_submodule("1").threshold
+    error = torch.minimum(target, threshold) - rate
+    return error.mean(dim=(0, 2, 3)).abs().mean()
+
+
+def small_cnn():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 6, 3), nn.ReLU(), nn.Flatten(), nn.Linear(6 * 6 * 6, 4)).eval()
 
 
 def test_bias_correction_shrinks_the_rate_error_at_the_target_steps():
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(1, 6, 3), nn.ReLU(), nn.Flatten(), nn.Linear(6 * 6 * 6, 4)).eval()
+    model = small_cnn()
     x = torch.rand(64, 1, 8, 8)
-    plain = sp.convert(model, x, "calibrated", correction=False, timesteps=3)
-    corrected = sp.convert(model, x, "calibrated", timesteps=3)
+    plain = sp.convert(model, x, "calibrated", correction=False, search=False, timesteps=3)
+    corrected = sp.convert(model, x, "calibrated", search=False, timesteps=3)
     assert corrected.graph_module.get_submodule("1").bias.shape == (6, 1, 1)
     assert first_layer_error(corrected, model, x, 3) < 0.5 * first_layer_error(plain, model, x, 3)
     assert any("calibrated for T=3" in note for note in corrected.info["notes"])
@@ -44,6 +57,75 @@ def test_calibrated_networks_save_and_export_with_their_biases(tmp_path):
     snn = sp.convert(chain, x, "calibrated", timesteps=4)
     back = sp.import_nir(sp.export_nir(snn))  # the bias joins the conv's bias in NIR
     torch.testing.assert_close(back(x, timesteps=8), snn(x, timesteps=8), rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize(("steps", "reset"), [(1, "soft"), (3, "soft"), (3, "hard")])
+def test_threshold_search_lowers_the_squared_error_at_the_target_steps(steps, reset):
+    model = small_cnn()
+    x = torch.rand(64, 1, 8, 8)
+    errors = {}
+    for search in (False, True):
+        snn = sp.convert(
+            model, x, "calibrated", correction=False, search=search, timesteps=steps, reset=reset
+        )
+        rate, target = first_layer_rates(snn, model, x, steps)
+        errors[search] = (rate - target).square().mean()
+    assert errors[True] < 0.9 * errors[False]
+
+
+def pooled_net(activation: nn.Module) -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1),
+        activation,
+        nn.MaxPool2d(3, 2, padding=1),
+        nn.Conv2d(4, 4, 3),
+        nn.ReLU(),
+        nn.MaxPool2d(2, ceil_mode=True),
+        nn.Flatten(),
+        nn.LazyLinear(3),
+    ).eval()
+
+
+@pytest.mark.parametrize("activation", [nn.ReLU(), QCFS(levels=4, threshold=1.0)])
+def test_pools_move_before_the_activations_without_changing_the_ann(activation):
+    model = pooled_net(activation)
+    x = torch.randn(16, 1, 11, 11)
+    model(x)
+    prepared = prepare(model, x)
+    before = prepared.graph_module(x)
+    assert max_pools_before_activations(prepared.graph_module) == 2
+    order = [type(m).__name__ for m in prepared.graph_module.children()]
+    assert torch.equal(prepared.graph_module(x), before), order
+    shapes = [n.meta["sample_shape"] for n in prepared.activation_nodes()]
+    assert shapes == [(4, 6, 6), (4, 2, 2)]  # the neurons sit after the pools: fewer of them
+
+
+def test_an_activation_read_elsewhere_keeps_its_pool_after_it():
+    class TwoReaders(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.relu, self.pool = nn.Conv2d(1, 2, 3), nn.ReLU(), nn.MaxPool2d(2)
+
+        def forward(self, x):
+            a = self.relu(self.conv(x))
+            return self.pool(a).flatten(1).sum(1, keepdim=True) + a.flatten(1).mean(1, keepdim=True)
+
+    prepared = prepare(TwoReaders().eval(), torch.rand(2, 1, 6, 6))
+    assert max_pools_before_activations(prepared.graph_module) == 0
+
+
+def test_calibrated_pools_currents_and_stays_close_to_the_ann():
+    model = pooled_net(nn.ReLU())
+    x = torch.rand(128, 1, 11, 11)
+    model(x)
+    snn = sp.convert(model, x, "calibrated", timesteps=8)
+    assert any("pooled the input currents of 2 layer(s)" in n for n in snn.info["notes"])
+    assert len(list(snn.neuron_nodes())) == 2
+    with torch.no_grad():
+        ann = model(x)
+    error = (snn(x, timesteps=64) - ann).abs().mean() / ann.abs().mean()
+    assert error < 0.1
 
 
 def test_options_are_checked():

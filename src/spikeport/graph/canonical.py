@@ -230,6 +230,43 @@ def max_pools_to_average(gm: fx.GraphModule) -> int:
     return replaced
 
 
+def max_pools_before_activations(gm: fx.GraphModule) -> int:
+    """Turn activation -> max-pool into max-pool -> activation where the pool is the activation's only reader.
+
+    Exact for ReLU and QCFS: a max commutes with any non-decreasing function, padding included (max-pools pad
+    with -inf). In the SNN the spiking max-pool then takes the max of the accumulated input currents, the
+    ANN's own pre-activation max at every step, instead of gating spike trains that need many steps to
+    settle; and the pooled layer has a quarter of the neurons (2x2 pools). Returns how many were swapped.
+    """
+    from spikeport.qcfs import QCFS
+
+    modules = modules_of(gm)
+    swapped = 0
+    for pool in list(gm.graph.nodes):
+        if pool.op != "call_module" or role_of(pool, modules) is not Role.MAX_POOL:
+            continue
+        activation = pool.args[0]
+        if not (
+            isinstance(activation, fx.Node)
+            and activation.op == "call_module"
+            and isinstance(modules[activation.target], nn.ReLU | QCFS)
+            and len(activation.users) == 1
+        ):
+            continue
+        source = activation.args[0]
+        pool.replace_all_uses_with(activation)
+        pool.replace_input_with(activation, source)
+        activation.replace_input_with(source, pool)
+        pool.append(activation)  # the activation now runs after the pool
+        if "sample_shape" in pool.meta:
+            activation.meta["sample_shape"] = pool.meta["sample_shape"]
+        swapped += 1
+    if swapped:
+        gm.graph.lint()
+        gm.recompile()
+    return swapped
+
+
 def _tuple(value) -> tuple:
     return tuple(value) if isinstance(value, tuple | list) else (value,)
 

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 
-def _channels_first(x: Tensor, channelwise: bool) -> Tensor:
+def channels_first(x: Tensor, channelwise: bool) -> Tensor:
     """[B, C, ...] -> [C, everything else] (or [1, everything] when statistics are layer-wise)."""
     if not channelwise or x.dim() < 2:
         return x.reshape(1, -1)
@@ -25,7 +25,7 @@ class MaxStatistic:
         self.max: Tensor | None = None
 
     def update(self, x: Tensor) -> None:
-        current = _channels_first(x.detach(), self.channelwise).amax(dim=1).double()
+        current = channels_first(x.detach(), self.channelwise).amax(dim=1).double()
         self.max = current if self.max is None else torch.maximum(self.max, current)
 
     def merge(self, other: MaxStatistic) -> None:
@@ -60,7 +60,7 @@ class HistogramStatistic(MaxStatistic):
 
     def update(self, x: Tensor) -> None:
         super().update(x)
-        values = _channels_first(x.detach(), self.channelwise).float()
+        values = channels_first(x.detach(), self.channelwise).float()
         channels = values.shape[0]
         positive = values > 0
         index = ((torch.log2(values.clamp_min(1e-38)) - self.LOW_EXPONENT) * self.bins_per_octave).floor()

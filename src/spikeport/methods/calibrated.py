@@ -1,16 +1,22 @@
 """Calibrated conversion: the best post-training rate code at a target number of steps T.
 
-Three ingredients (after Li et al., ICML 2021, "A free lunch from ANN: towards efficient, accurate spiking
-neural networks calibration", and the channel-wise recipes of current converters):
+Four ingredients (after Li et al., ICML 2021, "A free lunch from ANN: towards efficient, accurate spiking
+neural networks calibration", Bu et al. 2024, "Inference-scale complexity in ANN-SNN conversion", and the
+channel-wise recipes of current converters):
 
-- channel-wise thresholds from a high percentile of the ANN's activations (robust to outliers);
+- channel-wise thresholds, starting from a high percentile of the ANN's activations (robust to outliers);
 - the half-threshold start (rates round instead of flooring);
-- bias correction, layer by layer in depth order: the SNN is simulated for the target T on calibration data,
-  and each channel gets a constant input current equal to the mean difference between the ANN's activation
-  (clipped at the threshold: no rate can exceed it) and the SNN's output rate there. Correcting a layer
-  changes what deeper layers receive, so layers are corrected in order, each after re-simulation.
+- threshold search, layer by layer in depth order: the SNN fitted so far is simulated for the target T on
+  calibration data, and each channel of the next layer takes the candidate threshold (a multiple of its
+  percentile) whose output rates come closest, in squared error, to the ANN's activations. At small T a lower
+  threshold than any percentile wins: fewer levels are wasted on rare large values;
+- bias correction in the same pass: each channel gets a constant input current equal to the mean difference
+  between the ANN's activation (clipped at the threshold: no rate can exceed it) and the SNN's output rate.
 
-The corrections are tuned for ``timesteps``; other T still work (the currents are small), but best at it.
+Correcting a layer changes what deeper layers receive, so layers are fitted in order, each on the SNN with
+every shallower layer already fitted. Max-pools move before the neurons (``pool_before_neurons``, exact in
+the ANN) so that they pool input currents, which needs no settling time. The fit is for ``timesteps``; other
+T still work, but best at it.
 """
 
 from __future__ import annotations
@@ -23,39 +29,13 @@ import torch
 from torch import Tensor
 
 from spikeport.graph.assemble import assemble
+from spikeport.graph.observers import channels_first
 from spikeport.graph.prepare import PreparedModel
 from spikeport.methods.base import Batches, RateMethod
 from spikeport.methods.rmp import activation_depths
-from spikeport.methods.statistics import data_based_thresholds, observe_activations, reduce_statistics
+from spikeport.methods.statistics import data_based_thresholds, observed_ann, reduce_statistics
 from spikeport.network import SpikingNetwork
-
-
-class ChannelMean:
-    """Per-channel mean of what passes (dim 1 is the channel; everything else is averaged)."""
-
-    def __init__(self, clip: Tensor | None = None):
-        self.clip = clip
-        self.total: Tensor | None = None
-        self.count = 0
-
-    def update(self, x: Tensor) -> None:
-        x = x.detach().double()
-        if self.clip is not None:
-            x = torch.minimum(x.clamp_min(0), self.clip.to(x).reshape(-1, *([1] * (x.dim() - 2))))
-        summed = x.transpose(0, 1).reshape(x.shape[1], -1).sum(dim=1)
-        self.total = summed if self.total is None else self.total + summed
-        self.count += x.numel() // x.shape[1]
-
-    def all_reduce(self, channels: int) -> None:
-        from spikeport.distributed import all_sum
-
-        total = self.total if self.total is not None else torch.zeros(channels, dtype=torch.float64)
-        self.total = all_sum(total)
-        self.count = int(all_sum(torch.tensor(self.count)))
-
-    @property
-    def mean(self) -> Tensor:
-        return self.total / max(1, self.count)
+from spikeport.neurons.dynamics import Reset, if_scan
 
 
 @dataclass
@@ -63,10 +43,12 @@ class Calibrated(RateMethod):
     name: ClassVar[str] = "calibrated"
     channelwise: bool = True
     initial_potential: float = 0.5
+    pool_before_neurons: bool = True
     percentile: float | None = 99.9  # None: the maximum
-    timesteps: int = 8  # the T the bias correction aims at
-    correction: bool = True  # False: channel-wise percentile thresholds and the half start only
-    calibration_limit: int = 2048  # calibration samples simulated per correction pass
+    timesteps: int = 8  # the T the fit aims at
+    correction: bool = True  # bias currents that cancel the mean error at T
+    search: bool = True  # thresholds chosen on the SNN's own error at T (else the percentile's)
+    calibration_limit: int = 2048  # calibration samples simulated per fitting pass (one per depth)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -80,58 +62,124 @@ class Calibrated(RateMethod):
         start = time.perf_counter()
         thresholds = self.thresholds(prepared, batches)
         biases: dict[str, Tensor] = {}
-        if self.correction:
-            biases = self.bias_correction(prepared, batches, thresholds)
+        if self.correction or self.search:
+            thresholds, biases = self.fit_layers(prepared, batches, thresholds)
         snn = assemble(
             prepared, thresholds, reset=self.reset, initial_potential=self.initial_potential, **network
         )
-        for node, neuron in snn.neuron_nodes():
-            if node.name in biases:
-                neuron.bias = biases[node.name].to(neuron.threshold.dtype)
+        set_biases(snn, biases)
+        done = [
+            word
+            for word, on in (("thresholds searched", self.search), ("bias-corrected", self.correction))
+            if on
+        ]
         prepared.notes.append(
             f"calibrated for T={self.timesteps} in {time.perf_counter() - start:.1f} s "
-            f"({'bias-corrected' if biases else 'no correction'}, {len(thresholds)} layers)"
+            f"({', '.join(done) or 'percentile thresholds only'}, {len(thresholds)} layers)"
         )
         return snn
 
-    def bias_correction(
+    def fit_layers(
         self, prepared: PreparedModel, batches: Batches, thresholds: dict[str, Tensor]
-    ) -> dict[str, Tensor]:
-        """Per-channel currents that make the SNN's mean rates at T match the ANN's clipped activations."""
+    ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """Thresholds and bias currents fitted in depth order, each layer on the SNN fitted so far."""
         inputs = limited(batches, self.calibration_limit)
-        ann_means = observe_activations(prepared, inputs, lambda name: ChannelMean(thresholds[name]))
-        depths = activation_depths(prepared)
+        scales = SEARCH_SCALES if self.search else torch.ones(1, dtype=torch.float64)
+        thresholds = dict(thresholds)
         biases: dict[str, Tensor] = {}
+        depths = activation_depths(prepared)
         for depth in sorted(set(depths.values())):
+            current = {name for name, d in depths.items() if d == depth}
+            ann, fits = observed_ann(
+                prepared,
+                lambda name: LayerFit(thresholds[name], scales, self.initial_potential, self.reset),
+                current,
+            )
             snn = assemble(prepared, thresholds, reset=self.reset, initial_potential=self.initial_potential)
-            layers = {node.name: neuron for node, neuron in snn.neuron_nodes()}
-            for name, bias in biases.items():
-                layers[name].bias = bias.to(layers[name].threshold.dtype)
-            current = [name for name, d in depths.items() if d == depth]
-            rates = {name: ChannelMean() for name in current}
-            hooks = [
-                layers[name].register_forward_hook(lambda _m, _i, out, r=rates[name]: r.update(out))
-                for name in current
-            ]
+            set_biases(snn, biases)
+            for node, neuron in snn.neuron_nodes():
+                if node.name in current:
+                    neuron.observer = fits[node.name].observe  # silent: deeper layers are fitted later
             seen = 0
             with torch.no_grad():
                 for x in inputs():
-                    snn.simulate(x, self.timesteps)
+                    ann(x)
+                    snn.simulate(x, self.timesteps, chunk=self.timesteps)
                     seen += x.shape[0]
-            for hook in hooks:
-                hook.remove()
-            reduce_statistics(prepared, rates, seen)
-            for name in current:
-                error = ann_means[name].mean - rates[name].mean
-                shape = (-1, *([1] * (len(prepared_shape(prepared, name)) - 1)))
-                biases[name] = (
-                    error.float().reshape(shape) if error.numel() > 1 else error.float().reshape(())
-                )
-        return biases
+            reduce_statistics(prepared, fits, seen)
+            for name, fit in fits.items():
+                thresholds[name], bias = fit.best()
+                if self.correction:
+                    biases[name] = bias
+        return thresholds, biases
 
 
-def prepared_shape(prepared: PreparedModel, name: str) -> tuple[int, ...]:
-    return next(n for n in prepared.activation_nodes() if n.name == name).meta["sample_shape"]
+def set_biases(snn: SpikingNetwork, biases: dict[str, Tensor]) -> None:
+    for node, neuron in snn.neuron_nodes():
+        if node.name in biases:
+            neuron.bias = biases[node.name].to(neuron.threshold.dtype)
+
+
+# Candidate thresholds, as multiples of the percentile threshold: 2^(k/8) from 1/8 to 1.41.
+SEARCH_SCALES = torch.exp2(torch.arange(-24, 5, dtype=torch.float64) / 8)
+
+
+class LayerFit:
+    """Chooses one layer's per-channel threshold on the SNN's own output at T, and its bias current.
+
+    Fed a batch's ANN pre-activation (``update``), then the same batch's input currents to the spiking layer
+    (``observe``, ``[T, B, ...]``: the SNN upstream is the fitted one). For every candidate threshold it runs the
+    layer alone and sums per channel the squared error of the output rate against the ANN's activation, and the
+    error against the activation clipped at that threshold (what a constant current can correct: no rate
+    exceeds the threshold). Sums merge across processes.
+    """
+
+    def __init__(self, threshold: Tensor, scales: Tensor, initial_potential: float, reset: Reset | str):
+        self.base = threshold.double()
+        self.channelwise = threshold.numel() > 1
+        self.scales = scales
+        self.initial_potential = initial_potential
+        self.reset = Reset.parse(reset)
+        size = (len(scales), threshold.numel())
+        self.squared = torch.zeros(size, dtype=torch.float64)
+        self.offset = torch.zeros(size, dtype=torch.float64)
+        self.count = 0
+        self.target: Tensor | None = None
+        self.shape: tuple[int, ...] = ()
+
+    def update(self, x: Tensor) -> None:
+        self.target = x.detach().clamp_min(0)
+
+    def observe(self, currents: Tensor) -> None:
+        target = self.target
+        # per channel: [C, 1, ...] against a sample's [C, ...]
+        self.shape = (-1, *[1] * (currents.dim() - 3)) if self.channelwise else ()
+        for i, scale in enumerate(self.scales.tolist()):
+            threshold = (self.base * scale).reshape(self.shape).to(currents.dtype)
+            v = (self.initial_potential * threshold).expand(currents.shape[1:]).clone()
+            _, out = if_scan(v, currents, threshold, self.reset, update_state=True)
+            rate = out.mean(dim=0)
+            self.squared[i] += self.per_channel((target - rate).square_())
+            self.offset[i] += self.per_channel(torch.minimum(target, threshold) - rate)
+        self.count += target.numel() // self.squared.shape[1]
+
+    def per_channel(self, x: Tensor) -> Tensor:
+        return channels_first(x, self.channelwise).sum(dim=1, dtype=torch.float64)
+
+    def all_reduce(self, channels: int) -> None:
+        from spikeport.distributed import all_sum
+
+        self.squared, self.offset = all_sum(self.squared), all_sum(self.offset)
+        self.count = int(all_sum(torch.tensor(self.count)))
+
+    def best(self) -> tuple[Tensor, Tensor]:
+        """(threshold, bias current) of the candidate with the least squared error, per channel."""
+        count = max(1, self.count)
+        choice = (self.squared / count).argmin(dim=0)
+        channels = torch.arange(self.squared.shape[1])
+        threshold = self.base.reshape(-1) * self.scales[choice]
+        bias = self.offset[choice, channels] / count
+        return threshold.reshape(self.base.shape), bias.float().reshape(self.shape)
 
 
 def limited(batches: Batches, limit: int) -> Batches:

@@ -30,9 +30,24 @@ def observe_activations(
     ``make_statistic(name)`` makes the statistic of the activation node ``name``: anything with an
     ``update(x)`` method.
     """
+    gm, statistics = observed_ann(prepared, make_statistic)
+    seen = 0
+    with torch.no_grad():
+        for x in batches():
+            gm(x)
+            seen += x.shape[0]
+    reduce_statistics(prepared, statistics, seen)
+    return statistics
+
+
+def observed_ann(
+    prepared: PreparedModel, make_statistic: Callable[[str], Statistic], names: set[str] | None = None
+) -> tuple[torch.fx.GraphModule, dict[str, Statistic]]:
+    """A copy of the ANN that feeds the input of each activation (those in ``names``, default all) to a statistic."""
     gm = copy.deepcopy(prepared.graph_module)
+    names = {a.name for a in prepared.activation_nodes()} if names is None else names
     statistics: dict[str, Statistic] = {}
-    for node in [n for n in gm.graph.nodes if n.name in {a.name for a in prepared.activation_nodes()}]:
+    for node in [n for n in gm.graph.nodes if n.name in names]:
         statistic = make_statistic(node.name)
         name = f"observer_{node.name}"
         gm.add_submodule(name, ActivationObserver(statistic))
@@ -41,13 +56,7 @@ def observe_activations(
         node.replace_input_with(node.args[0], observed)
         statistics[node.name] = statistic
     gm.recompile()
-    seen = 0
-    with torch.no_grad():
-        for x in batches():
-            gm(x)
-            seen += x.shape[0]
-    reduce_statistics(prepared, statistics, seen)
-    return statistics
+    return gm, statistics
 
 
 def reduce_statistics(prepared: PreparedModel, statistics: dict, seen: int) -> None:
