@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, fx, nn
 
 from spikeport.graph.ops import ACTIVATION_FUNCTIONS, FUNCTION_ROLES
-from spikeport.layers import PaddedMaxPool2d
+from spikeport.layers import PaddedMaxPool2d, TiledAvgPool2d
 from spikeport.neurons import IFNeuron, SpikingMaxPool
 from spikeport.neurons.fs import AnalogProduct, FSMaxPool, FSNeuron
 from spikeport.qcfs import QCFS
@@ -65,6 +65,7 @@ SPECS: dict[str, ModuleSpec] = {
     "Linear": ModuleSpec(nn.Linear, ("in_features", "out_features"), _bias),
     "AvgPool1d": ModuleSpec(nn.AvgPool1d, _AVG),
     "AvgPool2d": ModuleSpec(nn.AvgPool2d, (*_AVG, "divisor_override")),
+    "TiledAvgPool2d": ModuleSpec(TiledAvgPool2d, _AVG),
     "AdaptiveAvgPool1d": ModuleSpec(nn.AdaptiveAvgPool1d, ("output_size",)),
     "AdaptiveAvgPool2d": ModuleSpec(nn.AdaptiveAvgPool2d, ("output_size",)),
     "MaxPool1d": ModuleSpec(nn.MaxPool1d, _MAX),

@@ -11,6 +11,7 @@ from torch import Tensor, fx
 from spikeport.encoding import Encoding
 from spikeport.graph.ops import Role, role_of
 from spikeport.graph.prepare import PreparedModel
+from spikeport.layers import TiledAvgPool2d
 from spikeport.network import DEFAULT_MEMORY_BUDGET, SpikingNetwork
 from spikeport.neurons import IFNeuron, Reset, SpikingLayer, SpikingMaxPool
 
@@ -56,6 +57,10 @@ def assemble(
     for node in gm.graph.nodes:
         if role_of(node, modules) is Role.MAX_POOL:
             gm.set_submodule(str(node.target), SpikingMaxPool(modules[node.target]))
+        elif node.op == "call_module" and TiledAvgPool2d.tiles(modules[node.target]):
+            gm.set_submodule(
+                str(node.target), TiledAvgPool2d.like(modules[node.target])
+            )  # same numbers, faster
     static = static_prefix(gm)
     modules = dict(gm.named_modules())
     fanouts = prepared.spike_fanouts

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from spikeport.layers import PaddedMaxPool2d
+from spikeport.layers import PaddedMaxPool2d, TiledAvgPool2d
 from spikeport.neurons import IFNeuron, SpikingMaxPool
 from spikeport.neurons.fs import AnalogProduct, FSMaxPool, FSNeuron
 from spikeport.qcfs import QCFS
@@ -43,6 +43,7 @@ MODULE_ROLES: dict[type[nn.Module], Role] = {
     nn.Linear: Role.WEIGHTED,
     nn.AvgPool1d: Role.POOL,
     nn.AvgPool2d: Role.POOL,
+    TiledAvgPool2d: Role.POOL,
     nn.AdaptiveAvgPool1d: Role.POOL,
     nn.AdaptiveAvgPool2d: Role.POOL,
     nn.MaxPool1d: Role.MAX_POOL,
@@ -182,7 +183,7 @@ def describe(node: fx.Node, modules: dict[str, nn.Module]) -> str:
 
 def supported_summary() -> str:
     """One line listing what the converter accepts, for error messages."""
-    internal = (IFNeuron, SpikingMaxPool, FSNeuron, FSMaxPool, AnalogProduct, PaddedMaxPool2d)
+    internal = (IFNeuron, SpikingMaxPool, FSNeuron, FSMaxPool, AnalogProduct, PaddedMaxPool2d, TiledAvgPool2d)
     modules = ", ".join(sorted({cls.__name__ for cls in MODULE_ROLES if cls not in internal}))
     return (
         f"supported modules: {modules}; functions: relu, silu, sigmoid, tanh, gelu, hardswish, leaky_relu, "
