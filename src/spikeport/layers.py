@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.modules.utils import _pair
 
 
 class PaddedMaxPool2d(nn.Module):
@@ -42,18 +43,16 @@ class TiledAvgPool2d(nn.AvgPool2d):
     @staticmethod
     def tiles(pool: nn.Module) -> bool:
         """Whether ``pool`` is an average pool this class computes exactly."""
-        if type(pool) is not nn.AvgPool2d or pool.padding not in (0, (0, 0)) or pool.ceil_mode:
+        if type(pool) is not nn.AvgPool2d or _pair(pool.padding) != (0, 0) or pool.ceil_mode:
             return False
-        kernel = pool.kernel_size if isinstance(pool.kernel_size, tuple) else (pool.kernel_size,) * 2
-        stride = pool.stride if isinstance(pool.stride, tuple) else (pool.stride,) * 2
-        return kernel == stride and pool.divisor_override is None
+        return _pair(pool.kernel_size) == _pair(pool.stride) and pool.divisor_override is None
 
     @classmethod
     def like(cls, pool: nn.AvgPool2d) -> TiledAvgPool2d:
         return cls(pool.kernel_size, pool.stride, 0, False, pool.count_include_pad)
 
     def forward(self, x: Tensor) -> Tensor:
-        kh, kw = self.kernel_size if isinstance(self.kernel_size, tuple) else (self.kernel_size,) * 2
+        kh, kw = _pair(self.kernel_size)
         height, width = x.shape[-2] // kh * kh, x.shape[-1] // kw * kw  # floor mode drops the remainder
         total = None
         for i in range(kh):

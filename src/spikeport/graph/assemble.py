@@ -58,9 +58,8 @@ def assemble(
         if role_of(node, modules) is Role.MAX_POOL:
             gm.set_submodule(str(node.target), SpikingMaxPool(modules[node.target]))
         elif node.op == "call_module" and TiledAvgPool2d.tiles(modules[node.target]):
-            gm.set_submodule(
-                str(node.target), TiledAvgPool2d.like(modules[node.target])
-            )  # same numbers, faster
+            # the same numbers as the ANN's average pool, faster
+            gm.set_submodule(str(node.target), TiledAvgPool2d.like(modules[node.target]))
     static = static_prefix(gm)
     modules = dict(gm.named_modules())
     fanouts = prepared.spike_fanouts

@@ -24,6 +24,7 @@ from spikeport.graph.ops import (
     supported_summary,
 )
 from spikeport.layers import PaddedMaxPool2d
+from spikeport.qcfs import QCFS
 
 POOL_MODULES = {
     F.avg_pool1d: nn.AvgPool1d,
@@ -238,8 +239,6 @@ def max_pools_before_activations(gm: fx.GraphModule) -> int:
     ANN's own pre-activation max at every step, instead of gating spike trains that need many steps to
     settle; and the pooled layer has a quarter of the neurons (2x2 pools). Returns how many were swapped.
     """
-    from spikeport.qcfs import QCFS
-
     modules = modules_of(gm)
     swapped = 0
     for pool in list(gm.graph.nodes):

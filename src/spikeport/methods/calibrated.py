@@ -28,7 +28,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from spikeport.graph.assemble import assemble
+from spikeport.graph.assemble import assemble, broadcastable
 from spikeport.graph.observers import channels_first
 from spikeport.graph.prepare import PreparedModel
 from spikeport.methods.base import Batches, RateMethod
@@ -88,11 +88,14 @@ class Calibrated(RateMethod):
         thresholds = dict(thresholds)
         biases: dict[str, Tensor] = {}
         depths = activation_depths(prepared)
+        shapes = {node.name: node.meta["sample_shape"] for node in prepared.activation_nodes()}
         for depth in sorted(set(depths.values())):
             current = {name for name, d in depths.items() if d == depth}
             ann, fits = observed_ann(
                 prepared,
-                lambda name: LayerFit(thresholds[name], scales, self.initial_potential, self.reset),
+                lambda name: LayerFit(
+                    thresholds[name], shapes[name], scales, self.initial_potential, self.reset
+                ),
                 current,
             )
             snn = assemble(prepared, thresholds, reset=self.reset, initial_potential=self.initial_potential)
@@ -134,8 +137,16 @@ class LayerFit:
     exceeds the threshold). Sums merge across processes.
     """
 
-    def __init__(self, threshold: Tensor, scales: Tensor, initial_potential: float, reset: Reset | str):
-        self.base = threshold.double()
+    def __init__(
+        self,
+        threshold: Tensor,
+        sample_shape: tuple[int, ...],
+        scales: Tensor,
+        initial_potential: float,
+        reset: Reset | str,
+    ):
+        self.threshold_shape = threshold.shape  # as given: what ``best`` returns
+        self.base = broadcastable(threshold, sample_shape, torch.float64)  # [C, 1, ...] or a scalar
         self.channelwise = threshold.numel() > 1
         self.scales = scales
         self.initial_potential = initial_potential
@@ -145,17 +156,14 @@ class LayerFit:
         self.offset = torch.zeros(size, dtype=torch.float64)
         self.count = 0
         self.target: Tensor | None = None
-        self.shape: tuple[int, ...] = ()
 
     def update(self, x: Tensor) -> None:
         self.target = x.detach().clamp_min(0)
 
     def observe(self, currents: Tensor) -> None:
         target = self.target
-        # per channel: [C, 1, ...] against a sample's [C, ...]
-        self.shape = (-1, *[1] * (currents.dim() - 3)) if self.channelwise else ()
         for i, scale in enumerate(self.scales.tolist()):
-            threshold = (self.base * scale).reshape(self.shape).to(currents.dtype)
+            threshold = (self.base * scale).to(currents.dtype)
             v = (self.initial_potential * threshold).expand(currents.shape[1:]).clone()
             _, out = if_scan(v, currents, threshold, self.reset, update_state=True)
             rate = out.mean(dim=0)
@@ -174,12 +182,11 @@ class LayerFit:
 
     def best(self) -> tuple[Tensor, Tensor]:
         """(threshold, bias current) of the candidate with the least squared error, per channel."""
-        count = max(1, self.count)
-        choice = (self.squared / count).argmin(dim=0)
+        choice = self.squared.argmin(dim=0)
         channels = torch.arange(self.squared.shape[1])
         threshold = self.base.reshape(-1) * self.scales[choice]
-        bias = self.offset[choice, channels] / count
-        return threshold.reshape(self.base.shape), bias.float().reshape(self.shape)
+        bias = self.offset[choice, channels] / max(1, self.count)
+        return threshold.reshape(self.threshold_shape), bias.float().reshape(self.base.shape)
 
 
 def limited(batches: Batches, limit: int) -> Batches:
