@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from spikeport.choices import Choice
+from spikeport.neurons import fused_scan
 
 
 class Reset(Choice):
@@ -45,12 +46,15 @@ def if_scan(
     mask converted afterwards, and ``where``/``masked_fill`` are slower still): on a private copy of ``v``,
     or, with ``update_state``, on ``v`` itself, which saves the owner of the state two passes per call.
     ``out`` may be ``currents`` itself (each step's current is read before its spikes overwrite it), which
-    spares a fresh output tensor per call.
+    spares a fresh output tensor per call. On a GPU with Triton the same arithmetic runs as one fused
+    kernel per chunk (``fused_scan``).
     """
     if not update_state:
         v = v.clone()
-    out = torch.empty_like(currents) if out is None else out
     threshold = threshold.to(v.dtype)
+    if fused_scan.available(v, currents, threshold, out):  # one GPU kernel for the whole chunk
+        return v, fused_scan.scan(v, currents, threshold, reset is Reset.SOFT, out)
+    out = torch.empty_like(currents) if out is None else out
     for t in range(currents.shape[0]):
         v.add_(currents[t])
         spikes = torch.ge(v, threshold, out=out[t])  # 0/1, written straight as floats: no bool mask

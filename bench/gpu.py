@@ -1,0 +1,290 @@
+"""Simulation on a GPU: correctness against the CPU, speed ratios, and where the GPU's time goes.
+
+For the demo CNN, a VGG-16 and a ResNet-20 (synthetic uniform-noise input, untrained weights: cost depends on
+shapes only), converted with ``percentile`` on the CPU and moved to the GPU:
+
+1. check: the GPU's read-out against the CPU's (float32, TF32 off for this part), and the fused Triton IF scan
+   against the eager one on the GPU (bit for bit expected);
+2. speed at T = 64 and 256, batch 100: SNN time per image / (T x ANN forward time per image), the ANN run as a
+   user runs it (T forward passes of the batch); also against the ANN at the SNN's own batch (chunk x batch),
+   the dense limit on a GPU where small batches leave it idle; eager and fused scans; TF32 as PyTorch's default;
+3. profile: kernel time by kind (torch.profiler) for one run of each network at T = 64.
+
+Run (on a GPU machine): PYTHONPATH=src python bench/gpu.py [--timesteps 64,256] [--json bench/results/gpu.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+
+import spikeport as sp
+from spikeport.models import mnist_cnn, resnet20, vgg16
+from spikeport.neurons import fused_scan
+
+NETWORKS = {
+    "demo CNN": (mnist_cnn, (1, 28, 28)),
+    "VGG-16": (lambda: vgg16(classes=10), (3, 32, 32)),
+    "ResNet-20": (lambda: resnet20(classes=10), (3, 32, 32)),
+}
+
+
+def build(name: str, batch: int, device: str):
+    factory, shape = NETWORKS[name]
+    torch.manual_seed(0)
+    model = factory().eval()
+    x = torch.rand(batch, *shape)
+    snn = sp.convert(model, x, "percentile")
+    return model, snn, x
+
+
+def synchronize(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed_medians(functions: dict, device: str, repeats: int) -> dict[str, float]:
+    """Median wall time of each function (device synchronised), run in turns after a warm-up."""
+    times: dict[str, list[float]] = {name: [] for name in functions}
+    for fn in functions.values():
+        fn()
+    for _ in range(repeats):
+        for name, fn in functions.items():
+            synchronize(device)
+            start = time.perf_counter()
+            fn()
+            synchronize(device)
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(v) for name, v in times.items()}
+
+
+def with_scan(fused: bool, fn):
+    def run():
+        fused_scan.enabled = fused
+        try:
+            return fn()
+        finally:
+            fused_scan.enabled = True
+
+    return run
+
+
+@torch.no_grad()
+def check(name: str, device: str, timesteps: int = 32) -> dict:
+    model, snn, x = build(name, 100, "cpu")
+    reference = snn.simulate(x, timesteps).readout
+    snn_gpu, x_gpu = snn.to(device), x.to(device)
+    allow = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        eager = with_scan(False, lambda: snn_gpu.simulate(x_gpu, timesteps).readout)().cpu()
+        fused = with_scan(True, lambda: snn_gpu.simulate(x_gpu, timesteps).readout)().cpu()
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = allow
+    scale = reference.abs().max().item()
+    return {
+        "network": name,
+        "timesteps": timesteps,
+        "gpu_vs_cpu_max_abs_diff_relative": (eager - reference).abs().max().item() / scale,
+        "gpu_vs_cpu_same_prediction": (eager[-1].argmax(1) == reference[-1].argmax(1)).float().mean().item(),
+        "fused_equals_eager": bool(torch.equal(fused, eager)),
+        "fused_vs_eager_max_abs_diff": (fused - eager).abs().max().item(),
+    }
+
+
+@torch.no_grad()
+def speed(name: str, device: str, batch: int, timesteps: int, repeats: int) -> dict:
+    model, snn, x = build(name, batch, device)
+    model, snn, x = model.to(device), snn.to(device), x.to(device)
+    chunk = snn.chunk_steps(batch, timesteps, device)
+    x_wide = x.repeat(chunk, *([1] * (x.dim() - 1)))
+    calls = -(-timesteps // chunk)
+
+    def ann_t_times():
+        for _ in range(timesteps):
+            model(x)
+
+    def ann_wide():  # the same T x B images as the SNN's convolutions see: chunk x batch at a time
+        for _ in range(calls):
+            model(x_wide)
+
+    medians = timed_medians(
+        {
+            "ann": ann_t_times,
+            "ann_wide": ann_wide,
+            "snn_eager": with_scan(False, lambda: snn.simulate(x, timesteps)),
+            "snn_fused": with_scan(True, lambda: snn.simulate(x, timesteps)),
+        },
+        device,
+        repeats,
+    )
+    per_image = {k: v / batch for k, v in medians.items()}
+    ann = per_image["ann"] / timesteps
+    wide = per_image["ann_wide"] / (calls * chunk)
+    return {
+        "network": name,
+        "timesteps": timesteps,
+        "batch": batch,
+        "chunk": chunk,
+        "ann_ms_per_image_step": 1e3 * ann,
+        "ann_wide_ms_per_image_step": 1e3 * wide,
+        "snn_eager_ms_per_image": 1e3 * per_image["snn_eager"],
+        "snn_fused_ms_per_image": 1e3 * per_image["snn_fused"],
+        "ratio_eager": per_image["snn_eager"] / (timesteps * ann),
+        "ratio_fused": per_image["snn_fused"] / (timesteps * ann),
+        "ratio_fused_vs_wide_ann": per_image["snn_fused"] / (timesteps * wide),
+    }
+
+
+@torch.no_grad()
+def scan_throughput(device: str, shape=(8, 100, 128, 16, 16), repeats: int = 20) -> dict:
+    """The scan alone: effective bandwidth (current read + spike written per neuron and step, state once)."""
+    from spikeport.neurons import Reset, if_scan
+
+    currents = torch.randn(shape, device=device)
+    threshold = torch.rand(shape[2], 1, 1, device=device) + 0.5
+    v = torch.zeros(shape[1:], device=device)
+    out = torch.empty_like(currents)
+    medians = timed_medians(
+        {
+            "eager": with_scan(
+                False, lambda: if_scan(v, currents, threshold, Reset.SOFT, update_state=True, out=out)
+            ),
+            "fused": with_scan(
+                True, lambda: if_scan(v, currents, threshold, Reset.SOFT, update_state=True, out=out)
+            ),
+        },
+        device,
+        repeats,
+    )
+    moved = 4 * (2 * currents.numel() + 2 * v.numel())
+    return {
+        "shape": list(shape),
+        **{f"{k}_ms": 1e3 * t for k, t in medians.items()},
+        **{f"{k}_GBps": moved / t / 1e9 for k, t in medians.items()},
+    }
+
+
+def kernel_kind(kernel: str) -> str:
+    lowered = kernel.lower()
+    if "if_scan" in lowered:
+        return "fused IF scan"
+    if any(k in lowered for k in ("conv", "gemm", "cudnn", "cutlass", "xmma", "sm90", "implicit")):
+        return "conv/linear"
+    if "pool" in lowered:
+        return "pools"
+    if "reduce" in lowered or "scan" in lowered or "cumsum" in lowered:
+        return "reductions/cumsum"
+    return "other elementwise"
+
+
+@torch.no_grad()
+def kernel_profile(name: str, device: str, timesteps: int, fused: bool) -> dict:
+    from torch.profiler import ProfilerActivity, profile
+
+    model, snn, x = build(name, 100, device)
+    snn, x = snn.to(device), x.to(device)
+    run = with_scan(fused, lambda: snn.simulate(x, timesteps))
+    run()
+    synchronize(device)
+    activities = [ProfilerActivity.CUDA] if device == "cuda" else [ProfilerActivity.CPU]
+    start = time.perf_counter()
+    with profile(activities=activities) as prof:
+        run()
+        synchronize(device)
+    wall = time.perf_counter() - start
+    spent: dict[str, float] = defaultdict(float)
+    for event in prof.key_averages():
+        device_time = (
+            getattr(event, "device_time_total", 0.0) if device == "cuda" else event.self_cpu_time_total
+        )
+        if device_time and (device != "cuda" or event.device_type.name == "CUDA"):
+            spent[kernel_kind(event.key)] += device_time / 1e6
+    return {"network": name, "timesteps": timesteps, "fused": fused, "wall_s": wall, "kernel_s": dict(spent)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--timesteps", default="64,256")
+    parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--networks", default=",".join(NETWORKS))
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--json", default="bench/results/gpu.json")
+    args = parser.parse_args()
+    names = args.networks.split(",")
+    device = args.device
+    gpu = torch.cuda.get_device_name() if device == "cuda" else platform.processor()
+    print(
+        f"{gpu}; torch {torch.__version__}; fused scan available: {fused_scan.triton is not None}", flush=True
+    )
+
+    checks = [check(name, device) for name in names]
+    print("\n| network | GPU vs CPU max rel. diff | same prediction | fused == eager (bit for bit) |")
+    print("|:---|---:|---:|:---|")
+    for c in checks:
+        print(
+            f"| {c['network']} | {c['gpu_vs_cpu_max_abs_diff_relative']:.1e} | "
+            f"{100 * c['gpu_vs_cpu_same_prediction']:.1f} % | {c['fused_equals_eager']} |",
+            flush=True,
+        )
+
+    scan = scan_throughput(device)
+    print(
+        f"\nIF scan alone, {scan['shape']}: eager {scan['eager_ms']:.3f} ms ({scan['eager_GBps']:.0f} GB/s "
+        f"counted as one read and one write per step), fused {scan['fused_ms']:.3f} ms ({scan['fused_GBps']:.0f} GB/s)",
+        flush=True,
+    )
+
+    profiles = [kernel_profile(name, device, 64, fused) for name in names for fused in (False, True)]
+    print(
+        "\n| network | scan | wall s | "
+        + " | ".join(sorted({k for p in profiles for k in p["kernel_s"]}))
+        + " |"
+    )
+    kinds = sorted({k for p in profiles for k in p["kernel_s"]})
+    print("|:---|:---|---:|" + "---:|" * len(kinds))
+    for p in profiles:
+        cells = " | ".join(f"{p['kernel_s'].get(k, 0.0):.3f}" for k in kinds)
+        print(
+            f"| {p['network']} | {'fused' if p['fused'] else 'eager'} | {p['wall_s']:.3f} | {cells} |",
+            flush=True,
+        )
+
+    rows = [
+        speed(name, device, args.batch, int(t), args.repeats)
+        for name in names
+        for t in args.timesteps.split(",")
+    ]
+    print(f"\nbatch {args.batch}; ratio = SNN time per image / (T x ANN forward time per image)")
+    print(
+        "| network | T | chunk | ANN ms/img | SNN eager ms/img | SNN fused ms/img | ratio eager | ratio fused | fused vs ANN at chunk x batch |"
+    )
+    print("|:---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(
+            f"| {r['network']} | {r['timesteps']} | {r['chunk']} | {r['ann_ms_per_image_step']:.4f} | "
+            f"{r['snn_eager_ms_per_image']:.3f} | {r['snn_fused_ms_per_image']:.3f} | {r['ratio_eager']:.2f} | "
+            f"{r['ratio_fused']:.2f} | {r['ratio_fused_vs_wide_ann']:.2f} |",
+            flush=True,
+        )
+    meta = {"device": gpu, "torch": torch.__version__, "tf32_conv": torch.backends.cudnn.allow_tf32}
+    path = Path(args.json)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        json.dumps(
+            {"meta": meta, "checks": checks, "scan": scan, "profiles": profiles, "speed": rows}, indent=2
+        )
+    )
+    print(f"\nJSON: {path}")
+
+
+if __name__ == "__main__":
+    main()
