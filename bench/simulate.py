@@ -2,7 +2,8 @@
 
 Synthetic inputs (uniform noise) and untrained weights: simulation cost does not depend on what the
 network has learned, only on its shape (spike recording adds a small data-dependent part).
-Run: python bench/simulate.py [--timesteps 64] [--batch 100] [--json bench/results/simulate.json]
+Run: python bench/simulate.py [--timesteps 64,256] [--networks demo,vgg6,vgg6-max,vgg16,resnet20]
+      [--batch 100] [--repeats 5] [--no-recording] [--json bench/results/simulate.json]
 """
 
 from __future__ import annotations
@@ -18,14 +19,20 @@ import torch
 from torch import nn
 
 import spikeport as sp
-from spikeport.models import mnist_cnn, vgg6
+from spikeport.models import mnist_cnn, resnet20, vgg6, vgg16
+
+NETWORKS = {
+    "demo": ("demo CNN (MNIST shape)", mnist_cnn, (1, 28, 28)),
+    "vgg6": ("VGG-style 6 conv (32-64-128)", vgg6, (3, 32, 32)),
+    "vgg6-max": ("same VGG with max-pools", lambda: vgg6(pool="max"), (3, 32, 32)),
+    "vgg16": ("VGG-16 (BN, max-pools)", lambda: vgg16(classes=10), (3, 32, 32)),
+    "resnet20": ("ResNet-20", lambda: resnet20(classes=10), (3, 32, 32)),
+}
 
 
 def interleaved_medians(functions: dict, repeats: int) -> dict[str, float]:
     """Median wall time of each function, run in turns so that all see the same machine conditions."""
     times: dict[str, list[float]] = {name: [] for name in functions}
-    for fn in functions.values():
-        fn()  # warm-up
     for _ in range(repeats):
         for name, fn in functions.items():
             start = time.perf_counter()
@@ -34,26 +41,33 @@ def interleaved_medians(functions: dict, repeats: int) -> dict[str, float]:
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def measure(name: str, model: nn.Module, shape: tuple[int, ...], batch: int, timesteps: int) -> dict:
+def measure(
+    name: str,
+    model: nn.Module,
+    shape: tuple[int, ...],
+    batch: int,
+    timesteps: int,
+    repeats: int,
+    recording: bool,
+) -> dict:
     torch.manual_seed(0)
     x = torch.rand(batch, *shape)
     snn = sp.convert(model, x, "percentile")
+    with torch.no_grad():  # warm-up: allocator, kernels, first-call paths
+        model(x)
+        snn.simulate(x, min(timesteps, 8), record=recording)
 
     @torch.no_grad()
     def ann_t_times() -> None:  # T forward passes: the dense cost the SNN is compared with
         for _ in range(timesteps):
             model(x)
 
-    medians = interleaved_medians(
-        {
-            "ann": ann_t_times,
-            "snn": lambda: snn.simulate(x, timesteps),
-            "recording": lambda: snn.simulate(x, timesteps, record=True),
-        },
-        repeats=5,
-    )
+    runs = {"ann": ann_t_times, "snn": lambda: snn.simulate(x, timesteps)}
+    if recording:
+        runs["recording"] = lambda: snn.simulate(x, timesteps, record=True)
+    medians = interleaved_medians(runs, repeats)
     ann = medians["ann"] / (timesteps * batch)
-    plain, recorded = medians["snn"] / batch, medians["recording"] / batch
+    plain, recorded = medians["snn"] / batch, medians.get("recording", float("nan")) / batch
     return {
         "network": name,
         "input": list(shape),
@@ -70,28 +84,31 @@ def measure(name: str, model: nn.Module, shape: tuple[int, ...], batch: int, tim
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--timesteps", type=int, default=64)
+    parser.add_argument("--timesteps", default="64")
+    parser.add_argument("--networks", default="demo,vgg6,vgg6-max")
     parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--no-recording", dest="recording", action="store_false")
     parser.add_argument("--json", default="bench/results/simulate.json")
     args = parser.parse_args()
-    cases = [
-        ("demo CNN (MNIST shape)", mnist_cnn().eval(), (1, 28, 28)),
-        ("VGG-style 6 conv (32-64-128)", vgg6().eval(), (3, 32, 32)),
-        ("same VGG with max-pools", vgg6(pool="max").eval(), (3, 32, 32)),
-    ]
-    rows = [measure(name, model, shape, args.batch, args.timesteps) for name, model, shape in cases]
+    rows = []
+    for key in args.networks.split(","):
+        name, factory, shape = NETWORKS[key]
+        for timesteps in map(int, args.timesteps.split(",")):
+            torch.manual_seed(0)
+            rows.append(
+                measure(name, factory().eval(), shape, args.batch, timesteps, args.repeats, args.recording)
+            )
     print(
         f"CPU threads: {torch.get_num_threads()}, torch {torch.__version__}, {platform.processor() or platform.machine()}"
     )
-    print(
-        f"batch {args.batch}, T={args.timesteps}; ratio = SNN time per image / (T x ANN forward time per image)\n"
-    )
-    print("| network | ANN ms/img | SNN ms/img | ratio | ratio with spike/SOP recording |")
-    print("|---|---:|---:|---:|---:|")
+    print(f"batch {args.batch}; ratio = SNN time per image / (T x ANN forward time per image)\n")
+    print("| network | T | ANN ms/img | SNN ms/img | ratio | ratio with spike/SOP recording |")
+    print("|---|---:|---:|---:|---:|---:|")
     for r in rows:
         print(
-            f"| {r['network']} | {r['ann_ms_per_image']:.3f} | {r['snn_ms_per_image']:.2f} | {r['ratio']:.2f} | "
-            f"{r['ratio_recording']:.2f} |"
+            f"| {r['network']} | {r['timesteps']} | {r['ann_ms_per_image']:.3f} | {r['snn_ms_per_image']:.2f} | "
+            f"{r['ratio']:.2f} | {r['ratio_recording']:.2f} |"
         )
     path = Path(args.json)
     path.parent.mkdir(parents=True, exist_ok=True)

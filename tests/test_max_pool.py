@@ -56,6 +56,7 @@ def test_analog_input_converges_to_the_max_of_the_means(seed, steps):
     inputs = torch.randn(steps, 4, 2, 9, generator=g)
     out = run_gated(inputs, pool, chunk=7)
     assert torch.allclose(out.mean(0), pool(inputs.double().mean(0)), atol=1e-12)
+    assert torch.equal(run_gated(inputs, pool, chunk=1), out)  # summed step by step in any chunking
 
 
 class PoolNet(nn.Module):

@@ -24,13 +24,23 @@ def gated_max_pool(
     """Run the gated max-pool over the leading time axis of ``inputs`` ([t, B, ...]).
 
     ``total`` ([B, ...], float64) is the input summed over earlier steps, ``last_max`` the pooled
-    ``total``. Returns the new ``total``, the new ``last_max`` and the output for every step (float64).
+    ``total``. Returns the new ``total`` (``total`` itself, updated in place), the new ``last_max`` and the
+    output for every step (float64). The input is added to the sum one step after another, so the result
+    does not depend on how the run is chunked.
     """
     steps, batch = inputs.shape[0], inputs.shape[1]
-    sums = inputs.double().cumsum(dim=0).add_(total)  # [t, B, ...]: S_t for every step of the chunk
+    if steps == 1:  # the CPU's usual chunk: no cumulative sum, no difference along time
+        maxima = pool(total.add_(inputs[0]))
+        return total, maxima, maxima.sub(last_max).unsqueeze(0)
+    sums = inputs.to(torch.float64)  # [t, B, ...]: S_t for every step of the chunk, built in place
+    if sums.data_ptr() == inputs.data_ptr():
+        sums = sums.clone()
+    sums[0] += total
+    sums.cumsum_(dim=0)
     maxima = pool(sums.flatten(0, 1)).reshape(steps, batch, *last_max.shape[1:])
     out = torch.diff(maxima, dim=0, prepend=last_max.unsqueeze(0))
-    return sums[-1].clone(), maxima[-1].clone(), out
+    total.copy_(sums[-1])
+    return total, maxima[-1].clone(), out
 
 
 class SpikingMaxPool(SpikingLayer):
