@@ -8,9 +8,13 @@ shapes only), converted with ``percentile`` on the CPU and moved to the GPU:
 2. speed at T = 64 and 256, batch 100: SNN time per image / (T x ANN forward time per image), the ANN run as a
    user runs it (T forward passes of the batch); also against the ANN at the SNN's own batch (chunk x batch),
    the dense limit on a GPU where small batches leave it idle; eager and fused scans; TF32 as PyTorch's default;
-3. profile: kernel time by kind (torch.profiler) for one run of each network at T = 64.
+3. profile: kernel time by kind (torch.profiler) for one run of each network at T = 64;
+4. chunk length: the memory budget per chunk of steps (default 1 GiB) against larger ones, at T = 256;
+5. pipeline (real data, ``--pipeline``): the trained demo CNN converted on the GPU (model moved there) and
+   evaluated there on the 10,000 MNIST test images, against the same on the CPU; the time to 99.5 % agreement.
 
-Run (on a GPU machine): PYTHONPATH=src python bench/gpu.py [--timesteps 64,256] [--json bench/results/gpu.json]
+Run (on a GPU machine): PYTHONPATH=src python bench/gpu.py [--timesteps 64,256] [--pipeline]
+    [--json bench/results/gpu.json]   (--pipeline needs the demo's cache: MNIST and the trained CNN)
 """
 
 from __future__ import annotations
@@ -172,6 +176,85 @@ def scan_throughput(device: str, shape=(8, 100, 128, 16, 16), repeats: int = 20)
     }
 
 
+@torch.no_grad()
+def chunk_lengths(
+    name: str, device: str, timesteps: int = 256, batch: int = 100, repeats: int = 3
+) -> list[dict]:
+    """Simulation time at several memory budgets per chunk (more steps per chunk: fewer, larger launches)."""
+    _, snn, x = build(name, batch, device)
+    snn, x = snn.to(device), x.to(device)
+    rows = []
+    for budget in (1 << 28, 1 << 30, 1 << 32, 1 << 34, None):  # None: the default (automatic) budget
+        snn.memory_budget = budget
+        if device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        seconds = timed_medians({"snn": lambda: snn.simulate(x, timesteps)}, device, repeats)["snn"]
+        peak = torch.cuda.max_memory_allocated() if device == "cuda" else float("nan")
+        rows.append(
+            {
+                "network": name,
+                "timesteps": timesteps,
+                "memory_budget_GiB": "auto" if budget is None else budget / 2**30,
+                "chunk": snn.chunk_steps(batch, timesteps, device),
+                "snn_ms_per_image": 1e3 * seconds / batch,
+                "peak_GiB": peak / 2**30,
+            }
+        )
+    return rows
+
+
+def pipeline(device: str, samples: int = 10_000) -> list[dict]:
+    """Convert and evaluate the trained demo CNN on the GPU and on the CPU: same results, and how fast."""
+    from spikeport.demo import demo_model
+
+    rows = []
+    for method in ("percentile", "calibrated", "ecc", "fs"):
+        timesteps = [2, 3, 4, 5, 6, 8] if method == "fs" else [1, 2, 4, 8, 16, 32]
+        row: dict = {"method": method}
+        for where in (device, "cpu"):
+            model = demo_model(progress=False, log=lambda *_: None).to(where)
+            synchronize(where)
+            start = time.perf_counter()
+            snn = sp.convert(model, "mnist:train", method, calibration_samples=5000)
+            synchronize(where)
+            converted = time.perf_counter()
+            ev = sp.evaluate(snn, "mnist:test", timesteps, limit=samples, progress=False)
+            synchronize(where)
+            evaluated = time.perf_counter()
+            side = "gpu" if where == device else "cpu"
+            row[f"{side}_device"] = str(snn.device)
+            row[f"{side}_convert_s"] = converted - start
+            row[f"{side}_evaluate_s"] = evaluated - converted
+            row[f"{side}_accuracy"] = {t: ev.accuracy[t] for t in timesteps}
+            row[f"{side}_agreement"] = {t: ev.agreement[t] for t in timesteps}
+            if side == "gpu":
+                row["time_to_agreement"] = time_to_agreement(snn, ev, timesteps, where)
+        rows.append(row)
+    return rows
+
+
+@torch.no_grad()
+def time_to_agreement(snn, ev, timesteps: list[int], device: str, target: float = 0.995) -> dict:
+    """The first T (or code length K) with agreement >= target and the time per image of a run that long,
+    at batch 100 (as the CPU peers bench) and 1,000 (a GPU's kind of batch)."""
+    from spikeport.data import load_dataset
+
+    reached = next((t for t in timesteps if ev.agreement[t] >= target), None)
+    if reached is None:
+        return {"T": None}
+    images = load_dataset("mnist:test").x[:1000].to(device)
+    result: dict = {"T": reached}
+    for batch in (100, 1000):
+
+        def run(batch=batch):
+            for start in range(0, images.shape[0], batch):
+                snn.simulate(images[start : start + batch], reached)
+
+        seconds = timed_medians({"run": run}, device, 5)["run"]
+        result[f"ms_per_image_batch{batch}"] = 1e3 * seconds / images.shape[0]
+    return result
+
+
 def kernel_kind(kernel: str) -> str:
     lowered = kernel.lower()
     if "if_scan" in lowered:
@@ -210,6 +293,78 @@ def kernel_profile(name: str, device: str, timesteps: int, fused: bool) -> dict:
     return {"network": name, "timesteps": timesteps, "fused": fused, "wall_s": wall, "kernel_s": dict(spent)}
 
 
+def print_checks(checks: list[dict]) -> None:
+    print("\n| network | GPU vs CPU max rel. diff | same prediction | fused == eager (bit for bit) |")
+    print("|:---|---:|---:|:---|")
+    for c in checks:
+        print(
+            f"| {c['network']} | {c['gpu_vs_cpu_max_abs_diff_relative']:.1e} | "
+            f"{100 * c['gpu_vs_cpu_same_prediction']:.1f} % | {c['fused_equals_eager']} |"
+        )
+
+
+def print_scan(scan: dict) -> None:
+    print(
+        f"\nIF scan alone, {scan['shape']}: eager {scan['eager_ms']:.3f} ms ({scan['eager_GBps']:.0f} GB/s, "
+        f"one read and one write per step), fused {scan['fused_ms']:.3f} ms ({scan['fused_GBps']:.0f} GB/s)"
+    )
+
+
+def print_profiles(profiles: list[dict]) -> None:
+    kinds = sorted({k for p in profiles for k in p["kernel_s"]})
+    print("\nkernel seconds by kind (torch.profiler), T = 64, batch 100")
+    print("| network | scan | wall s | " + " | ".join(kinds) + " |")
+    print("|:---|:---|---:|" + "---:|" * len(kinds))
+    for p in profiles:
+        cells = " | ".join(f"{p['kernel_s'].get(k, 0.0):.3f}" for k in kinds)
+        print(f"| {p['network']} | {'fused' if p['fused'] else 'eager'} | {p['wall_s']:.3f} | {cells} |")
+
+
+def print_speed(rows: list[dict], batch: int) -> None:
+    print(f"\nbatch {batch}; ratio = SNN time per image / (T x ANN forward time per image)")
+    print(
+        "| network | T | chunk | ANN ms/img | SNN eager ms/img | SNN fused ms/img | ratio eager | ratio fused "
+        "| fused vs ANN at chunk x batch |"
+    )
+    print("|:---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(
+            f"| {r['network']} | {r['timesteps']} | {r['chunk']} | {r['ann_ms_per_image_step']:.4f} | "
+            f"{r['snn_eager_ms_per_image']:.3f} | {r['snn_fused_ms_per_image']:.3f} | {r['ratio_eager']:.2f} | "
+            f"{r['ratio_fused']:.2f} | {r['ratio_fused_vs_wide_ann']:.2f} |"
+        )
+
+
+def print_chunks(chunks: list[dict]) -> None:
+    print("\n| network | T | memory budget GiB | steps per chunk | SNN fused ms/img | peak GPU memory GiB |")
+    print("|:---|---:|---:|---:|---:|---:|")
+    for c in chunks:
+        print(
+            f"| {c['network']} | {c['timesteps']} | {c['memory_budget_GiB']} | {c['chunk']} | "
+            f"{c['snn_ms_per_image']:.3f} | {c['peak_GiB']:.1f} |"
+        )
+
+
+def print_pipeline(flows: list[dict]) -> None:
+    print("\nDemo CNN on MNIST (10,000 test images), converted and evaluated on each device; accuracy %")
+    print("| method | device | convert s | evaluate s | accuracy at each T | time to 99.5 % agreement |")
+    print("|:---|:---|---:|---:|:---|:---|")
+    for f in flows:
+        for side in ("gpu", "cpu"):
+            accuracy = ", ".join(f"{t}: {100 * a:.2f}" for t, a in f[f"{side}_accuracy"].items())
+            reach = f.get("time_to_agreement", {}) if side == "gpu" else {}
+            reach_text = (
+                f"T={reach['T']}: {reach['ms_per_image_batch100']:.4f} ms/img (batch 100), "
+                f"{reach['ms_per_image_batch1000']:.4f} (batch 1000)"
+                if reach.get("T")
+                else ""
+            )
+            print(
+                f"| {f['method']} | {f[f'{side}_device']} | {f[f'{side}_convert_s']:.1f} | "
+                f"{f[f'{side}_evaluate_s']:.1f} | {accuracy} | {reach_text} |"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--timesteps", default="64,256")
@@ -217,72 +372,45 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--networks", default=",".join(NETWORKS))
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--sections", default="check,scan,profile,speed,chunks", help="parts to run")
+    parser.add_argument(
+        "--pipeline", action="store_true", help="also the real-data pipeline (MNIST, demo CNN)"
+    )
     parser.add_argument("--json", default="bench/results/gpu.json")
     args = parser.parse_args()
-    names = args.networks.split(",")
-    device = args.device
+    names, device = args.networks.split(","), args.device
+    sections = set(args.sections.split(",")) | ({"pipeline"} if args.pipeline else set())
     gpu = torch.cuda.get_device_name() if device == "cuda" else platform.processor()
-    print(
-        f"{gpu}; torch {torch.__version__}; fused scan available: {fused_scan.triton is not None}", flush=True
-    )
-
-    checks = [check(name, device) for name in names]
-    print("\n| network | GPU vs CPU max rel. diff | same prediction | fused == eager (bit for bit) |")
-    print("|:---|---:|---:|:---|")
-    for c in checks:
-        print(
-            f"| {c['network']} | {c['gpu_vs_cpu_max_abs_diff_relative']:.1e} | "
-            f"{100 * c['gpu_vs_cpu_same_prediction']:.1f} % | {c['fused_equals_eager']} |",
-            flush=True,
-        )
-
-    scan = scan_throughput(device)
-    print(
-        f"\nIF scan alone, {scan['shape']}: eager {scan['eager_ms']:.3f} ms ({scan['eager_GBps']:.0f} GB/s "
-        f"counted as one read and one write per step), fused {scan['fused_ms']:.3f} ms ({scan['fused_GBps']:.0f} GB/s)",
-        flush=True,
-    )
-
-    profiles = [kernel_profile(name, device, 64, fused) for name in names for fused in (False, True)]
-    print(
-        "\n| network | scan | wall s | "
-        + " | ".join(sorted({k for p in profiles for k in p["kernel_s"]}))
-        + " |"
-    )
-    kinds = sorted({k for p in profiles for k in p["kernel_s"]})
-    print("|:---|:---|---:|" + "---:|" * len(kinds))
-    for p in profiles:
-        cells = " | ".join(f"{p['kernel_s'].get(k, 0.0):.3f}" for k in kinds)
-        print(
-            f"| {p['network']} | {'fused' if p['fused'] else 'eager'} | {p['wall_s']:.3f} | {cells} |",
-            flush=True,
-        )
-
-    rows = [
-        speed(name, device, args.batch, int(t), args.repeats)
-        for name in names
-        for t in args.timesteps.split(",")
-    ]
-    print(f"\nbatch {args.batch}; ratio = SNN time per image / (T x ANN forward time per image)")
-    print(
-        "| network | T | chunk | ANN ms/img | SNN eager ms/img | SNN fused ms/img | ratio eager | ratio fused | fused vs ANN at chunk x batch |"
-    )
-    print("|:---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for r in rows:
-        print(
-            f"| {r['network']} | {r['timesteps']} | {r['chunk']} | {r['ann_ms_per_image_step']:.4f} | "
-            f"{r['snn_eager_ms_per_image']:.3f} | {r['snn_fused_ms_per_image']:.3f} | {r['ratio_eager']:.2f} | "
-            f"{r['ratio_fused']:.2f} | {r['ratio_fused_vs_wide_ann']:.2f} |",
-            flush=True,
-        )
-    meta = {"device": gpu, "torch": torch.__version__, "tf32_conv": torch.backends.cudnn.allow_tf32}
+    print(f"{gpu}; torch {torch.__version__}; fused scan available: {fused_scan.triton is not None}")
+    results: dict = {
+        "meta": {"device": gpu, "torch": torch.__version__, "tf32_conv": torch.backends.cudnn.allow_tf32}
+    }
+    if "check" in sections:
+        results["checks"] = [check(name, device) for name in names]
+        print_checks(results["checks"])
+    if "scan" in sections:
+        results["scan"] = scan_throughput(device)
+        print_scan(results["scan"])
+    if "profile" in sections:
+        results["profiles"] = [
+            kernel_profile(name, device, 64, fused) for name in names for fused in (False, True)
+        ]
+        print_profiles(results["profiles"])
+    if "speed" in sections:
+        steps = [int(t) for t in args.timesteps.split(",")]
+        results["speed"] = [speed(name, device, args.batch, t, args.repeats) for name in names for t in steps]
+        print_speed(results["speed"], args.batch)
+    if "chunks" in sections:
+        results["chunks"] = [
+            row for name in names if name != "demo CNN" for row in chunk_lengths(name, device)
+        ]
+        print_chunks(results["chunks"])
+    if "pipeline" in sections:
+        results["pipeline"] = pipeline(device)
+        print_pipeline(results["pipeline"])
     path = Path(args.json)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(
-        json.dumps(
-            {"meta": meta, "checks": checks, "scan": scan, "profiles": profiles, "speed": rows}, indent=2
-        )
-    )
+    path.write_text(json.dumps(results, indent=2))
     print(f"\nJSON: {path}")
 
 

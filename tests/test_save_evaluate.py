@@ -72,3 +72,17 @@ def test_comparison_table_reports_latency_and_its_cost():
     assert f"| a | 2 | 2.00k | {cost[0]} | 6 | 6.00k | {cost[1]} |" in table  # 99% then 99.9% agreement
     ev.curves["agreement"][-1] = 0.9
     assert "| a | not within 8 | – | – | not within 8 | – | – |" in comparison_markdown({"a": ev})
+
+
+def test_moving_a_network_moves_its_reference_ann_and_evaluation_follows(tmp_path):
+    """.to() reaches the ANN kept outside the module tree; evaluate feeds batches in the network's dtype and
+    device, and load() puts a network where it is asked to (GPUs: bench/gpu.py checks the same on CUDA)."""
+    model, snn, x = converted()
+    single = sp.evaluate(snn, x, timesteps=[8], progress=False)
+    assert snn.device == torch.device("cpu")
+    assert snn.to(torch.float64) is snn and snn.dtype == torch.float64
+    assert all(p.dtype == torch.float64 for p in snn.ann.parameters())
+    double = sp.evaluate(snn, x, timesteps=[8], progress=False)  # float32 batches, run in float64
+    assert abs(double.agreement[8] - single.agreement[8]) <= 2 / x.shape[0]  # rounding may flip a spike
+    loaded = sp.load(sp.save(snn, tmp_path / "net.spk"), device="cpu")
+    assert loaded.device == torch.device("cpu") and loaded.dtype == torch.float64

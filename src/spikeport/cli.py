@@ -7,12 +7,15 @@ import sys
 from pathlib import Path
 
 from spikeport.compare import DEFAULT_CODES, DEFAULT_METHODS, DEFAULT_TIMESTEPS
-from spikeport.distributed import finish, init_from_environment, is_main
+from spikeport.distributed import default_device, finish, init_from_environment, is_main
 from spikeport.errors import DataError, SpikeportError
 from spikeport.methods.base import parse_method
 from spikeport.options import split_specs
 
 MODEL_HELP = "a .pt2 file (torch.export), an .onnx file, a Keras .keras/.h5 file, or package.module:factory"
+
+
+DEVICE_HELP = "cpu, cuda or cuda:N (default: the GPU when there is one; under torchrun each process's own)"
 
 
 def _timesteps(text: str) -> list[int]:
@@ -112,6 +115,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     convert.add_argument("--calibration-samples", type=int, help="use the first N calibration samples")
     convert.add_argument("--encoding", choices=["analog", "poisson"], default="analog")
+    convert.add_argument("--device", help=DEVICE_HELP)
     convert.add_argument("-o", "--output", required=True, help="where to save the network (.spk)")
 
     evaluate = commands.add_parser("evaluate", help="accuracy, agreement, spikes, SOPs and energy at each T")
@@ -124,6 +128,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--limit", type=int, help="first N samples only")
     evaluate.add_argument("--batch-size", type=int, default=100)
+    evaluate.add_argument("--device", help=DEVICE_HELP)
     evaluate.add_argument("--json", help="write the evaluation as JSON")
     evaluate.add_argument("--plot", help="write accuracy-vs-T and accuracy-vs-SOPs as PNG")
     evaluate.add_argument("--quiet", action="store_true")
@@ -150,6 +155,7 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("--limit", type=int, help="first N test samples only")
     compare.add_argument("--calibration-samples", type=int, default=5000, help="default 5000")
     compare.add_argument("--batch-size", type=int, default=100)
+    compare.add_argument("--device", help=DEVICE_HELP)
     compare.add_argument("--cost", choices=["sops", "energy"], default="sops", help="x axis of the plot")
     compare.add_argument("--out", default="spikeport-compare", help="folder for table, plot and JSON")
     compare.add_argument("--quiet", action="store_true")
@@ -189,7 +195,7 @@ def _calibration_spec(data: str) -> str:
 def _convert(args: argparse.Namespace) -> None:
     import spikeport as sp
 
-    model = _model_with_qcfs(args)
+    model = _model_with_qcfs(args).to(args.device or default_device())
     names = [
         "reset",
         "initial_potential",
@@ -244,7 +250,7 @@ def _train(args: argparse.Namespace) -> None:
     from spikeport.frontends.dispatch import load_model
     from spikeport.train import accuracy, default_augmentation, train_classifier
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = args.device or default_device()
     model = load_model(args.model)
     if args.qcfs:
         import spikeport as sp
@@ -291,7 +297,7 @@ def _train(args: argparse.Namespace) -> None:
 def _evaluate(args: argparse.Namespace) -> None:
     import spikeport as sp
 
-    snn = sp.load(args.network)
+    snn = sp.load(args.network, device=args.device or default_device())
     steps = args.timesteps
     if steps is None and snn.coding == "temporal":
         steps = [k for k in DEFAULT_CODES if k in snn.supported_steps()] or [snn.default_steps]
@@ -316,7 +322,7 @@ def _compare(args: argparse.Namespace) -> None:
     import spikeport as sp
     from spikeport.frontends.dispatch import load_model
 
-    model = load_model(args.model, args.weights)
+    model = load_model(args.model, args.weights).to(args.device or default_device())
     calibration = args.calibration or _calibration_spec(args.data)
     print(f"calibrating on {calibration} (first {args.calibration_samples}), testing on {args.data}")
     comparison = sp.compare(

@@ -22,6 +22,11 @@ def model_dtype(model: nn.Module) -> torch.dtype:
     return next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
 
 
+def model_device(model: nn.Module) -> torch.device:
+    """Where the model's weights live (the CPU for a model without any): the network goes there."""
+    return next((t.device for t in (*model.parameters(), *model.buffers())), torch.device("cpu"))
+
+
 def calibration_batches(
     calibration, batch_size: int, limit: int | None, dtype: torch.dtype, sharded: bool = True
 ):
@@ -48,7 +53,7 @@ def convert(
     seed: int = 0,
     calibration_samples: int | None = None,
     batch_size: int = 256,
-    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    memory_budget: int | None = DEFAULT_MEMORY_BUDGET,
     **options,
 ) -> SpikingNetwork:
     """Convert ``model`` to a SpikingNetwork with ``method`` (``rmp``, ``ecc``, ``max``, ``percentile``, ``fs``).
@@ -57,14 +62,19 @@ def convert(
     Dataset, a tensor, ``(x, y)``, or a spec string such as ``"mnist:train"``); ``calibration_samples``
     caps how much of it is used. Method options (``reset``, ``initial_potential``, ``channelwise``,
     ``alpha``, ``percentile``, ``thresholding``, ``weight_bits``...) are passed as keywords or written
-    into ``method`` (``"max[reset=soft]"``); keywords win.
+    into ``method`` (``"max[reset=soft]"``); keywords win. The network comes back on the device of the
+    model's weights; calibration and assembly run on a CPU copy of the model (the graph analysis is CPU
+    code), so a model on a GPU is converted as it is and simulated there.
     """
     name, written = parse_method(method)
     strategy = make_method(name, **{**written, **options})
     if not isinstance(model, nn.Module):
         raise ConversionError(f"expected a torch.nn.Module to convert, got {type(model).__name__}")
-    batches = calibration_batches(calibration, batch_size, calibration_samples, model_dtype(model))
-    everything = calibration_batches(calibration, batch_size, calibration_samples, model_dtype(model), False)
+    dtype, device = model_dtype(model), model_device(model)
+    if device.type != "cpu":
+        model = copy.deepcopy(model).cpu()
+    batches = calibration_batches(calibration, batch_size, calibration_samples, dtype)
+    everything = calibration_batches(calibration, batch_size, calibration_samples, dtype, False)
     example = next(everything(), None)  # every process traces the same first batch
     if example is None or example.shape[0] == 0:
         raise CalibrationError("calibration data is empty; pass at least one batch of training inputs")
@@ -73,7 +83,7 @@ def convert(
     reference = copy.deepcopy(prepared.graph_module)  # agreement is measured against the ANN as given
     strategy.transform(prepared)
     info = {**strategy.describe(), "encoding": Encoding.parse(encoding).value, "notes": prepared.notes}
-    return strategy.build(
+    snn = strategy.build(
         prepared,
         batches,
         ann=reference,
@@ -83,3 +93,4 @@ def convert(
         memory_budget=memory_budget,
         info=info,
     )
+    return snn.to(device)

@@ -79,6 +79,11 @@ def init_from_environment() -> bool:
     return True
 
 
+def default_device() -> str:
+    """The GPU when there is one (under torchrun the process's own, chosen at start), else the CPU."""
+    return f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu"
+
+
 def finish() -> None:
     """Leave the process group this module started (a no-op otherwise)."""
     if _started and dist.is_initialized():

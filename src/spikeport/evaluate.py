@@ -9,6 +9,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from spikeport import distributed
+from spikeport.convert import model_device
 from spikeport.data import as_batches
 from spikeport.errors import DataError
 from spikeport.evaluation import Evaluation, LayerReport
@@ -50,6 +51,18 @@ class _Tally:
         self.labelled = unlabelled == 0
 
 
+def _on_device(snn: SpikingNetwork, x: Tensor, y: Tensor | None) -> tuple[Tensor, Tensor | None]:
+    """A batch moved to where the network simulates, in its dtype."""
+    x = x.to(device=snn.device, dtype=snn.dtype)
+    return x, None if y is None else y.to(snn.device)
+
+
+@torch.no_grad()
+def _ann_predictions(ann: nn.Module, x: Tensor) -> Tensor:
+    """The reference ANN's classes for ``x``, computed wherever the ANN's weights are."""
+    return ann(x.to(model_device(ann))).argmax(dim=-1).to(x.device)
+
+
 def evaluate(
     snn: SpikingNetwork,
     data,
@@ -81,17 +94,16 @@ def evaluate(
     progress = progress and distributed.is_main()
     bar = tqdm(desc=f"simulating T={steps[-1]}", unit="img", disable=not progress, leave=False)
     for x, y in distributed.shard(as_batches(data, batch_size=batch_size, limit=limit)):
-        x = x.to(snn.dtype)
+        x, y = _on_device(snn, x, y)
         sim = snn.simulate(x, steps[-1], record=True)
         predictions = sim.readout.argmax(dim=-1)  # [T, B]
         if y is None:
             tally.labelled = False
         else:
-            tally.correct += (predictions == y.unsqueeze(0)).sum(dim=1).double()
+            tally.correct += (predictions == y.unsqueeze(0)).sum(dim=1).double().cpu()
         if ann is not None:
-            with torch.no_grad():
-                reference = ann(x).argmax(dim=-1)
-            tally.agree += (predictions == reference.unsqueeze(0)).sum(dim=1).double()
+            reference = _ann_predictions(ann, x)
+            tally.agree += (predictions == reference.unsqueeze(0)).sum(dim=1).double().cpu()
             if y is not None:
                 tally.ann_correct += int((reference == y).sum())
         for name in sim.spikes:
@@ -220,11 +232,10 @@ def _evaluate_codes(
         leave=False,
     )
     for x, y in distributed.shard(as_batches(data, batch_size=batch_size, limit=limit)):
-        x = x.to(snn.dtype)
+        x, y = _on_device(snn, x, y)
         reference = None
         if ann is not None:
-            with torch.no_grad():
-                reference = ann(x).argmax(dim=-1)
+            reference = _ann_predictions(ann, x)
             if y is not None:
                 ann_correct += int((reference == y).sum())
         labelled = labelled and y is not None

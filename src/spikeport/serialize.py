@@ -59,7 +59,7 @@ def save(snn: SpikingNetwork, path: str | Path) -> Path:
         raise SaveFormatError(f"cannot save this network: {error}") from None
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(path), metadata=metadata)
+    save_file({name: t.cpu() for name, t in tensors.items()}, str(path), metadata=metadata)  # from any device
     return path
 
 
@@ -67,8 +67,8 @@ def _plain(value):
     return getattr(value, "value", value)  # enums by their value
 
 
-def load(path: str | Path) -> SpikingNetwork:
-    """Read a network written by ``sp.save``, with a one-line error for anything else."""
+def load(path: str | Path, device: torch.device | str = "cpu") -> SpikingNetwork:
+    """Read a network written by ``sp.save`` onto ``device``, with a one-line error for anything else."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file, safe_open
 
@@ -94,9 +94,10 @@ def load(path: str | Path) -> SpikingNetwork:
             f"{path} has format version {metadata.get('version')}, this spikeport reads version {VERSION} ({newer})"
         )
     try:
-        return _build(json.loads(metadata["network"]), tensors)
+        snn = _build(json.loads(metadata["network"]), tensors)
     except (DescriptionError, KeyError, TypeError, ValueError) as error:
         raise SaveFormatError(f"{path} is damaged: {error}") from None
+    return snn.to(device)
 
 
 def _refuse_pickles(path: Path) -> None:

@@ -229,7 +229,8 @@ def build_module(raw: dict, tensors: dict[str, Tensor], prefix: str) -> nn.Modul
     missing = {k for k in persistent if "." not in k} - set(own)
     if missing:
         raise DescriptionError(f"damaged file: module '{prefix}' lacks {', '.join(sorted(missing))}")
-    module.load_state_dict({k: v for k, v in own.items() if k in persistent}, strict=False)
+    # assign: the saved tensors as they are (a float64 network stays float64), not copied into fresh ones
+    module.load_state_dict({k: v for k, v in own.items() if k in persistent}, strict=False, assign=True)
     for name, _ in module.named_buffers(recurse=False):
         if name not in persistent and name in own:  # fan-outs
             setattr(module, name, own[name].clone())

@@ -33,7 +33,7 @@ def assemble(
     encoding: Encoding | str = Encoding.ANALOG,
     encoding_scale: float = 1.0,
     seed: int = 0,
-    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    memory_budget: int | None = DEFAULT_MEMORY_BUDGET,
     info: dict | None = None,
     ann: torch.nn.Module | None = None,
     spike_values: dict[str, Tensor] | None = None,

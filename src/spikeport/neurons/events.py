@@ -34,9 +34,10 @@ class SpikingLayer(nn.Module):
         buffers allocated between a chunk's large temporaries pin the allocator's heap and make a long
         run's memory grow with T (measured: 5 GiB at T=2048 on a VGG without this).
         """
-        self.spikes_per_step = torch.zeros(record_steps, dtype=torch.float64) if record_steps else None
+        where = {"dtype": torch.float64, "device": self.fanout.device}  # the network's device
+        self.spikes_per_step = torch.zeros(record_steps, **where) if record_steps else None
         record_sops = record_steps and self.fanout.numel()
-        self.sops_per_step = torch.zeros(record_steps, dtype=torch.float64) if record_sops else None
+        self.sops_per_step = torch.zeros(record_steps, **where) if record_sops else None
 
     def running_clock(self) -> SimulationClock:
         if self.clock is None:
