@@ -10,7 +10,7 @@ from torch import nn
 
 import spikeport as sp
 from spikeport.graph.assemble_fs import coded_depth
-from spikeport.neurons.fs import FSNeuron, binary_code, binary_digits, fs_scan
+from spikeport.neurons.fs import FSCode, FSNeuron, binary_code, binary_digits, fs_scan
 
 
 def quantised_relu(x: torch.Tensor, scale: torch.Tensor, steps: int, rounding: str) -> torch.Tensor:
@@ -37,6 +37,38 @@ def test_binary_code_is_an_exact_k_bit_relu(steps, rounding, scale, seed):
     spikes, decoded = fs_scan(x / s, binary_code(steps, rounding))
     assert torch.equal(decoded * s, quantised_relu(x, s, steps, rounding))
     assert set(spikes.unique().tolist()) <= {0.0, 1.0}  # at most one spike per neuron per step
+
+
+def fs_scan_by_products(x: torch.Tensor, code) -> tuple[torch.Tensor, torch.Tensor]:
+    """The FS code step by step as written down: spike, multiply, then subtract and add."""
+    thresholds, resets, weights = code.tensors(x.dtype)
+    v = x + code.start if code.start else x.clone()
+    spikes, decoded = [], torch.zeros_like(x)
+    for t in range(code.steps):
+        z = (v >= thresholds[t]).to(x.dtype)
+        v = v - z * resets[t]
+        decoded = decoded + z * weights[t]
+        spikes.append(z)
+    return torch.stack(spikes), decoded + code.offset
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    steps=st.integers(1, 10),
+    dtype=st.sampled_from([torch.float32, torch.float64]),
+    seed=st.integers(0, 2**16),
+    start=st.sampled_from([0.0, 0.5**7, 0.1]),
+    offset=st.sampled_from([0.0, -0.3]),
+)
+def test_fs_scan_gives_the_numbers_of_the_code_as_written(steps, dtype, seed, start, offset):
+    """Scaled subtraction/addition (one pass each) equals multiplying first, bit for bit, for any code."""
+    g = torch.Generator().manual_seed(seed)
+    parameters = [tuple((torch.rand(steps, generator=g, dtype=torch.float64) * 2).tolist()) for _ in range(3)]
+    code = FSCode(*parameters, start=start, offset=offset)
+    x = (torch.rand(500, generator=g, dtype=torch.float64) * 4 - 1).to(dtype)
+    spikes, decoded = fs_scan(x, code)
+    expected_spikes, expected = fs_scan_by_products(x, code)
+    assert torch.equal(spikes, expected_spikes) and torch.equal(decoded, expected)
 
 
 def test_binary_digits_are_the_spikes_of_the_binary_code():

@@ -24,6 +24,15 @@ def broadcastable(threshold: Tensor, sample_shape: tuple[int, ...], dtype: torch
     return threshold.reshape(-1, *([1] * (len(sample_shape) - 1)))
 
 
+def use_tiled_avg_pools(gm: fx.GraphModule) -> None:
+    """Average pools with non-overlapping, unpadded windows become ``TiledAvgPool2d``: the same numbers as
+    the ANN's pool, faster on CPU."""
+    modules = dict(gm.named_modules())
+    for node in gm.graph.nodes:
+        if node.op == "call_module" and TiledAvgPool2d.tiles(modules[node.target]):
+            gm.set_submodule(str(node.target), TiledAvgPool2d.like(modules[node.target]))
+
+
 def assemble(
     prepared: PreparedModel,
     thresholds: dict[str, Tensor],
@@ -57,9 +66,7 @@ def assemble(
     for node in gm.graph.nodes:
         if role_of(node, modules) is Role.MAX_POOL:
             gm.set_submodule(str(node.target), SpikingMaxPool(modules[node.target]))
-        elif node.op == "call_module" and TiledAvgPool2d.tiles(modules[node.target]):
-            # the same numbers as the ANN's average pool, faster
-            gm.set_submodule(str(node.target), TiledAvgPool2d.like(modules[node.target]))
+    use_tiled_avg_pools(gm)
     static = static_prefix(gm)
     modules = dict(gm.named_modules())
     fanouts = prepared.spike_fanouts

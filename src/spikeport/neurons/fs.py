@@ -57,6 +57,11 @@ class FSCode:
 
         return as_tensor(self.thresholds), as_tensor(self.resets), as_tensor(self.weights)
 
+    def values(self, dtype: torch.dtype) -> tuple[list[float], list[float], list[float]]:
+        """The parameters as Python numbers, each rounded to ``dtype``: exactly what tensors of that dtype hold."""
+        thresholds, resets, weights = self.tensors(dtype)
+        return thresholds.tolist(), resets.tolist(), weights.tolist()
+
 
 # float32 holds 24 significant bits: the binary code (plus half a unit for rounding) stays exact up to here.
 MAX_BINARY_STEPS = 22
@@ -81,15 +86,18 @@ def fs_scan(x: Tensor, code: FSCode) -> tuple[Tensor, Tensor]:
     """Run ``code`` on the integrated inputs ``x`` ([B, ...]): returns (spikes [K, B, ...] in {0, 1}, decoded).
 
     ``decoded`` is ``sum_t d(t) z(t) + offset``, what the next layer receives. Pure: ``x`` is not changed.
+    Three passes per step: with z in {0, 1}, ``v - h z`` and ``decoded + d z`` are exact products added
+    with one rounding, so scalar ``alpha`` arguments give the very numbers of multiplying first (test).
     """
-    thresholds, resets, weights = code.tensors(x.dtype, x.device)
+    thresholds, resets, weights = code.values(x.dtype)
     v = x + code.start if code.start else x.clone()
     spikes = x.new_empty(code.steps, *x.shape)
-    decoded = torch.zeros_like(x)
+    decoded = None
     for t in range(code.steps):
         z = torch.ge(v, thresholds[t], out=spikes[t])  # 0/1 written as floats
-        v.sub_(z * resets[t])
-        decoded.add_(z * weights[t])
+        if t + 1 < code.steps:  # the potential after the last step is never read
+            v.sub_(z, alpha=resets[t])
+        decoded = torch.mul(z, weights[t]) if decoded is None else decoded.add_(z, alpha=weights[t])
     if code.offset:
         decoded += code.offset
     return spikes, decoded
