@@ -293,14 +293,28 @@ def kernel_profile(name: str, device: str, timesteps: int, fused: bool) -> dict:
     return {"network": name, "timesteps": timesteps, "fused": fused, "wall_s": wall, "kernel_s": dict(spent)}
 
 
+def print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
+    """A markdown table: first column left-aligned, the rest right-aligned."""
+    print(f"\n{title}\n| " + " | ".join(header) + " |")
+    print("|:---|" + "---:|" * (len(header) - 1))
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+
+
 def print_checks(checks: list[dict]) -> None:
-    print("\n| network | GPU vs CPU max rel. diff | same prediction | fused == eager (bit for bit) |")
-    print("|:---|---:|---:|:---|")
-    for c in checks:
-        print(
-            f"| {c['network']} | {c['gpu_vs_cpu_max_abs_diff_relative']:.1e} | "
-            f"{100 * c['gpu_vs_cpu_same_prediction']:.1f} % | {c['fused_equals_eager']} |"
-        )
+    print_table(
+        "GPU against CPU (float32, TF32 off), T = 32, batch 100",
+        ["network", "max rel. diff", "same prediction", "fused == eager (bit for bit)"],
+        [
+            [
+                c["network"],
+                f"{c['gpu_vs_cpu_max_abs_diff_relative']:.1e}",
+                f"{100 * c['gpu_vs_cpu_same_prediction']:.1f} %",
+                str(c["fused_equals_eager"]),
+            ]
+            for c in checks
+        ],
+    )
 
 
 def print_scan(scan: dict) -> None:
@@ -312,43 +326,45 @@ def print_scan(scan: dict) -> None:
 
 def print_profiles(profiles: list[dict]) -> None:
     kinds = sorted({k for p in profiles for k in p["kernel_s"]})
-    print("\nkernel seconds by kind (torch.profiler), T = 64, batch 100")
-    print("| network | scan | wall s | " + " | ".join(kinds) + " |")
-    print("|:---|:---|---:|" + "---:|" * len(kinds))
-    for p in profiles:
-        cells = " | ".join(f"{p['kernel_s'].get(k, 0.0):.3f}" for k in kinds)
-        print(f"| {p['network']} | {'fused' if p['fused'] else 'eager'} | {p['wall_s']:.3f} | {cells} |")
+    print_table(
+        "kernel seconds by kind (torch.profiler), T = 64, batch 100",
+        ["network", "scan", "wall s", *kinds],
+        [
+            [p["network"], "fused" if p["fused"] else "eager", f"{p['wall_s']:.3f}"]
+            + [f"{p['kernel_s'].get(k, 0.0):.3f}" for k in kinds]
+            for p in profiles
+        ],
+    )
 
 
 def print_speed(rows: list[dict], batch: int) -> None:
-    print(f"\nbatch {batch}; ratio = SNN time per image / (T x ANN forward time per image)")
-    print(
-        "| network | T | chunk | ANN ms/img | SNN eager ms/img | SNN fused ms/img | ratio eager | ratio fused "
-        "| fused vs ANN at chunk x batch |"
+    print_table(
+        f"batch {batch}; ratio = SNN time per image / (T x ANN forward time per image)",
+        ["network", "T", "chunk", "ANN ms/img", "SNN eager ms/img", "SNN fused ms/img", "ratio eager"]
+        + ["ratio fused", "fused vs ANN at chunk x batch"],
+        [
+            [r["network"], str(r["timesteps"]), str(r["chunk"]), f"{r['ann_ms_per_image_step']:.4f}"]
+            + [f"{r['snn_eager_ms_per_image']:.3f}", f"{r['snn_fused_ms_per_image']:.3f}"]
+            + [f"{r['ratio_eager']:.2f}", f"{r['ratio_fused']:.2f}", f"{r['ratio_fused_vs_wide_ann']:.2f}"]
+            for r in rows
+        ],
     )
-    print("|:---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for r in rows:
-        print(
-            f"| {r['network']} | {r['timesteps']} | {r['chunk']} | {r['ann_ms_per_image_step']:.4f} | "
-            f"{r['snn_eager_ms_per_image']:.3f} | {r['snn_fused_ms_per_image']:.3f} | {r['ratio_eager']:.2f} | "
-            f"{r['ratio_fused']:.2f} | {r['ratio_fused_vs_wide_ann']:.2f} |"
-        )
 
 
 def print_chunks(chunks: list[dict]) -> None:
-    print("\n| network | T | memory budget GiB | steps per chunk | SNN fused ms/img | peak GPU memory GiB |")
-    print("|:---|---:|---:|---:|---:|---:|")
-    for c in chunks:
-        print(
-            f"| {c['network']} | {c['timesteps']} | {c['memory_budget_GiB']} | {c['chunk']} | "
-            f"{c['snn_ms_per_image']:.3f} | {c['peak_GiB']:.1f} |"
-        )
+    print_table(
+        "chunk length against speed and memory (fused scan)",
+        ["network", "T", "memory budget GiB", "steps per chunk", "SNN fused ms/img", "peak GPU memory GiB"],
+        [
+            [c["network"], str(c["timesteps"]), str(c["memory_budget_GiB"]), str(c["chunk"])]
+            + [f"{c['snn_ms_per_image']:.3f}", f"{c['peak_GiB']:.1f}"]
+            for c in chunks
+        ],
+    )
 
 
 def print_pipeline(flows: list[dict]) -> None:
-    print("\nDemo CNN on MNIST (10,000 test images), converted and evaluated on each device; accuracy %")
-    print("| method | device | convert s | evaluate s | accuracy at each T | time to 99.5 % agreement |")
-    print("|:---|:---|---:|---:|:---|:---|")
+    rows = []
     for f in flows:
         for side in ("gpu", "cpu"):
             accuracy = ", ".join(f"{t}: {100 * a:.2f}" for t, a in f[f"{side}_accuracy"].items())
@@ -359,10 +375,15 @@ def print_pipeline(flows: list[dict]) -> None:
                 if reach.get("T")
                 else ""
             )
-            print(
-                f"| {f['method']} | {f[f'{side}_device']} | {f[f'{side}_convert_s']:.1f} | "
-                f"{f[f'{side}_evaluate_s']:.1f} | {accuracy} | {reach_text} |"
+            rows.append(
+                [f["method"], f[f"{side}_device"], f"{f[f'{side}_convert_s']:.1f}"]
+                + [f"{f[f'{side}_evaluate_s']:.1f}", accuracy, reach_text]
             )
+    print_table(
+        "Demo CNN on MNIST (10,000 test images), converted and evaluated on each device; accuracy %",
+        ["method", "device", "convert s", "evaluate s", "accuracy at each T", "time to 99.5 % agreement"],
+        rows,
+    )
 
 
 def main() -> None:
