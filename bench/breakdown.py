@@ -4,7 +4,7 @@ Every leaf module of the converted network is timed with forward hooks (CPU: wal
 kind; "runner and graph" is the rest of the simulation's wall time (the step loop, the read-out, additions and
 reshapes between modules). The ANN's T forward passes are timed the same way for the same split. Synthetic
 input (uniform noise), untrained weights: the cost depends on the shapes only.
-Run: python bench/profile.py [--timesteps 64,256] [--batch 100] [--json bench/results/profile.json]
+Run: python bench/breakdown.py [--timesteps 64,256] [--batch 100] [--json bench/results/breakdown.json]
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def main() -> None:
     parser.add_argument("--timesteps", default="64,256")
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--networks", default=",".join(NETWORKS))
-    parser.add_argument("--json", default="bench/results/profile.json")
+    parser.add_argument("--json", default="bench/results/breakdown.json")
     args = parser.parse_args()
     rows = [
         profile(name, int(t), args.batch)
