@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import time
@@ -61,15 +62,19 @@ def data(limit: int):
     return calibration.x.reshape(-1, 1, 28, 28), test.x.reshape(-1, 1, 28, 28), test.y
 
 
-def seconds_per_image(simulate: Simulate, x: torch.Tensor, steps: int) -> float:
-    """Wall time of ``steps``-step simulations of the first SPEED_IMAGES images, per image."""
+def seconds_per_image(simulate: Simulate, x: torch.Tensor, steps: int, repeats: int = 5) -> float:
+    """Wall time of ``steps``-step simulations of the first SPEED_IMAGES images, per image (median of
+    ``repeats`` passes after a warm-up: one pass moves by 10-40 % on this shared machine)."""
     images = x[:SPEED_IMAGES]
+    times = []
     with torch.no_grad():
         simulate(images[:100], steps)  # warm-up
-        start = time.perf_counter()
-        for i in range(0, len(images), 100):
-            simulate(images[i : i + 100], steps)
-    return (time.perf_counter() - start) / len(images)
+        for _ in range(repeats):
+            start = time.perf_counter()
+            for i in range(0, len(images), 100):
+                simulate(images[i : i + 100], steps)
+            times.append((time.perf_counter() - start) / len(images))
+    return statistics.median(times)
 
 
 def measure(simulate: Simulate, x: torch.Tensor, y: torch.Tensor, reference: torch.Tensor) -> dict:
