@@ -16,12 +16,19 @@ from spikeport.neurons import Reset, fused_scan, if_scan
 pytest.importorskip("triton")
 
 
+def test_cpu_tensors_take_the_eager_scan_unless_a_test_asks():
+    """A user's TRITON_INTERPRET=1 (set to debug their own kernels) must not route simulations through it."""
+    assert not fused_scan.on_cpu
+    assert not fused_scan.available(torch.zeros(2, 3), torch.zeros(4, 2, 3), torch.ones(()), None)
+
+
 @pytest.fixture(scope="module")
 def interpreted():
     """The kernel module re-imported under Triton's interpreter (CPU tensors), restored afterwards."""
     mp = pytest.MonkeyPatch()
     mp.setenv("TRITON_INTERPRET", "1")
     importlib.reload(fused_scan)
+    fused_scan.on_cpu = True
     yield fused_scan
     mp.undo()
     importlib.reload(fused_scan)

@@ -7,8 +7,8 @@ once and writes its output once. The arithmetic is the eager scan's, operation f
 comparison, a subtraction or a zeroing), so the two agree bit for bit.
 
 Used automatically for contiguous float32/float64 CUDA tensors when Triton is installed; ``enabled`` turns
-it off (benchmarks compare both). Triton's interpreter (``TRITON_INTERPRET=1``) runs it on CPU tensors,
-which is how the tests check it on machines without a GPU.
+it off (benchmarks compare both). With ``on_cpu`` set and the module imported under Triton's interpreter
+(``TRITON_INTERPRET=1``) it runs on CPU tensors, which is how the tests check it on machines without a GPU.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ except ImportError:  # optional: the eager scan is used without it
     triton = None
 
 enabled = True  # set to False to force the eager scan everywhere
+on_cpu = False  # tests only: CPU tensors too (needs TRITON_INTERPRET=1 when this module is imported)
 BLOCK = 1024
 
 
@@ -32,7 +33,7 @@ def available(v: Tensor, currents: Tensor, threshold: Tensor, out: Tensor | None
     """Whether ``scan`` can run these tensors (CUDA, or CPU under Triton's interpreter)."""
     if triton is None or not enabled:
         return False
-    on_device = currents.is_cuda or os.environ.get("TRITON_INTERPRET") == "1"
+    on_device = currents.is_cuda or (on_cpu and os.environ.get("TRITON_INTERPRET") == "1")
     step_stride_ok = currents.shape[0] == 1 or currents.stride(0) in (0, v.numel())
     return (
         on_device
