@@ -11,6 +11,7 @@ from torch import nn
 import spikeport as sp
 from spikeport.graph.assemble_fs import coded_depth
 from spikeport.neurons.fs import FSCode, FSNeuron, binary_code, binary_digits, fs_scan
+from spikeport.simulation_clock import SimulationClock
 
 
 def quantised_relu(x: torch.Tensor, scale: torch.Tensor, steps: int, rounding: str) -> torch.Tensor:
@@ -69,6 +70,37 @@ def test_fs_scan_gives_the_numbers_of_the_code_as_written(steps, dtype, seed, st
     spikes, decoded = fs_scan(x, code)
     expected_spikes, expected = fs_scan_by_products(x, code)
     assert torch.equal(spikes, expected_spikes) and torch.equal(decoded, expected)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    steps=st.integers(1, 22),
+    rounding=st.sampled_from(["floor", "nearest"]),
+    dtype=st.sampled_from([torch.float32, torch.float64]),
+    per_channel=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_binary_neuron_computes_what_its_steps_compute(steps, rounding, dtype, per_channel, seed):
+    """The closed form of the binary code: the decoded output and the spike counts of the K-step scan, bit
+    for bit, on level boundaries, outside the range, and for NaN and infinities (no spike)."""
+    g = torch.Generator().manual_seed(seed)
+    scale = (
+        (torch.rand(3, 1, generator=g, dtype=dtype) * 4 + 0.1)
+        if per_channel
+        else torch.tensor(1.7, dtype=dtype)
+    )
+    boundaries = torch.arange(0, 2 ** min(steps, 10) + 1, dtype=dtype) / 2.0 ** min(steps, 10)
+    special = torch.tensor([float("nan"), float("inf"), -float("inf"), -0.0, 1.0, 2.0**-steps], dtype=dtype)
+    values = torch.cat([torch.rand(300, generator=g, dtype=dtype) * 1.6 - 0.3, boundaries, special])
+    x = values[: (len(values) // 3) * 3].reshape(-1, 3, 1) * scale  # [B, 3, 1]
+    neuron = FSNeuron("relu", scale, rounding=rounding)
+    neuron.fanout = torch.ones(3, dtype=torch.float64)
+    neuron.clock = SimulationClock(steps=steps, batch=x.shape[0], recording=True)
+    neuron.reset_state(record_steps=steps)
+    out = neuron(x)
+    spikes, decoded = fs_scan(x / scale, binary_code(steps, rounding))
+    assert torch.equal(out, decoded * scale)
+    assert torch.equal(neuron.spikes_per_step, spikes.reshape(steps, -1).sum(1).double())
 
 
 def test_binary_digits_are_the_spikes_of_the_binary_code():
