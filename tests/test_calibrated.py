@@ -131,3 +131,44 @@ def test_calibrated_pools_currents_and_stays_close_to_the_ann():
 def test_options_are_checked():
     with pytest.raises(ValueError, match="timesteps must be >= 1"):
         sp.convert(nn.Sequential(nn.Linear(2, 2), nn.ReLU()), torch.rand(4, 2), "calibrated", timesteps=0)
+
+
+class TwoBranches(nn.Module):
+    """Two neuron layers at the same depth (parallel branches), then one after their sum."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Conv2d(1, 3, 3, padding=1), nn.Conv2d(1, 3, 5, padding=2)
+        self.mix = nn.Conv2d(3, 4, 3, padding=1)
+        self.fc = nn.Linear(4 * 8 * 8, 5)
+
+    def forward(self, x):
+        x = torch.relu(self.a(x)) + torch.relu(self.b(x))
+        return self.fc(torch.relu(self.mix(x)).flatten(1))
+
+
+def test_fitting_stops_at_the_depth_it_fits_and_gets_the_same_network(monkeypatch):
+    """The ANN copy ends at the observers and the SNN stops once all of them have seen the batch; running
+    both to the end (as before) gives the very same thresholds and biases."""
+    import spikeport.methods.calibrated as calibrated
+    from spikeport.methods.statistics import observed_ann
+
+    torch.manual_seed(2)
+    model = TwoBranches().eval()
+    x = torch.rand(48, 1, 8, 8)
+    prepared = prepare(model, x)
+    first = prepared.activation_nodes()[0].name
+    truncated, _ = observed_ann(prepared, lambda _: [], {first}, truncate=True)
+    full, _ = observed_ann(prepared, lambda _: [], {first})
+    assert len(truncated.graph.nodes) < len(full.graph.nodes)
+    assert all(node.op != "call_module" or "fc" not in str(node.target) for node in truncated.graph.nodes)
+
+    fitted = sp.convert(model, x, "calibrated", timesteps=3).state_dict()
+    monkeypatch.setattr(calibrated, "_observe_then_stop", lambda observe, _name, _pending: observe)
+    real_observed_ann = calibrated.observed_ann
+    monkeypatch.setattr(
+        calibrated, "observed_ann", lambda *args, truncate=False, **kw: real_observed_ann(*args, **kw)
+    )
+    unstopped = sp.convert(model, x, "calibrated", timesteps=3).state_dict()
+    assert fitted.keys() == unstopped.keys()
+    assert all(torch.equal(fitted[k], unstopped[k]) for k in fitted)

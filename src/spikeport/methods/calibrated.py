@@ -21,6 +21,7 @@ T still work, but best at it.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from typing import ClassVar
@@ -97,17 +98,21 @@ class Calibrated(RateMethod):
                     thresholds[name], shapes[name], scales, self.initial_potential, self.reset
                 ),
                 current,
+                truncate=True,  # deeper layers are fitted later: the ANN stops at this depth
             )
             snn = assemble(prepared, thresholds, reset=self.reset, initial_potential=self.initial_potential)
             set_biases(snn, biases)
+            pending: set[str] = set()
             for node, neuron in snn.neuron_nodes():
                 if node.name in current:
-                    neuron.observer = fits[node.name].observe  # silent: deeper layers are fitted later
+                    neuron.observer = _observe_then_stop(fits[node.name].observe, node.name, pending)
             seen = 0
             with torch.no_grad():
                 for x in inputs():
                     ann(x)
-                    snn.simulate(x, self.timesteps, chunk=self.timesteps)
+                    pending.update(current)
+                    with contextlib.suppress(_DepthObserved):  # the SNN stops at this depth too
+                        snn.simulate(x, self.timesteps, chunk=self.timesteps)
                     seen += x.shape[0]
             reduce_statistics(prepared, fits, seen)
             for name, fit in fits.items():
@@ -115,6 +120,22 @@ class Calibrated(RateMethod):
                 if self.correction:
                     biases[name] = bias
         return thresholds, biases
+
+
+class _DepthObserved(Exception):
+    """Every layer being fitted has seen this batch's currents: what lies deeper need not run."""
+
+
+def _observe_then_stop(observe, name: str, pending: set[str]):
+    """An observer that stops the simulation once the last of the ``pending`` layers has observed."""
+
+    def observer(currents: Tensor) -> None:
+        observe(currents)
+        pending.discard(name)
+        if not pending:
+            raise _DepthObserved
+
+    return observer
 
 
 def set_biases(snn: SpikingNetwork, biases: dict[str, Tensor]) -> None:

@@ -41,12 +41,21 @@ def observe_activations(
 
 
 def observed_ann(
-    prepared: PreparedModel, make_statistic: Callable[[str], Statistic], names: set[str] | None = None
+    prepared: PreparedModel,
+    make_statistic: Callable[[str], Statistic],
+    names: set[str] | None = None,
+    *,
+    truncate: bool = False,
 ) -> tuple[torch.fx.GraphModule, dict[str, Statistic]]:
-    """A copy of the ANN that feeds the input of each activation (those in ``names``, default all) to a statistic."""
+    """A copy of the ANN that feeds the input of each activation (those in ``names``, default all) to a statistic.
+
+    ``truncate``: the copy ends at the observers (it returns what they saw), so layers that feed none of them
+    are not computed at all.
+    """
     gm = copy.deepcopy(prepared.graph_module)
     names = {a.name for a in prepared.activation_nodes()} if names is None else names
     statistics: dict[str, Statistic] = {}
+    observers = []
     for node in [n for n in gm.graph.nodes if n.name in names]:
         statistic = make_statistic(node.name)
         name = f"observer_{node.name}"
@@ -55,6 +64,11 @@ def observed_ann(
             observed = gm.graph.call_module(name, (node.args[0],))
         node.replace_input_with(node.args[0], observed)
         statistics[node.name] = statistic
+        observers.append(observed)
+    if truncate:
+        output = next(n for n in gm.graph.nodes if n.op == "output")
+        output.args = (tuple(observers),)
+        gm.graph.eliminate_dead_code()
     gm.recompile()
     return gm, statistics
 

@@ -107,9 +107,9 @@ def binary_levels(x: Tensor, code: FSCode) -> Tensor:
     """What the binary ``code`` decodes ``x`` ([B, ...], normalised) to, in units of 2^-K: integer levels.
 
     The binary code is a K-bit quantiser, ``clip(floor((x + start) 2^K), 0, 2^K - 1)``, and that is what
-    its K steps compute to the last bit (tested for every K, on the level boundaries, NaN and infinities:
-    NaN spikes never, level 0). Computed directly it is five in-place passes instead of three per step. ``x`` is
-    overwritten.
+    its K steps compute to the last bit (tested for every K, on the level boundaries, for infinities and
+    NaN, which never spikes: level 0). Computed directly it takes five in-place passes instead of three per
+    step. ``x`` is overwritten.
     """
     top = 2.0**code.steps
     levels = x.add_(code.start).mul_(top).floor_().clamp_(0, top - 1)
