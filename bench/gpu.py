@@ -208,7 +208,7 @@ def pipeline(device: str, samples: int = 10_000) -> list[dict]:
     from spikeport.demo import demo_model
 
     rows = []
-    for method in ("percentile", "calibrated", "ecc", "fs"):
+    for method in ("percentile", "calibrated", "ecc", "fs", "rmp", "max"):
         timesteps = [2, 3, 4, 5, 6, 8] if method == "fs" else [1, 2, 4, 8, 16, 32]
         row: dict = {"method": method}
         for where in (device, "cpu"):

@@ -14,7 +14,7 @@ from spikeport.encoding import Encoding
 from spikeport.errors import CalibrationError, ConversionError
 from spikeport.graph.prepare import prepare
 from spikeport.methods import make_method, parse_method
-from spikeport.network import DEFAULT_MEMORY_BUDGET, SpikingNetwork
+from spikeport.network import DEFAULT_MEMORY_BUDGET, SpikingNetwork, module_device
 
 
 def model_dtype(model: nn.Module) -> torch.dtype:
@@ -22,15 +22,15 @@ def model_dtype(model: nn.Module) -> torch.dtype:
     return next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
 
 
-def model_device(model: nn.Module) -> torch.device:
-    """Where the model's weights live (the CPU for a model without any): the network goes there."""
-    return next((t.device for t in (*model.parameters(), *model.buffers())), torch.device("cpu"))
-
-
 def calibration_batches(
-    calibration, batch_size: int, limit: int | None, dtype: torch.dtype, sharded: bool = True
+    calibration,
+    batch_size: int,
+    limit: int | None,
+    dtype: torch.dtype,
+    sharded: bool = True,
+    device: torch.device | str = "cpu",
 ):
-    """A re-iterable source of calibration input batches (labels are not needed).
+    """A re-iterable source of calibration input batches (labels are not needed), on ``device``.
 
     Under torch.distributed each process gets its share of the batches (``sharded``).
     """
@@ -38,7 +38,7 @@ def calibration_batches(
     def batches() -> Iterator[Tensor]:
         source = as_batches(calibration, batch_size=batch_size, limit=limit, split_default="train")
         for x, _ in shard(source) if sharded else source:
-            yield x.to(dtype)
+            yield x.to(device=device, dtype=dtype)
 
     return batches
 
@@ -62,19 +62,16 @@ def convert(
     Dataset, a tensor, ``(x, y)``, or a spec string such as ``"mnist:train"``); ``calibration_samples``
     caps how much of it is used. Method options (``reset``, ``initial_potential``, ``channelwise``,
     ``alpha``, ``percentile``, ``thresholding``, ``weight_bits``...) are passed as keywords or written
-    into ``method`` (``"max[reset=soft]"``); keywords win. The network comes back on the device of the
-    model's weights; calibration and assembly run on a CPU copy of the model (the graph analysis is CPU
-    code), so a model on a GPU is converted as it is and simulated there.
+    into ``method`` (``"max[reset=soft]"``); keywords win. Calibration runs where the model's weights are
+    (move the model to a GPU to calibrate there), and the network comes back on that device.
     """
     name, written = parse_method(method)
     strategy = make_method(name, **{**written, **options})
     if not isinstance(model, nn.Module):
         raise ConversionError(f"expected a torch.nn.Module to convert, got {type(model).__name__}")
-    dtype, device = model_dtype(model), model_device(model)
-    if device.type != "cpu":
-        model = copy.deepcopy(model).cpu()
-    batches = calibration_batches(calibration, batch_size, calibration_samples, dtype)
-    everything = calibration_batches(calibration, batch_size, calibration_samples, dtype, False)
+    dtype, device = model_dtype(model), module_device(model)  # calibration runs where the weights are
+    batches = calibration_batches(calibration, batch_size, calibration_samples, dtype, device=device)
+    everything = calibration_batches(calibration, batch_size, calibration_samples, dtype, False, device)
     example = next(everything(), None)  # every process traces the same first batch
     if example is None or example.shape[0] == 0:
         raise CalibrationError("calibration data is empty; pass at least one batch of training inputs")

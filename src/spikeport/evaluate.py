@@ -9,12 +9,11 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from spikeport import distributed
-from spikeport.convert import model_device
 from spikeport.data import as_batches
 from spikeport.errors import DataError
 from spikeport.evaluation import Evaluation, LayerReport
 from spikeport.metrics import EnergyModel
-from spikeport.network import SpikingNetwork
+from spikeport.network import SpikingNetwork, module_device
 
 
 class _Tally:
@@ -60,7 +59,7 @@ def _on_device(snn: SpikingNetwork, x: Tensor, y: Tensor | None) -> tuple[Tensor
 @torch.no_grad()
 def _ann_predictions(ann: nn.Module, x: Tensor) -> Tensor:
     """The reference ANN's classes for ``x``, computed wherever the ANN's weights are."""
-    return ann(x.to(model_device(ann))).argmax(dim=-1).to(x.device)
+    return ann(x.to(module_device(ann))).argmax(dim=-1).to(x.device)
 
 
 def evaluate(

@@ -24,6 +24,11 @@ GPU_MEMORY_BUDGET_CAP = 16 << 30
 CPU_SAMPLES_PER_CALL = 128
 
 
+def module_device(module: nn.Module) -> torch.device:
+    """Where a module's weights live (the CPU for one without any)."""
+    return next((t.device for t in (*module.parameters(), *module.buffers())), torch.device("cpu"))
+
+
 def default_memory_budget(device: torch.device) -> int:
     """1 GiB of activations per chunk; on a GPU an eighth of its free memory, up to 16 GiB."""
     if device.type == "cuda":

@@ -12,7 +12,7 @@ from spikeport.encoding import Encoding
 from spikeport.graph.ops import Role, role_of
 from spikeport.graph.prepare import PreparedModel
 from spikeport.layers import TiledAvgPool2d
-from spikeport.network import DEFAULT_MEMORY_BUDGET, SpikingNetwork
+from spikeport.network import DEFAULT_MEMORY_BUDGET, SpikingNetwork, module_device
 from spikeport.neurons import IFNeuron, Reset, SpikingLayer, SpikingMaxPool
 
 
@@ -92,6 +92,7 @@ def assemble(
     )
     snn.separable_prefix = static is not None
     snn.ann_macs_per_image = prepared.ann_macs_per_image
+    snn.to(module_device(prepared.graph_module))  # thresholds and fan-outs were computed on the CPU
     snn.__dict__["ann"] = ann if ann is not None else prepared.graph_module
     return snn
 

@@ -12,6 +12,7 @@ from spikeport.errors import ConversionError
 from spikeport.graph.assemble import broadcastable, use_tiled_avg_pools
 from spikeport.graph.ops import Role, role_of
 from spikeport.graph.prepare import PreparedModel
+from spikeport.network import module_device
 from spikeport.neurons.fs import FSMaxPool, FSNeuron
 
 
@@ -104,5 +105,6 @@ def assemble_fs(
         product_ops_per_sample=product_ops,
     )
     snn.ann_macs_per_image = prepared.ann_macs_per_image
+    snn.to(module_device(prepared.graph_module))  # scales and fan-outs were computed on the CPU
     snn.__dict__["ann"] = ann if ann is not None else prepared.graph_module
     return snn

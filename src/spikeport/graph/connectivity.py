@@ -50,8 +50,8 @@ def _adaptive_sum_pool(x: Tensor, output_size, spatial_dims: int) -> Tensor:
 def connectivity_twin(module: nn.Module):
     """The 0/1-weighted twin of a synaptic module (a callable on tensors)."""
     if isinstance(module, nn.Conv1d | nn.Conv2d | nn.Linear):
-        twin = copy.deepcopy(module).double()
-        twin.weight = nn.Parameter((module.weight != 0).double(), requires_grad=False)
+        twin = copy.deepcopy(module).double().cpu()  # counting runs on the CPU, wherever the model is
+        twin.weight = nn.Parameter((module.weight != 0).double().cpu(), requires_grad=False)
         twin.bias = None
         return twin
     if isinstance(module, nn.AvgPool2d):
@@ -75,7 +75,7 @@ def connectivity_twin(module: nn.Module):
         from spikeport.graph.fold import batchnorm_scale_shift
 
         scale, _ = batchnorm_scale_shift(module)
-        mask = (scale != 0).double()
+        mask = (scale != 0).double().cpu()
 
         def diagonal(x: Tensor) -> Tensor:
             return x * mask.to(x.dtype).reshape((-1,) + (1,) * (x.dim() - 2))

@@ -129,7 +129,9 @@ def fold_forward_into(layer: nn.Module, scale: torch.Tensor, shift: torch.Tensor
     scale, shift = scale.repeat_interleave(block), shift.repeat_interleave(block)
     shape = (1, -1) + (1,) * (weight.dim() - 2)
     bias = (
-        layer.bias.double() if layer.bias is not None else torch.zeros(weight.shape[0], dtype=torch.float64)
+        layer.bias.double()
+        if layer.bias is not None
+        else torch.zeros(weight.shape[0], dtype=torch.float64, device=weight.device)
     )
     dims = tuple(range(1, weight.dim()))
     dtype = layer.weight.dtype

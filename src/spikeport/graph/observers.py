@@ -1,7 +1,8 @@
 """Mergeable activation statistics collected during calibration.
 
 Both statistics are sums or maxima over fixed bins, so partial results from batches, or from processes
-(``torch.distributed.all_reduce``), merge exactly in any order.
+(``torch.distributed.all_reduce``), merge exactly in any order. They reduce each batch where it lives (a GPU
+during calibration on one) and keep their small totals on the CPU.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ class MaxStatistic:
         self.max: Tensor | None = None
 
     def update(self, x: Tensor) -> None:
-        current = channels_first(x.detach(), self.channelwise).amax(dim=1).double()
+        current = channels_first(x.detach(), self.channelwise).amax(dim=1).double().cpu()
         self.max = current if self.max is None else torch.maximum(self.max, current)
 
     def merge(self, other: MaxStatistic) -> None:
@@ -66,7 +67,9 @@ class HistogramStatistic(MaxStatistic):
         index = ((torch.log2(values.clamp_min(1e-38)) - self.LOW_EXPONENT) * self.bins_per_octave).floor()
         index = index.clamp_(0, self.bins - 1).long()
         index += torch.arange(channels, device=values.device).unsqueeze(1) * self.bins
-        counts = torch.bincount(index[positive], minlength=channels * self.bins).view(channels, self.bins)
+        counts = (
+            torch.bincount(index[positive], minlength=channels * self.bins).view(channels, self.bins).cpu()
+        )
         self.counts = counts if self.counts is None else self.counts + counts
 
     def merge(self, other: HistogramStatistic) -> None:

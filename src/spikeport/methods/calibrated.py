@@ -141,7 +141,7 @@ def _observe_then_stop(observe, name: str, pending: set[str]):
 def set_biases(snn: SpikingNetwork, biases: dict[str, Tensor]) -> None:
     for node, neuron in snn.neuron_nodes():
         if node.name in biases:
-            neuron.bias = biases[node.name].to(neuron.threshold.dtype)
+            neuron.bias = biases[node.name].to(neuron.threshold)  # its dtype and device
 
 
 # Candidate thresholds, as multiples of the percentile threshold: 2^(k/8) from 1/8 to 1.41.
@@ -184,12 +184,14 @@ class LayerFit:
     def observe(self, currents: Tensor) -> None:
         target = self.target
         for i, scale in enumerate(self.scales.tolist()):
-            threshold = (self.base * scale).to(currents.dtype)
+            threshold = (self.base * scale).to(
+                currents
+            )  # the sums stay on the CPU, the layer runs where it is
             v = (self.initial_potential * threshold).expand(currents.shape[1:]).clone()
             _, out = if_scan(v, currents, threshold, self.reset, update_state=True)
             rate = out.mean(dim=0)
-            self.squared[i] += self.per_channel((target - rate).square_())
-            self.offset[i] += self.per_channel(torch.minimum(target, threshold) - rate)
+            self.squared[i] += self.per_channel((target - rate).square_()).cpu()
+            self.offset[i] += self.per_channel(torch.minimum(target, threshold) - rate).cpu()
         self.count += target.numel() // self.squared.shape[1]
 
     def per_channel(self, x: Tensor) -> Tensor:
