@@ -10,12 +10,11 @@ Run: python bench/breakdown.py [--timesteps 64,256] [--batch 100] [--json bench/
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from collections import defaultdict
-from pathlib import Path
 
 import torch
+from benchlib import save_json
 from torch import nn
 
 import spikeport as sp
@@ -111,10 +110,7 @@ def main() -> None:
             print(
                 f"| {r['network']} | {r['timesteps']} | {label} | {spent['total']:.2f} | {ratio:.2f} | {cells} |"
             )
-    path = Path(args.json)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(rows, indent=2))
-    print(f"\nJSON: {path}")
+    save_json(args.json, rows)
 
 
 if __name__ == "__main__":

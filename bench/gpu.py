@@ -20,14 +20,12 @@ Run (on a GPU machine): PYTHONPATH=src python bench/gpu.py [--timesteps 64,256] 
 from __future__ import annotations
 
 import argparse
-import json
 import platform
-import statistics
 import time
 from collections import defaultdict
-from pathlib import Path
 
 import torch
+from benchlib import interleaved_medians, save_json
 
 import spikeport as sp
 from spikeport.models import mnist_cnn, resnet20, vgg16
@@ -54,19 +52,9 @@ def synchronize(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def timed_medians(functions: dict, device: str, repeats: int) -> dict[str, float]:
-    """Median wall time of each function (device synchronised), run in turns after a warm-up."""
-    times: dict[str, list[float]] = {name: [] for name in functions}
-    for fn in functions.values():
-        fn()
-    for _ in range(repeats):
-        for name, fn in functions.items():
-            synchronize(device)
-            start = time.perf_counter()
-            fn()
-            synchronize(device)
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(v) for name, v in times.items()}
+def medians_on(functions: dict, device: str, repeats: int) -> dict[str, float]:
+    """``interleaved_medians`` with the device's queue drained around every timed run."""
+    return interleaved_medians(functions, repeats, synchronize=lambda: synchronize(device))
 
 
 def with_scan(fused: bool, fn):
@@ -119,7 +107,7 @@ def speed(name: str, device: str, batch: int, timesteps: int, repeats: int) -> d
         for _ in range(calls):
             model(x_wide)
 
-    medians = timed_medians(
+    medians = medians_on(
         {
             "ann": ann_t_times,
             "ann_wide": ann_wide,
@@ -156,7 +144,7 @@ def scan_throughput(device: str, shape=(8, 100, 128, 16, 16), repeats: int = 20)
     threshold = torch.rand(shape[2], 1, 1, device=device) + 0.5
     v = torch.zeros(shape[1:], device=device)
     out = torch.empty_like(currents)
-    medians = timed_medians(
+    medians = medians_on(
         {
             "eager": with_scan(
                 False, lambda: if_scan(v, currents, threshold, Reset.SOFT, update_state=True, out=out)
@@ -188,7 +176,7 @@ def chunk_lengths(
         snn.memory_budget = budget
         if device == "cuda":
             torch.cuda.reset_peak_memory_stats()
-        seconds = timed_medians({"snn": lambda: snn.simulate(x, timesteps)}, device, repeats)["snn"]
+        seconds = medians_on({"snn": lambda: snn.simulate(x, timesteps)}, device, repeats)["snn"]
         peak = torch.cuda.max_memory_allocated() if device == "cuda" else float("nan")
         rows.append(
             {
@@ -250,7 +238,7 @@ def time_to_agreement(snn, ev, timesteps: list[int], device: str, target: float 
             for start in range(0, images.shape[0], batch):
                 snn.simulate(images[start : start + batch], reached)
 
-        seconds = timed_medians({"run": run}, device, 5)["run"]
+        seconds = medians_on({"run": run}, device, 5)["run"]
         result[f"ms_per_image_batch{batch}"] = 1e3 * seconds / images.shape[0]
     return result
 
@@ -429,10 +417,7 @@ def main() -> None:
     if "pipeline" in sections:
         results["pipeline"] = pipeline(device)
         print_pipeline(results["pipeline"])
-    path = Path(args.json)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=2))
-    print(f"\nJSON: {path}")
+    save_json(args.json, results)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import torch
+from benchlib import save_json
 
 import spikeport as sp
 from spikeport.models import resnet20, vgg6
@@ -93,7 +94,6 @@ def main() -> None:
             f"{growth:.0f} | {r['unchunked_activation_bytes'] / mib:.0f} |"
         )
     path = Path(args.json or f"bench/results/memory-{args.model}.json")
-    path.parent.mkdir(parents=True, exist_ok=True)
     meta = {
         "model": args.model,
         "budget_mib": args.budget_mib,
@@ -101,8 +101,7 @@ def main() -> None:
         "threads": torch.get_num_threads(),
         "machine": platform.machine(),
     }
-    path.write_text(json.dumps({"meta": meta, "results": rows}, indent=2))
-    print(f"\nJSON: {path}")
+    save_json(path, {"meta": meta, "results": rows})
     if args.budget_mib is not None:
         peak = max(r["peak_rss_bytes"] for r in rows) / mib
         verdict = "within" if peak <= args.budget_mib else "OVER"

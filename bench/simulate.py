@@ -9,13 +9,10 @@ Run: python bench/simulate.py [--timesteps 64,256] [--networks demo,vgg6,vgg6-ma
 from __future__ import annotations
 
 import argparse
-import json
 import platform
-import statistics
-import time
-from pathlib import Path
 
 import torch
+from benchlib import interleaved_medians, save_json
 from torch import nn
 
 import spikeport as sp
@@ -28,17 +25,6 @@ NETWORKS = {
     "vgg16": ("VGG-16 (BN, max-pools)", lambda: vgg16(classes=10), (3, 32, 32)),
     "resnet20": ("ResNet-20", lambda: resnet20(classes=10), (3, 32, 32)),
 }
-
-
-def interleaved_medians(functions: dict, repeats: int) -> dict[str, float]:
-    """Median wall time of each function, run in turns so that all see the same machine conditions."""
-    times: dict[str, list[float]] = {name: [] for name in functions}
-    for _ in range(repeats):
-        for name, fn in functions.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def measure(
@@ -65,7 +51,7 @@ def measure(
     runs = {"ann": ann_t_times, "snn": lambda: snn.simulate(x, timesteps)}
     if recording:
         runs["recording"] = lambda: snn.simulate(x, timesteps, record=True)
-    medians = interleaved_medians(runs, repeats)
+    medians = interleaved_medians(runs, repeats, warmup=False)  # warmed up above with a short run
     ann = medians["ann"] / (timesteps * batch)
     plain, recorded = medians["snn"] / batch, medians.get("recording", float("nan")) / batch
     return {
@@ -110,11 +96,8 @@ def main() -> None:
             f"| {r['network']} | {r['timesteps']} | {r['ann_ms_per_image']:.3f} | {r['snn_ms_per_image']:.2f} | "
             f"{r['ratio']:.2f} | {r['ratio_recording']:.2f} |"
         )
-    path = Path(args.json)
-    path.parent.mkdir(parents=True, exist_ok=True)
     meta = {"torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.machine()}
-    path.write_text(json.dumps({"meta": meta, "results": rows}, indent=2))
-    print(f"\nJSON: {path}")
+    save_json(args.json, {"meta": meta, "results": rows})
 
 
 if __name__ == "__main__":

@@ -10,25 +10,12 @@ Run: python bench/sparse.py [--rows 6400] [--json bench/results/sparse.json]
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
-import time
-from pathlib import Path
 
 import torch
+from benchlib import interleaved_medians, save_json
 
 LAYERS = {"VGG-style classifier 4096 -> 4096": (4096, 4096), "demo CNN read-out 1568 -> 10": (1568, 10)}
 DENSITIES = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
-
-
-def median_seconds(fn, repeats: int = 5) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 @torch.no_grad()
@@ -36,8 +23,14 @@ def measure(rows: int, fan_in: int, fan_out: int, density: float) -> dict:
     g = torch.Generator().manual_seed(0)
     spikes = (torch.rand(rows, fan_in, generator=g) < density).float()
     weight = torch.randn(fan_out, fan_in, generator=g)
-    dense = median_seconds(lambda: spikes @ weight.T)
-    sparse = median_seconds(lambda: torch.sparse.mm(spikes.to_sparse_csr(), weight.T))
+    medians = interleaved_medians(
+        {
+            "dense": lambda: spikes @ weight.T,
+            "sparse": lambda: torch.sparse.mm(spikes.to_sparse_csr(), weight.T),
+        },
+        repeats=5,
+    )
+    dense, sparse = medians["dense"], medians["sparse"]
     exact = torch.allclose(spikes @ weight.T, torch.sparse.mm(spikes.to_sparse_csr(), weight.T), atol=1e-3)
     return {"density": density, "dense_ms": 1e3 * dense, "sparse_ms": 1e3 * sparse, "same_result": exact}
 
@@ -58,10 +51,7 @@ def main() -> None:
                 f"| {name} | {100 * r['density']:g} % | {r['dense_ms']:.2f} | {r['sparse_ms']:.2f} | "
                 f"{r['sparse_ms'] / r['dense_ms']:.2f} |"
             )
-    path = Path(args.json)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=2))
-    print(f"\nJSON: {path}")
+    save_json(args.json, results)
 
 
 if __name__ == "__main__":
