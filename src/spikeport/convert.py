@@ -80,7 +80,7 @@ def convert(
     reference = copy.deepcopy(prepared.graph_module)  # agreement is measured against the ANN as given
     strategy.transform(prepared)
     info = {**strategy.describe(), "encoding": Encoding.parse(encoding).value, "notes": prepared.notes}
-    snn = strategy.build(
+    return strategy.build(  # assembly places the network on the device of the prepared graph: the model's
         prepared,
         batches,
         ann=reference,
@@ -90,4 +90,3 @@ def convert(
         memory_budget=memory_budget,
         info=info,
     )
-    return snn.to(device)

@@ -184,9 +184,8 @@ class LayerFit:
     def observe(self, currents: Tensor) -> None:
         target = self.target
         for i, scale in enumerate(self.scales.tolist()):
-            threshold = (self.base * scale).to(
-                currents
-            )  # the sums stay on the CPU, the layer runs where it is
+            # the layer runs where the currents are; the sums stay on the CPU
+            threshold = (self.base * scale).to(currents)
             v = (self.initial_potential * threshold).expand(currents.shape[1:]).clone()
             _, out = if_scan(v, currents, threshold, self.reset, update_state=True)
             rate = out.mean(dim=0)

@@ -95,7 +95,7 @@ def scan(v: Tensor, currents: Tensor, threshold: Tensor, soft: bool, out: Tensor
         out,
         per_sample,
         numel,
-        max(1, per_sample.numel()),
+        per_sample.numel(),  # at least 1: a scalar threshold expands to one element per sample
         step_stride,
         STEPS=steps,
         SOFT=soft,

@@ -32,9 +32,7 @@ def gated_max_pool(
     if steps == 1:  # the CPU's usual chunk: no cumulative sum, no difference along time
         maxima = pool(total.add_(inputs[0]))
         return total, maxima, maxima.sub(last_max).unsqueeze(0)
-    sums = inputs.to(torch.float64)  # [t, B, ...]: S_t for every step of the chunk, built in place
-    if sums.data_ptr() == inputs.data_ptr():
-        sums = sums.clone()
+    sums = inputs.to(torch.float64, copy=True)  # [t, B, ...]: S_t for every step of the chunk, built in place
     sums[0] += total
     sums.cumsum_(dim=0)
     maxima = pool(sums.flatten(0, 1)).reshape(steps, batch, *last_max.shape[1:])
