@@ -7,10 +7,17 @@ standard library uses would shadow it.)
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+import spikeport as sp
+
+# Benchmarks run as the ``spikeport`` command does: freed memory kept for reuse (``sp.keep_freed_memory``),
+# for the ANN they compare with as much as for the SNN. BENCH_DEFAULT_ALLOCATOR=1 measures glibc's default.
+KEEPS_FREED_MEMORY = not os.environ.get("BENCH_DEFAULT_ALLOCATOR") and sp.keep_freed_memory()
 
 
 def interleaved_medians(

@@ -12,7 +12,7 @@ import argparse
 import platform
 
 import torch
-from benchlib import interleaved_medians, save_json
+from benchlib import KEEPS_FREED_MEMORY, interleaved_medians, save_json
 from torch import nn
 
 import spikeport as sp
@@ -88,6 +88,7 @@ def main() -> None:
     print(
         f"CPU threads: {torch.get_num_threads()}, torch {torch.__version__}, {platform.processor() or platform.machine()}"
     )
+    print(f"allocator: {'freed memory kept (sp.keep_freed_memory)' if KEEPS_FREED_MEMORY else 'default'}")
     print(f"batch {args.batch}; ratio = SNN time per image / (T x ANN forward time per image)\n")
     print("| network | T | ANN ms/img | SNN ms/img | ratio | ratio with spike/SOP recording |")
     print("|---|---:|---:|---:|---:|---:|")
@@ -96,7 +97,12 @@ def main() -> None:
             f"| {r['network']} | {r['timesteps']} | {r['ann_ms_per_image']:.3f} | {r['snn_ms_per_image']:.2f} | "
             f"{r['ratio']:.2f} | {r['ratio_recording']:.2f} |"
         )
-    meta = {"torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.machine()}
+    meta = {
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "machine": platform.machine(),
+        "keeps_freed_memory": KEEPS_FREED_MEMORY,
+    }
     save_json(args.json, {"meta": meta, "results": rows})
 
 

@@ -169,6 +169,20 @@ def test_pre_neuron_part_once_per_batch_changes_nothing(model):
     assert torch.equal(fast.input_macs, slow.input_macs)
 
 
+def test_pre_neuron_part_runs_once_per_batch_whatever_the_chunking():
+    model = Residual().double().eval()
+    x = torch.rand(7, 1, 8, 8, dtype=torch.float64)
+    snn = sp.convert(model, x, "percentile")
+    first = next(m for m in snn.graph_module.modules() if isinstance(m, nn.Conv2d))
+    calls = []
+    hook = first.register_forward_hook(lambda *_: calls.append(1))
+    one_chunk = snn.simulate(x, 12, chunk=12)
+    step_by_step = snn.simulate(x, 12, chunk=1)  # the neurons must not write over the kept current
+    hook.remove()
+    assert len(calls) == 2  # once per simulation, not once per chunk or step
+    assert torch.allclose(one_chunk.readout, step_by_step.readout, rtol=0, atol=1e-12)
+
+
 class ZeroPadded(nn.Module):
     """Asymmetric zero padding (TensorFlow's 'same' for even kernels), as a module and as F.pad."""
 

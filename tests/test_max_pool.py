@@ -10,7 +10,8 @@ from torch import nn
 import spikeport as sp
 from spikeport.graph.prepare import prepare
 from spikeport.layers import PaddedMaxPool2d
-from spikeport.neurons import SpikingMaxPool, gated_max_pool
+from spikeport.neurons import SpikingMaxPool, gated_max_pool, max_pool
+from spikeport.neurons.max_pool import gated_max_pool_counts
 from tests.helpers import randomize_batchnorms, readout_errors
 from tests.test_sops import brute_force_fanout
 
@@ -47,6 +48,22 @@ def test_output_so_far_is_the_max_of_the_input_so_far_and_binary(seed, steps, th
     expected = pool(so_far.flatten(0, 1)).reshape(out.shape)
     assert torch.equal(out.cumsum(0), expected)  # exact, whatever the chunking
     assert bool(((out == 0) | (out == torch.tensor(theta).double())).all())  # spikes in, spikes out
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 10_000), st.integers(1, 60), st.integers(1, 17), st.booleans())
+def test_counting_spikes_gives_the_same_outputs_as_summing_them(seed, steps, chunk, per_channel):
+    g = torch.Generator().manual_seed(seed)
+    unit = torch.rand(3 if per_channel else 1, generator=g).mul(4).add(0.01).reshape(-1, 1, 1)
+    inputs = spike_trains(seed, steps, 1.0) * unit  # float32 spikes of one size per channel
+    pool = nn.MaxPool2d(3, 2, 1)
+    counts = torch.zeros(inputs.shape[1:])
+    last = pool(counts)
+    outs = []
+    for start in range(0, steps, chunk):
+        last, out = gated_max_pool_counts(counts, last, inputs[start : start + chunk], unit, pool)
+        outs.append(out)
+    assert torch.equal(torch.cat(outs), run_gated(inputs, pool, chunk).float())  # bit for bit
 
 
 @given(st.integers(0, 10_000), st.integers(1, 40))
@@ -89,6 +106,22 @@ def test_max_pooled_net_converges_to_the_ann(method):
     errors = readout_errors(snn, model, x, (16, 128, 1024))
     assert errors[2] < errors[1] < errors[0]
     assert errors[2] < 0.05 * model(x).abs().mean().item()
+
+
+def test_pools_after_neurons_count_spikes_and_match_the_summing_pool(monkeypatch, tmp_path):
+    torch.manual_seed(2)
+    model = randomize_batchnorms(PoolNet())
+    x = torch.rand(16, 1, 16, 16)
+    snn = sp.convert(model, x, "percentile", reset="soft")
+    pools = [layer for layer in snn.spiking_layers().values() if isinstance(layer, SpikingMaxPool)]
+    assert [p.spike_unit is not None for p in pools] == [True, False, True]  # the 2nd pools currents
+    counted = snn.simulate(x, 40, chunk=3).readout
+    assert torch.equal(sp.load(sp.save(snn, tmp_path / "n.spk")).simulate(x, 40, chunk=3).readout, counted)
+    monkeypatch.setattr(max_pool, "EXACT_FLOAT32_COUNTS", 20)  # counts move to float64 after 20 steps
+    assert torch.equal(snn.simulate(x, 40, chunk=3).readout, counted)
+    for p in pools:
+        p.spike_unit = None  # the general float64 sums
+    assert torch.equal(snn.simulate(x, 40, chunk=3).readout, counted)
 
 
 def test_max_pool_events_cause_the_sops_of_the_layer_after_it():

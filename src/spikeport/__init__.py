@@ -16,6 +16,7 @@ _os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 from spikeport import qcfs
 from spikeport.compare import Comparison, compare
 from spikeport.convert import convert
+from spikeport.cpu_allocator import keep_freed_memory
 from spikeport.errors import (
     CalibrationError,
     ConversionError,
@@ -54,6 +55,7 @@ __all__ = [
     "evaluate",
     "export_nir",
     "import_nir",
+    "keep_freed_memory",
     "load",
     "load_model",
     "qcfs",

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from spikeport.compare import DEFAULT_CODES, DEFAULT_METHODS, DEFAULT_TIMESTEPS
+from spikeport.cpu_allocator import keep_freed_memory
 from spikeport.distributed import default_device, finish, init_from_environment, is_main
 from spikeport.errors import DataError, SpikeportError
 from spikeport.methods.base import parse_method
@@ -380,6 +381,7 @@ def _fit_fs(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    keep_freed_memory()  # this process simulates: reuse freed tensors instead of faulting pages in again
     try:
         init_from_environment()  # under torchrun: one process group, data sharded by batch
         if args.command == "demo":

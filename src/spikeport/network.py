@@ -10,6 +10,7 @@ from torch import Tensor, fx, nn
 
 from spikeport.encoding import Encoding, encode_chunk
 from spikeport.errors import InputShapeError
+from spikeport.graph.static_prefix import split_at_static_prefix
 from spikeport.neurons import IFNeuron, SpikingLayer, SpikingMaxPool
 from spikeport.simulation_clock import SimulationClock
 
@@ -144,11 +145,22 @@ class SpikingNetwork(nn.Module):
         """Where the network simulates: inputs are moved here by ``sp.evaluate``."""
         return self.input_fanout.device
 
+    def static_split(self) -> tuple[fx.GraphModule, fx.GraphModule] | None:
+        """The graph split after its static prefix (``graph.static_prefix``), built once and kept while the
+        graph and its modules stay the same."""
+        key = (self.graph_module, tuple(map(id, self.graph_module.modules())))
+        cached = self.__dict__.get("_static_split")
+        if cached is None or cached[0][0] is not key[0] or cached[0][1] != key[1]:
+            cached = (key, split_at_static_prefix(self.graph_module))
+            self.__dict__["_static_split"] = cached
+        return cached[1]
+
     def _apply(self, fn, recurse=True):
         # .to(device) / .cuda() / .double() also move the reference ANN, which is kept out of the module
         # tree (not simulated, not saved) but must run where the network runs for agreement.
         if self.__dict__.get("ann") is not None:
             self.ann._apply(fn)
+        self.__dict__.pop("_static_split", None)  # it may hold tensors (constants) that move
         return super()._apply(fn, recurse)
 
     def check_input(self, x: Tensor) -> None:

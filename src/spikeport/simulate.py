@@ -24,7 +24,9 @@ def run(snn: SpikingNetwork, x: Tensor, timesteps: int, *, record: bool, chunk: 
     snn.clock.recording = record
     snn.clock.batch = batch
     snn.clock.static_input = snn.static_input
+    split = snn.static_split() if snn.static_input else None
     try:
+        constants = split[0](x) if split is not None else ()  # the static prefix, once per batch
         done = 0
         while done < timesteps:
             steps = min(chunk, timesteps - done)
@@ -33,7 +35,7 @@ def run(snn: SpikingNetwork, x: Tensor, timesteps: int, *, record: bool, chunk: 
             if record and snn.encoding is Encoding.POISSON and not snn.static_input:
                 counts = frames.reshape(steps, batch, -1).ne(0).sum(dim=1).to(torch.float64)
                 input_events[done : done + steps] = counts @ snn.input_fanout
-            out = snn.graph_module(frames)
+            out = split[1](*constants) if split is not None else snn.graph_module(frames)
             out = out.reshape(steps, batch, *out.shape[1:])
             running = out.cumsum(dim=0, dtype=torch.float64)
             if total is None:

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, fx, nn
 
 from spikeport.graph.ops import ACTIVATION_FUNCTIONS, FUNCTION_ROLES
-from spikeport.layers import PaddedMaxPool2d, TiledAvgPool2d
+from spikeport.layers import PaddedMaxPool2d, TiledAvgPool2d, TiledMaxPool2d
 from spikeport.neurons import IFNeuron, SpikingMaxPool
 from spikeport.neurons.fs import AnalogProduct, FSMaxPool, FSNeuron
 from spikeport.qcfs import QCFS
@@ -70,6 +70,7 @@ SPECS: dict[str, ModuleSpec] = {
     "AdaptiveAvgPool2d": ModuleSpec(nn.AdaptiveAvgPool2d, ("output_size",)),
     "MaxPool1d": ModuleSpec(nn.MaxPool1d, _MAX),
     "MaxPool2d": ModuleSpec(nn.MaxPool2d, _MAX),
+    "TiledMaxPool2d": ModuleSpec(TiledMaxPool2d, ("kernel_size", "stride")),
     "PaddedMaxPool2d": ModuleSpec(PaddedMaxPool2d, read=_padded_max_pool),
     "BatchNorm1d": ModuleSpec(nn.BatchNorm1d, _BN),
     "BatchNorm2d": ModuleSpec(nn.BatchNorm2d, _BN),
@@ -98,7 +99,12 @@ SPECS: dict[str, ModuleSpec] = {
         },
         state=("owns_input",),
     ),
-    "SpikingMaxPool": ModuleSpec(SpikingMaxPool, state=("in_static_prefix",), children=("pool",)),
+    "SpikingMaxPool": ModuleSpec(
+        SpikingMaxPool,
+        read=lambda m: {"spike_unit": m.spike_unit},
+        state=("in_static_prefix",),
+        children=("pool",),
+    ),
     "FSNeuron": ModuleSpec(
         FSNeuron,
         ("activation", "rounding"),

@@ -11,7 +11,8 @@ from torch import Tensor, fx
 from spikeport.encoding import Encoding
 from spikeport.graph.ops import Role, role_of
 from spikeport.graph.prepare import PreparedModel
-from spikeport.layers import TiledAvgPool2d
+from spikeport.graph.static_prefix import static_prefix
+from spikeport.layers import TiledAvgPool2d, TiledMaxPool2d
 from spikeport.network import DEFAULT_MEMORY_BUDGET, SpikingNetwork, module_device
 from spikeport.neurons import IFNeuron, Reset, SpikingLayer, SpikingMaxPool
 
@@ -24,13 +25,13 @@ def broadcastable(threshold: Tensor, sample_shape: tuple[int, ...], dtype: torch
     return threshold.reshape(-1, *([1] * (len(sample_shape) - 1)))
 
 
-def use_tiled_avg_pools(gm: fx.GraphModule) -> None:
-    """Average pools with non-overlapping, unpadded windows become ``TiledAvgPool2d``: the same numbers as
-    the ANN's pool, faster on CPU."""
-    modules = dict(gm.named_modules())
-    for node in gm.graph.nodes:
-        if node.op == "call_module" and TiledAvgPool2d.tiles(modules[node.target]):
-            gm.set_submodule(str(node.target), TiledAvgPool2d.like(modules[node.target]))
+def use_tiled_pools(gm: fx.GraphModule) -> None:
+    """Average and max pools with non-overlapping, unpadded windows, in the graph or inside spiking pools,
+    become ``TiledAvgPool2d`` / ``TiledMaxPool2d``: the same numbers as the ANN's pools, faster on CPU."""
+    for name, module in list(gm.named_modules()):
+        for tiled in (TiledAvgPool2d, TiledMaxPool2d):
+            if name and tiled.tiles(module):
+                gm.set_submodule(name, tiled.like(module))
 
 
 def assemble(
@@ -66,7 +67,7 @@ def assemble(
     for node in gm.graph.nodes:
         if role_of(node, modules) is Role.MAX_POOL:
             gm.set_submodule(str(node.target), SpikingMaxPool(modules[node.target]))
-    use_tiled_avg_pools(gm)
+    use_tiled_pools(gm)
     static = static_prefix(gm)
     modules = dict(gm.named_modules())
     fanouts = prepared.spike_fanouts
@@ -76,6 +77,7 @@ def assemble(
             layer.fanout = fanouts[node.name]
         if isinstance(layer, SpikingMaxPool):
             layer.in_static_prefix = static is not None and node in static
+            layer.spike_unit = spike_unit_of(node.all_input_nodes[0], modules)
         if isinstance(layer, IFNeuron):
             layer.owns_input = owns_fresh_input(node, modules)
     source = next(n for n in gm.graph.nodes if n.op == "placeholder")
@@ -115,31 +117,14 @@ def owns_fresh_input(node: fx.Node, modules: dict) -> bool:
     return role is Role.LINEAR and source.target in (operator.add, torch.add, "add")
 
 
-def static_prefix(gm: fx.GraphModule) -> set[fx.Node] | None:
-    """The nodes computed from the input alone, before any neurons, or None when the graph mixes them.
-
-    When no op combines a value computed before the first neurons with one computed after them, an analog
-    input (the same at every step) can go through that prefix once per batch instead of once per step, and
-    the neurons take its output as a constant current.
-    """
-    static, dynamic = set(), set()
-    for node in gm.graph.nodes:
-        if node.op == "placeholder":
-            static.add(node)
-            continue
-        inputs = set(node.all_input_nodes)
-        from_static, from_dynamic = bool(inputs & static), bool(inputs & dynamic)
-        if node.op == "call_module" and isinstance(gm.get_submodule(node.target), IFNeuron):
-            dynamic.add(node)
-        elif from_static and from_dynamic:
-            return None
-        elif node.op == "output":
-            return None if from_static else static
-        elif from_dynamic:
-            dynamic.add(node)
-        elif from_static:
-            static.add(node)
-    return static
+def spike_unit_of(source: fx.Node, modules: dict) -> Tensor | None:
+    """What each spike of ``source`` carries when it is a neuron layer (its threshold, or the value its
+    spikes are given), else None: a max-pool reading it can then count spikes instead of summing values."""
+    neuron = modules.get(source.target) if source.op == "call_module" else None
+    if not isinstance(neuron, IFNeuron):
+        return None
+    unit = neuron.threshold if neuron.spike_value is None else neuron.spike_value
+    return unit.detach().clone() if bool((unit > 0).all()) else None  # max commutes with positive scales
 
 
 def positive_thresholds(raw: Tensor) -> Tensor:

@@ -9,7 +9,7 @@ import torch
 from torch import fx
 
 from spikeport.errors import ConversionError
-from spikeport.graph.assemble import broadcastable, use_tiled_avg_pools
+from spikeport.graph.assemble import broadcastable, use_tiled_pools
 from spikeport.graph.ops import Role, role_of
 from spikeport.graph.prepare import PreparedModel
 from spikeport.network import module_device
@@ -76,7 +76,7 @@ def assemble_fs(
         pool = FSMaxPool(modules[node.target], feeder.scale)
         pool.fanout = fanouts[node.name]
         gm.set_submodule(str(node.target), pool)
-    use_tiled_avg_pools(gm)
+    use_tiled_pools(gm)
     source = next(n for n in gm.graph.nodes if n.op == "placeholder")
     input_fanout = fanouts[source.name]
     if input_neuron is not None:

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from spikeport.layers import PaddedMaxPool2d, TiledAvgPool2d
+from spikeport.layers import PaddedMaxPool2d, TiledAvgPool2d, TiledMaxPool2d
 from spikeport.neurons import IFNeuron, SpikingMaxPool
 from spikeport.neurons.fs import AnalogProduct, FSMaxPool, FSNeuron
 from spikeport.qcfs import QCFS
@@ -49,6 +49,7 @@ MODULE_ROLES: dict[type[nn.Module], Role] = {
     nn.MaxPool1d: Role.MAX_POOL,
     nn.MaxPool2d: Role.MAX_POOL,
     PaddedMaxPool2d: Role.MAX_POOL,
+    TiledMaxPool2d: Role.MAX_POOL,
     SpikingMaxPool: Role.MAX_POOL,
     nn.BatchNorm1d: Role.AFFINE,
     nn.BatchNorm2d: Role.AFFINE,
@@ -183,7 +184,16 @@ def describe(node: fx.Node, modules: dict[str, nn.Module]) -> str:
 
 def supported_summary() -> str:
     """One line listing what the converter accepts, for error messages."""
-    internal = (IFNeuron, SpikingMaxPool, FSNeuron, FSMaxPool, AnalogProduct, PaddedMaxPool2d, TiledAvgPool2d)
+    internal = (
+        IFNeuron,
+        SpikingMaxPool,
+        FSNeuron,
+        FSMaxPool,
+        AnalogProduct,
+        PaddedMaxPool2d,
+        TiledAvgPool2d,
+        TiledMaxPool2d,
+    )
     modules = ", ".join(sorted({cls.__name__ for cls in MODULE_ROLES if cls not in internal}))
     return (
         f"supported modules: {modules}; functions: relu, silu, sigmoid, tanh, gelu, hardswish, leaky_relu, "

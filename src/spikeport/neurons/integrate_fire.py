@@ -56,9 +56,8 @@ class IFNeuron(SpikingLayer):
         steps = clock.steps
         if self.bias is not None:
             x = x + self.bias.to(x.dtype)
-        if (
-            x.shape[0] == clock.batch
-        ):  # a current that is the same at every step (analog input, computed once)
+        constant = x.shape[0] == clock.batch  # the same current at every step (analog input, computed once)
+        if constant:
             currents = x.unsqueeze(0).expand(steps, *x.shape)
         else:
             currents = x.reshape(steps, clock.batch, *x.shape[1:])
@@ -68,7 +67,7 @@ class IFNeuron(SpikingLayer):
         if self.v is None:
             self.v = (self.initial_potential * self.threshold).expand(currents.shape[1:]).to(x.dtype).clone()
         # The state keeps its storage across chunks, so a chunk's temporaries are all freed together.
-        in_place = self.owns_input and currents.is_contiguous()  # never the expanded constant current
+        in_place = self.owns_input and not constant and currents.is_contiguous()  # the constant serves all chunks
         _, out = if_scan(
             self.v,
             currents,

@@ -8,6 +8,11 @@ up to any step is then exactly ``maxpool(S_t)``, so its rate converges to the ma
 channel, every step's output is 0 or ``theta``: a binary spike, gated by the accumulated counts.
 Sums are kept in float64, so spike counts stay exact (multiples of a float32 ``theta`` add up without
 rounding for over 10^8 steps) whatever the chunking.
+
+When the pool reads one neuron layer's spikes directly (``spike_unit``: the value a spike carries, per
+channel or per layer), it keeps spike *counts* in the network's dtype instead: ``maxpool(k * theta)`` is
+``theta * maxpool(k)`` within a channel, integer counts are exact in float32 up to 2^24 steps (float64
+beyond), and the outputs are the same numbers at a fraction of the memory traffic.
 """
 
 from __future__ import annotations
@@ -41,6 +46,28 @@ def gated_max_pool(
     return total, maxima[-1].clone(), out
 
 
+EXACT_FLOAT32_COUNTS = 2**24  # integers up to here are exact in float32
+
+
+def gated_max_pool_counts(
+    counts: Tensor, last_max: Tensor, inputs: Tensor, unit: Tensor, pool: nn.Module
+) -> tuple[Tensor, Tensor]:
+    """``gated_max_pool`` for inputs that are spikes of size ``unit`` (per channel): spike counts instead of
+    sums. Updates ``counts`` ([B, ...]) in place; returns the pooled counts and the outputs ([t, B, ...],
+    each 0 or ``unit``)."""
+    steps, batch = inputs.shape[0], inputs.shape[1]
+    if steps == 1:  # the CPU's usual chunk: a spike is exactly 1 after division by its own size
+        maxima = pool(counts.addcdiv_(inputs[0].to(counts.dtype), unit))
+        return maxima, maxima.sub(last_max).mul_(unit).unsqueeze(0)
+    running = inputs.to(counts.dtype).div(unit)  # [t, B, ...]: 0/1 per step, summed in place below
+    running[0] += counts
+    running.cumsum_(dim=0)
+    maxima = pool(running.flatten(0, 1)).reshape(steps, batch, *last_max.shape[1:])
+    out = torch.diff(maxima, dim=0, prepend=last_max.unsqueeze(0)).mul_(unit)
+    counts.copy_(running[-1])
+    return maxima[-1].clone(), out
+
+
 class SpikingMaxPool(SpikingLayer):
     """The gated max-pool module that replaces a max-pool (``nn.MaxPool1d/2d``, ``PaddedMaxPool2d``).
 
@@ -51,11 +78,13 @@ class SpikingMaxPool(SpikingLayer):
 
     is_neuron = False
 
-    def __init__(self, pool: nn.Module):
+    def __init__(self, pool: nn.Module, spike_unit: Tensor | None = None):
         super().__init__()
         self.pool = pool
+        # Set by assembly when the input is one neuron layer's spikes: what one spike carries (broadcastable).
+        self.register_buffer("spike_unit", None if spike_unit is None else spike_unit.detach().clone())
         self.in_static_prefix = False  # set by assembly
-        self.total: Tensor | None = None
+        self.total: Tensor | None = None  # input sums (float64), or spike counts with a spike_unit
         self.last_max: Tensor | None = None
 
     def reset_state(self, record_steps: int = 0) -> None:
@@ -68,10 +97,18 @@ class SpikingMaxPool(SpikingLayer):
             return self.pool(x)
         steps, batch = clock.steps, clock.batch
         inputs = x.reshape(steps, batch, *x.shape[1:])
+        counting = self.spike_unit is not None
         if self.total is None:
-            self.total = torch.zeros(inputs.shape[1:], dtype=torch.float64, device=x.device)
+            dtype = x.dtype if counting else torch.float64
+            self.total = torch.zeros(inputs.shape[1:], dtype=dtype, device=x.device)
             self.last_max = self.pool(self.total)
-        self.total, self.last_max, out = gated_max_pool(self.total, self.last_max, inputs, self.pool)
+        if counting:
+            if clock.offset + steps > EXACT_FLOAT32_COUNTS and self.total.dtype != torch.float64:
+                self.total, self.last_max = self.total.double(), self.last_max.double()
+            unit = self.spike_unit.to(self.total.dtype)
+            self.last_max, out = gated_max_pool_counts(self.total, self.last_max, inputs, unit, self.pool)
+        else:
+            self.total, self.last_max, out = gated_max_pool(self.total, self.last_max, inputs, self.pool)
         if clock.recording:
             self.record(out.ne(0).reshape(steps, batch, -1).sum(dim=1).double())
         return out.to(x.dtype).flatten(0, 1)
