@@ -67,7 +67,9 @@ class IFNeuron(SpikingLayer):
         if self.v is None:
             self.v = (self.initial_potential * self.threshold).expand(currents.shape[1:]).to(x.dtype).clone()
         # The state keeps its storage across chunks, so a chunk's temporaries are all freed together.
-        in_place = self.owns_input and not constant and currents.is_contiguous()  # the constant serves all chunks
+        in_place = (
+            self.owns_input and not constant and currents.is_contiguous()
+        )  # the constant serves all chunks
         _, out = if_scan(
             self.v,
             currents,
