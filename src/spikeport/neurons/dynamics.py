@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from spikeport.choices import Choice
-from spikeport.neurons import fused_scan
+from spikeport.neurons import cpu_scan, fused_scan
 
 
 class Reset(Choice):
@@ -47,13 +47,15 @@ def if_scan(
     or, with ``update_state``, on ``v`` itself, which saves the owner of the state two passes per call.
     ``out`` may be ``currents`` itself (each step's current is read before its spikes overwrite it), which
     spares a fresh output tensor per call. On a GPU with Triton the same arithmetic runs as one fused
-    kernel per chunk (``fused_scan``).
+    kernel per chunk (``fused_scan``), on a CPU with a C compiler as one compiled loop (``cpu_scan``).
     """
     if not update_state:
         v = v.clone()
     threshold = threshold.to(v.dtype)
     if fused_scan.available(v, currents, threshold, out):  # one GPU kernel for the whole chunk
         return v, fused_scan.scan(v, currents, threshold, reset is Reset.SOFT, out)
+    if cpu_scan.available(v, currents, threshold, out, reset is Reset.SOFT):  # one compiled CPU pass
+        return v, cpu_scan.scan(v, currents, threshold, out)
     out = torch.empty_like(currents) if out is None else out
     for t in range(currents.shape[0]):
         v.add_(currents[t])

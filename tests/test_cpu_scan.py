@@ -1,0 +1,77 @@
+"""The compiled CPU scan: bit for bit the eager scan, for every threshold shape, dtype and input layout."""
+
+import shutil
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import spikeport as sp
+from spikeport.models import mnist_cnn
+from spikeport.neurons import Reset, cpu_scan, if_scan
+
+pytestmark = pytest.mark.skipif(shutil.which("cc") is None, reason="needs a C compiler")
+
+
+def eager(*args, **kwargs):
+    cpu_scan.enabled = False
+    try:
+        return if_scan(*args, **kwargs)
+    finally:
+        cpu_scan.enabled = True
+
+
+def test_it_builds_and_is_used_here():
+    assert cpu_scan._functions() is not None  # Linux, a compiler, PyTorch on GNU OpenMP: this machine and CI
+    v, currents = torch.zeros(2, 3), torch.zeros(4, 2, 3)
+    assert cpu_scan.available(v, currents, torch.ones(()), None, soft=True)
+    assert not cpu_scan.available(v, currents, torch.ones(()), None, soft=False)  # hard reset stays eager
+    assert not cpu_scan.available(v, currents.half(), torch.ones(()), None, soft=True)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(0, 10_000),
+    st.integers(1, 9),
+    st.sampled_from(["scalar", "channel", "neuron"]),
+    st.sampled_from([torch.float32, torch.float64]),
+    st.sampled_from(["fresh", "in place", "constant"]),
+)
+def test_equals_the_eager_scan_bit_for_bit(seed, steps, threshold_kind, dtype, layout):
+    g = torch.Generator().manual_seed(seed)
+    shape = (3, 4, 5, 6)
+    threshold = {
+        "scalar": torch.rand((), generator=g) + 0.1,
+        "channel": torch.rand(4, 1, 1, generator=g) + 0.1,
+        "neuron": torch.rand(4, 5, 6, generator=g) + 0.1,
+    }[threshold_kind].to(dtype)
+    v = (torch.rand(shape, generator=g) * threshold).to(dtype)
+    if layout == "constant":  # an analog input's current, the same at every step (stride 0 in time)
+        currents = torch.randn(shape, generator=g, dtype=dtype).unsqueeze(0).expand(steps, *shape)
+    else:
+        currents = torch.randn(steps, *shape, generator=g, dtype=dtype)
+    currents_eager = currents.clone() if layout != "constant" else currents
+    out = currents if layout == "in place" else None
+    out_eager = currents_eager if layout == "in place" else None
+    v_fast, spikes_fast = if_scan(v.clone(), currents, threshold, Reset.SOFT, update_state=True, out=out)
+    v_eager, spikes_eager = eager(
+        v.clone(), currents_eager, threshold, Reset.SOFT, update_state=True, out=out_eager
+    )
+    assert torch.equal(v_fast, v_eager)
+    assert torch.equal(spikes_fast, spikes_eager)
+
+
+def test_a_converted_network_gives_the_same_readout_either_way():
+    torch.manual_seed(0)
+    model = mnist_cnn().eval()
+    x = torch.rand(20, 1, 28, 28)
+    snn = sp.convert(model, x, "calibrated")
+    compiled = snn.simulate(x, 16, record=True)
+    cpu_scan.enabled = False
+    try:
+        plain = snn.simulate(x, 16, record=True)
+    finally:
+        cpu_scan.enabled = True
+    assert torch.equal(compiled.readout, plain.readout)
+    assert all(torch.equal(compiled.spikes[k], plain.spikes[k]) for k in plain.spikes)
