@@ -4,7 +4,10 @@ Every leaf module of the converted network is timed with forward hooks (CPU: wal
 kind; "runner and graph" is the rest of the simulation's wall time (the step loop, the read-out, additions and
 reshapes between modules). The ANN's T forward passes are timed the same way for the same split. Synthetic
 input (uniform noise), untrained weights: the cost depends on the shapes only.
-Run: python bench/breakdown.py [--timesteps 64,256] [--batch 100] [--json bench/results/breakdown.json]
+The SNN runs once per IF scan named in ``--scans``: ``compiled`` (the default's C loop, ``neurons/cpu_scan.py``)
+and/or ``eager`` (four PyTorch ops per step), in the same process.
+Run: python bench/breakdown.py [--timesteps 64,256] [--batch 100] [--scans compiled,eager]
+      [--json bench/results/breakdown.json]
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from torch import nn
 
 import spikeport as sp
 from spikeport.models import mnist_cnn, resnet20, vgg16
-from spikeport.neurons import IFNeuron, SpikingMaxPool
+from spikeport.neurons import IFNeuron, SpikingMaxPool, cpu_scan
 
 NETWORKS = {
     "demo CNN": (mnist_cnn, (1, 28, 28)),
@@ -64,7 +67,7 @@ def timed(root: nn.Module, run) -> dict[str, float]:
     return dict(spent)
 
 
-def profile(name: str, timesteps: int, batch: int) -> dict:
+def profile(name: str, timesteps: int, batch: int, scans: list[str]) -> dict:
     factory, shape = NETWORKS[name]
     torch.manual_seed(0)
     model = factory().eval()
@@ -78,8 +81,12 @@ def profile(name: str, timesteps: int, batch: int) -> dict:
     snn.simulate(x, min(timesteps, 8))  # warm-up
     ann_run()
     ann = timed(model, ann_run)
-    spiking = timed(snn.graph_module, lambda: snn.simulate(x, timesteps))
-    return {"network": name, "timesteps": timesteps, "batch": batch, "ann": ann, "snn": spiking}
+    runs = {"ann": ann}
+    for scan in scans:
+        cpu_scan.enabled = scan == "compiled"
+        runs[f"snn, {scan} scan"] = timed(snn.graph_module, lambda: snn.simulate(x, timesteps))
+    cpu_scan.enabled = True
+    return {"network": name, "timesteps": timesteps, "batch": batch, "runs": runs}
 
 
 def main() -> None:
@@ -87,26 +94,26 @@ def main() -> None:
     parser.add_argument("--timesteps", default="64,256")
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--networks", default=",".join(NETWORKS))
+    parser.add_argument("--scans", default="compiled", help="IF scans to run the SNN with: compiled, eager")
     parser.add_argument("--json", default="bench/results/breakdown.json")
     args = parser.parse_args()
     rows = [
-        profile(name, int(t), args.batch)
+        profile(name, int(t), args.batch, args.scans.split(","))
         for name in args.networks.split(",")
         for t in args.timesteps.split(",")
     ]
-    kinds = sorted({k for r in rows for side in ("ann", "snn") for k in r[side] if k != "total"})
+    kinds = sorted({k for r in rows for spent in r["runs"].values() for k in spent if k != "total"})
     print(f"batch {args.batch}, torch threads {torch.get_num_threads()}; seconds (share of the total)\n")
     print("| network | T | run | total s | ratio | " + " | ".join(kinds) + " |")
     print("|:---|---:|:---|---:|---:|" + "---:|" * len(kinds))
     for r in rows:
-        for side in ("ann", "snn"):
-            spent = r[side]
-            ratio = spent["total"] / r["ann"]["total"]
+        for side, spent in r["runs"].items():
+            ratio = spent["total"] / r["runs"]["ann"]["total"]
             cells = " | ".join(
                 f"{spent[k]:.2f} ({100 * spent[k] / spent['total']:.0f}%)" if k in spent else "—"
                 for k in kinds
             )
-            label = "ANN × T" if side == "ann" else "SNN"
+            label = "ANN × T" if side == "ann" else side
             print(
                 f"| {r['network']} | {r['timesteps']} | {label} | {spent['total']:.2f} | {ratio:.2f} | {cells} |"
             )

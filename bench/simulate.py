@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import platform
+import resource
+import statistics
 
 import torch
 from benchlib import KEEPS_FREED_MEMORY, interleaved_medians, save_json
@@ -51,7 +53,10 @@ def measure(
     runs = {"ann": ann_t_times, "snn": lambda: snn.simulate(x, timesteps)}
     if recording:
         runs["recording"] = lambda: snn.simulate(x, timesteps, record=True)
-    medians = interleaved_medians(runs, repeats, warmup=False)  # warmed up above with a short run
+    faults: dict[str, list[int]] = {key: [] for key in runs}
+    medians = interleaved_medians(  # warmed up above with a short run
+        {key: counting_page_faults(fn, faults[key]) for key, fn in runs.items()}, repeats, warmup=False
+    )
     ann = medians["ann"] / (timesteps * batch)
     plain, recorded = medians["snn"] / batch, medians.get("recording", float("nan")) / batch
     return {
@@ -65,7 +70,20 @@ def measure(
         "ratio": plain / (timesteps * ann),
         "ratio_recording": recorded / (timesteps * ann),
         "ann_macs_per_image": snn.ann_macs_per_image,
+        "page_faults_per_run": {key: statistics.median(counts) for key, counts in faults.items()},
     }
+
+
+def counting_page_faults(fn, counts: list[int]):
+    """``fn``, appending the minor page faults of each call to ``counts`` (memory the system hands out
+    afresh: the allocator's cost that timing alone does not explain)."""
+
+    def run() -> None:
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        fn()
+        counts.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+
+    return run
 
 
 def main() -> None:
@@ -90,12 +108,15 @@ def main() -> None:
     )
     print(f"allocator: {'freed memory kept (sp.keep_freed_memory)' if KEEPS_FREED_MEMORY else 'default'}")
     print(f"batch {args.batch}; ratio = SNN time per image / (T x ANN forward time per image)\n")
-    print("| network | T | ANN ms/img | SNN ms/img | ratio | ratio with spike/SOP recording |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print(
+        "| network | T | ANN ms/img | SNN ms/img | ratio | ratio with spike/SOP recording | page faults ANN / SNN |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
+        faults = r["page_faults_per_run"]
         print(
             f"| {r['network']} | {r['timesteps']} | {r['ann_ms_per_image']:.3f} | {r['snn_ms_per_image']:.2f} | "
-            f"{r['ratio']:.2f} | {r['ratio_recording']:.2f} |"
+            f"{r['ratio']:.2f} | {r['ratio_recording']:.2f} | {faults['ann']:.0f} / {faults['snn']:.0f} |"
         )
     meta = {
         "torch": torch.__version__,

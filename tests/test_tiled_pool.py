@@ -45,6 +45,14 @@ def test_tiled_max_pool_equals_max_pool_bit_for_bit(seed, kernel, height, width,
     assert torch.equal(TiledMaxPool2d.like(pool)(x).nan_to_num(7.5), pool(x).nan_to_num(7.5))
 
 
+def test_large_inputs_take_the_library_pool_with_the_same_numbers(monkeypatch):
+    x = torch.randn(2, 3, 8, 8)
+    pool = TiledAvgPool2d.like(nn.AvgPool2d(2))
+    small = pool(x)
+    monkeypatch.setattr(TiledAvgPool2d, "LARGE_INPUT_BYTES", 64)
+    assert torch.equal(pool(x), small)
+
+
 def test_only_non_overlapping_unpadded_pools_are_tiled():
     for pool in (nn.MaxPool2d(3, 2), nn.MaxPool2d(2, padding=1), nn.MaxPool2d(2, ceil_mode=True)):
         assert not TiledMaxPool2d.tiles(pool)

@@ -36,10 +36,14 @@ class TiledAvgPool2d(nn.AvgPool2d):
     """``nn.AvgPool2d`` over non-overlapping, unpadded windows, computed as a sum of strided slices.
 
     The same numbers as ``F.avg_pool2d`` (each window summed in row-major order, then divided by its size;
-    tested bit for bit) at a fraction of its time on CPU for NCHW tensors (measured 0.27 ms against 0.89 ms for
-    [100, 16, 28, 28]): the simulator pools every step, so assembly puts this in place of eligible average
-    pools (``tiles``).
+    tested bit for bit) at a fraction of its time on CPU for NCHW tensors that fit in cache (``python
+    bench/pools.py``: 0.33 ms against 0.85 ms for [100, 16, 28, 28]); its passes over the input cost more than
+    the library's one where the input does not (9.2 against 4.4 ms for [100, 64, 32, 32], 26 MB), so larger
+    inputs go to ``F.avg_pool2d``. The simulator pools every step, so assembly puts this in place of eligible
+    average pools (``tiles``).
     """
+
+    LARGE_INPUT_BYTES = 16 << 20  # half the 32 MB L3 of the machine measured
 
     @staticmethod
     def tiles(pool: nn.Module) -> bool:
@@ -53,6 +57,8 @@ class TiledAvgPool2d(nn.AvgPool2d):
         return cls(pool.kernel_size, pool.stride, 0, False, pool.count_include_pad)
 
     def forward(self, x: Tensor) -> Tensor:
+        if x.numel() * x.element_size() > self.LARGE_INPUT_BYTES:
+            return super().forward(x)
         kh, kw = _pair(self.kernel_size)
         height, width = x.shape[-2] // kh * kh, x.shape[-1] // kw * kw  # floor mode drops the remainder
         total = None
@@ -66,10 +72,10 @@ class TiledAvgPool2d(nn.AvgPool2d):
 class TiledMaxPool2d(nn.MaxPool2d):
     """``nn.MaxPool2d`` over non-overlapping, unpadded windows, computed as a maximum of strided slices.
 
-    The same numbers as ``F.max_pool2d`` (a max is exact in any order; NaN wins in both) and on CPU over ten
-    times faster for NCHW tensors (measured 0.65 ms against 13 ms for [100, 64, 32, 32]: PyTorch's CPU pool
-    also computes the indices it then throws away). Spiking max-pools pool every step, so assembly puts this
-    inside the eligible ones (``tiles``).
+    The same numbers as ``F.max_pool2d`` (a max is exact in any order; NaN wins in both) and on CPU 6-10 times
+    faster for NCHW tensors (``python bench/pools.py``: 2.1-2.4 ms against 13-14 ms for [100, 64, 32, 32],
+    0.23-0.26 against 2.4-2.6 for [100, 16, 28, 28]; PyTorch's CPU pool also computes the indices it then throws away).
+    Spiking max-pools pool every step, so assembly puts this inside the eligible ones (``tiles``).
     """
 
     @staticmethod

@@ -2,8 +2,8 @@
 
 The eager scan makes four passes over the membranes per step (add, compare, scale, subtract); on a CPU each is
 a trip through memory. This C loop does the same arithmetic in one pass, vectorised for the machine it runs on
-(``-march=native``) and split over the threads of the OpenMP runtime PyTorch itself uses. Measured for
-[100, 16, 32, 32] float32 on this project's 2-core machine: 0.10 ms per step against 0.30 ms eager.
+(``-march=native``) and split over the threads of the OpenMP runtime PyTorch itself uses
+(``python bench/breakdown.py --scans eager,compiled``: VGG-16's neurons 1.10 -> 0.73 s per 64 steps).
 
 It is compiled once per machine, at first use, with the system's C compiler, and cached next to the datasets
 (``data.cache``). Used only when everything holds: a C compiler, Linux with PyTorch on GNU OpenMP, and after
