@@ -67,9 +67,8 @@ class IFNeuron(SpikingLayer):
         if self.v is None:
             self.v = (self.initial_potential * self.threshold).expand(currents.shape[1:]).to(x.dtype).clone()
         # The state keeps its storage across chunks, so a chunk's temporaries are all freed together.
-        in_place = (
-            self.owns_input and not constant and currents.is_contiguous()
-        )  # the constant serves all chunks
+        # Spikes go over the currents when nothing else reads them (never over the constant: it serves all chunks).
+        in_place = self.owns_input and not constant and currents.is_contiguous()
         _, out = if_scan(
             self.v,
             currents,
