@@ -27,6 +27,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from spikeport.neurons.fused_scan import flat_layout
+
 enabled = os.environ.get("SPIKEPORT_CPU_KERNEL", "1") != "0"
 
 SOURCE = r"""
@@ -63,26 +65,14 @@ def available(v: Tensor, currents: Tensor, threshold: Tensor, out: Tensor | None
     """Whether ``scan`` can run these tensors here."""
     if not (enabled and soft and currents.device.type == "cpu"):
         return False
-    step_stride_ok = currents.shape[0] == 1 or currents.stride(0) in (0, v.numel())
-    tensors_ok = (
-        currents.dtype in (torch.float32, torch.float64)
-        and v.dtype == currents.dtype
-        and v.is_contiguous()
-        and currents[0].is_contiguous()
-        and step_stride_ok
-        and threshold.dim() < v.dim()  # per sample (scalar, per channel, per neuron)
-        and (out is None or out.is_contiguous())
-    )
-    return tensors_ok and _functions() is not None
+    return flat_layout(v, currents, threshold, out) and _functions() is not None
 
 
 def scan(v: Tensor, currents: Tensor, threshold: Tensor, out: Tensor | None) -> Tensor:
     """The soft-reset scan over ``currents`` ([t, B, ...]) with ``v`` updated in place; returns the spikes."""
     out = torch.empty(currents.shape, dtype=v.dtype) if out is None else out
     sample = v[0].numel()
-    per_neuron = (
-        threshold.to(v.dtype).expand(v.shape[1:]).contiguous()
-    )  # one threshold per neuron of a sample
+    per_neuron = threshold.to(v.dtype).expand(v.shape[1:]).contiguous()  # one per neuron of a sample
     step_stride = currents.stride(0) if currents.shape[0] > 1 else v.numel()
     function = _functions()[v.dtype]
     function(
@@ -155,5 +145,5 @@ def _cpu_signature() -> str:
 def _openmp_runtimes() -> set[str]:
     """The OpenMP runtime libraries loaded in this process, by file."""
     names = ("libgomp", "libiomp", "libomp")
-    maps = Path("/proc/self/maps").read_text().splitlines()
-    return {line.split()[-1] for line in maps if any(name in line.split()[-1] for name in names)}
+    paths = {line.split()[-1] for line in Path("/proc/self/maps").read_text().splitlines() if line.split()}
+    return {path for path in paths if any(name in path for name in names)}

@@ -29,15 +29,12 @@ on_cpu = False  # tests only: CPU tensors too (needs TRITON_INTERPRET=1 when thi
 BLOCK = 1024
 
 
-def available(v: Tensor, currents: Tensor, threshold: Tensor, out: Tensor | None) -> bool:
-    """Whether ``scan`` can run these tensors (CUDA, or CPU under Triton's interpreter)."""
-    if triton is None or not enabled:
-        return False
-    on_device = currents.is_cuda or (on_cpu and os.environ.get("TRITON_INTERPRET") == "1")
+def flat_layout(v: Tensor, currents: Tensor, threshold: Tensor, out: Tensor | None) -> bool:
+    """Whether the tensors have the layout a flat scan kernel (this one, ``cpu_scan``) indexes directly:
+    float32/float64, contiguous per step, one step after another or the same current at every step (stride 0)."""
     step_stride_ok = currents.shape[0] == 1 or currents.stride(0) in (0, v.numel())
     return (
-        on_device
-        and currents.dtype in (torch.float32, torch.float64)
+        currents.dtype in (torch.float32, torch.float64)
         and v.dtype == currents.dtype
         and v.is_contiguous()
         and currents[0].is_contiguous()
@@ -45,6 +42,14 @@ def available(v: Tensor, currents: Tensor, threshold: Tensor, out: Tensor | None
         and threshold.dim() < v.dim()  # per sample (scalar, per channel, per neuron), not per batch element
         and (out is None or out.is_contiguous())
     )
+
+
+def available(v: Tensor, currents: Tensor, threshold: Tensor, out: Tensor | None) -> bool:
+    """Whether ``scan`` can run these tensors (CUDA, or CPU under Triton's interpreter)."""
+    if triton is None or not enabled:
+        return False
+    on_device = currents.is_cuda or (on_cpu and os.environ.get("TRITON_INTERPRET") == "1")
+    return on_device and flat_layout(v, currents, threshold, out)
 
 
 if triton is not None:
