@@ -11,7 +11,6 @@ import spikeport as sp
 from spikeport.graph.prepare import prepare
 from spikeport.layers import PaddedMaxPool2d
 from spikeport.neurons import SpikingMaxPool, gated_max_pool, max_pool
-from spikeport.neurons.max_pool import gated_max_pool_counts
 from tests.helpers import randomize_batchnorms, readout_errors
 from tests.test_sops import brute_force_fanout
 
@@ -61,7 +60,7 @@ def test_counting_spikes_gives_the_same_outputs_as_summing_them(seed, steps, chu
     last = pool(counts)
     outs = []
     for start in range(0, steps, chunk):
-        last, out = gated_max_pool_counts(counts, last, inputs[start : start + chunk], unit, pool)
+        counts, last, out = gated_max_pool(counts, last, inputs[start : start + chunk], pool, unit)
         outs.append(out)
     assert torch.equal(torch.cat(outs), run_gated(inputs, pool, chunk).float())  # bit for bit
 

@@ -24,48 +24,36 @@ from spikeport.neurons.events import SpikingLayer
 
 
 def gated_max_pool(
-    total: Tensor, last_max: Tensor, inputs: Tensor, pool: nn.Module
+    total: Tensor, last_max: Tensor, inputs: Tensor, pool: nn.Module, unit: Tensor | None = None
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Run the gated max-pool over the leading time axis of ``inputs`` ([t, B, ...]).
 
-    ``total`` ([B, ...], float64) is the input summed over earlier steps, ``last_max`` the pooled
-    ``total``. Returns the new ``total`` (``total`` itself, updated in place), the new ``last_max`` and the
-    output for every step (float64). The input is added to the sum one step after another, so the result
-    does not depend on how the run is chunked.
+    ``total`` ([B, ...]) is the input summed over earlier steps (float64), or with ``unit`` — inputs that are
+    spikes of that size, per channel — the spikes counted so far (any float dtype); ``last_max`` is the
+    pooled ``total``. Returns the new ``total`` (``total`` itself, updated in place), the new ``last_max`` and
+    the output for every step (in ``total``'s dtype; with ``unit``, each 0 or ``unit``). The input is added one
+    step after another, so the result does not depend on how the run is chunked.
     """
     steps, batch = inputs.shape[0], inputs.shape[1]
     if steps == 1:  # the CPU's usual chunk: no cumulative sum, no difference along time
-        maxima = pool(total.add_(inputs[0]))
-        return total, maxima, maxima.sub(last_max).unsqueeze(0)
-    sums = inputs.to(torch.float64, copy=True)  # [t, B, ...]: S_t for every step of the chunk, built in place
-    sums[0] += total
-    sums.cumsum_(dim=0)
-    maxima = pool(sums.flatten(0, 1)).reshape(steps, batch, *last_max.shape[1:])
+        if unit is None:
+            total.add_(inputs[0])
+        else:  # a spike is exactly 1 after division by its own size
+            total.addcdiv_(inputs[0].to(total.dtype), unit)
+        maxima = pool(total)
+        out = maxima.sub(last_max)
+        return total, maxima, (out if unit is None else out.mul_(unit)).unsqueeze(0)
+    # [t, B, ...]: the sums (or counts) after every step of the chunk, built in place
+    running = inputs.to(total.dtype, copy=True) if unit is None else inputs.to(total.dtype).div(unit)
+    running[0] += total
+    running.cumsum_(dim=0)
+    maxima = pool(running.flatten(0, 1)).reshape(steps, batch, *last_max.shape[1:])
     out = torch.diff(maxima, dim=0, prepend=last_max.unsqueeze(0))
-    total.copy_(sums[-1])
-    return total, maxima[-1].clone(), out
+    total.copy_(running[-1])
+    return total, maxima[-1].clone(), out if unit is None else out.mul_(unit)
 
 
 EXACT_FLOAT32_COUNTS = 2**24  # integers up to here are exact in float32
-
-
-def gated_max_pool_counts(
-    counts: Tensor, last_max: Tensor, inputs: Tensor, unit: Tensor, pool: nn.Module
-) -> tuple[Tensor, Tensor]:
-    """``gated_max_pool`` for inputs that are spikes of size ``unit`` (per channel): spike counts instead of
-    sums. Updates ``counts`` ([B, ...]) in place; returns the pooled counts and the outputs ([t, B, ...],
-    each 0 or ``unit``)."""
-    steps, batch = inputs.shape[0], inputs.shape[1]
-    if steps == 1:  # the CPU's usual chunk: a spike is exactly 1 after division by its own size
-        maxima = pool(counts.addcdiv_(inputs[0].to(counts.dtype), unit))
-        return maxima, maxima.sub(last_max).mul_(unit).unsqueeze(0)
-    running = inputs.to(counts.dtype).div(unit)  # [t, B, ...]: 0/1 per step, summed in place below
-    running[0] += counts
-    running.cumsum_(dim=0)
-    maxima = pool(running.flatten(0, 1)).reshape(steps, batch, *last_max.shape[1:])
-    out = torch.diff(maxima, dim=0, prepend=last_max.unsqueeze(0)).mul_(unit)
-    counts.copy_(running[-1])
-    return maxima[-1].clone(), out
 
 
 class SpikingMaxPool(SpikingLayer):
@@ -102,13 +90,12 @@ class SpikingMaxPool(SpikingLayer):
             dtype = x.dtype if counting else torch.float64
             self.total = torch.zeros(inputs.shape[1:], dtype=dtype, device=x.device)
             self.last_max = self.pool(self.total)
+        unit = None
         if counting:
             if clock.offset + steps > EXACT_FLOAT32_COUNTS and self.total.dtype != torch.float64:
                 self.total, self.last_max = self.total.double(), self.last_max.double()
             unit = self.spike_unit.to(self.total.dtype)
-            self.last_max, out = gated_max_pool_counts(self.total, self.last_max, inputs, unit, self.pool)
-        else:
-            self.total, self.last_max, out = gated_max_pool(self.total, self.last_max, inputs, self.pool)
+        self.total, self.last_max, out = gated_max_pool(self.total, self.last_max, inputs, self.pool, unit)
         if clock.recording:
             self.record(out.ne(0).reshape(steps, batch, -1).sum(dim=1).double())
         return out.to(x.dtype).flatten(0, 1)
