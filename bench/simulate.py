@@ -2,6 +2,9 @@
 
 Synthetic inputs (uniform noise) and untrained weights: simulation cost does not depend on what the
 network has learned, only on its shape (spike recording adds a small data-dependent part).
+The SNN simulates as it does by default (on CPU, image batches channels-last); the ANN runs as given
+(PyTorch's default contiguous layout). Two more columns, timed in the same turns, keep that comparison
+honest: the SNN in the contiguous layout, and the ANN in channels-last (model and input).
 Run: python bench/simulate.py [--timesteps 64,256] [--networks demo,vgg6,vgg6-max,vgg16,resnet20]
       [--batch 100] [--repeats 5] [--no-recording] [--json bench/results/simulate.json]
 """
@@ -9,6 +12,7 @@ Run: python bench/simulate.py [--timesteps 64,256] [--networks demo,vgg6,vgg6-ma
 from __future__ import annotations
 
 import argparse
+import copy
 import platform
 import resource
 import statistics
@@ -41,16 +45,27 @@ def measure(
     torch.manual_seed(0)
     x = torch.rand(batch, *shape)
     snn = sp.convert(model, x, "percentile")
+    contiguous = sp.convert(model, x, "percentile")
+    contiguous.memory_format = torch.contiguous_format
+    model_cl = copy.deepcopy(model).to(memory_format=torch.channels_last)
+    x_cl = x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
     with torch.no_grad():  # warm-up: allocator, kernels, first-call paths
         model(x)
+        model_cl(x_cl)
         snn.simulate(x, min(timesteps, 8), record=recording)
+        contiguous.simulate(x, min(timesteps, 8))
 
     @torch.no_grad()
-    def ann_t_times() -> None:  # T forward passes: the dense cost the SNN is compared with
+    def ann_t_times(model=model, x=x) -> None:  # T forward passes: the dense cost the SNN is compared with
         for _ in range(timesteps):
             model(x)
 
-    runs = {"ann": ann_t_times, "snn": lambda: snn.simulate(x, timesteps)}
+    runs = {
+        "ann": ann_t_times,
+        "ann_channels_last": lambda: ann_t_times(model_cl, x_cl),
+        "snn": lambda: snn.simulate(x, timesteps),
+        "snn_contiguous": lambda: contiguous.simulate(x, timesteps),
+    }
     if recording:
         runs["recording"] = lambda: snn.simulate(x, timesteps, record=True)
     faults: dict[str, list[int]] = {key: [] for key in runs}
@@ -58,7 +73,9 @@ def measure(
         {key: counting_page_faults(fn, faults[key]) for key, fn in runs.items()}, repeats, warmup=False
     )
     ann = medians["ann"] / (timesteps * batch)
+    ann_cl = medians["ann_channels_last"] / (timesteps * batch)
     plain, recorded = medians["snn"] / batch, medians.get("recording", float("nan")) / batch
+    snn_contiguous = medians["snn_contiguous"] / batch
     return {
         "network": name,
         "input": list(shape),
@@ -67,7 +84,11 @@ def measure(
         "ann_ms_per_image": 1e3 * ann,
         "snn_ms_per_image": 1e3 * plain,
         "snn_recording_ms_per_image": 1e3 * recorded,
+        "ann_channels_last_ms_per_image": 1e3 * ann_cl,
+        "snn_contiguous_ms_per_image": 1e3 * snn_contiguous,
         "ratio": plain / (timesteps * ann),
+        "ratio_vs_ann_channels_last": plain / (timesteps * ann_cl),
+        "ratio_snn_contiguous": snn_contiguous / (timesteps * ann),
         "ratio_recording": recorded / (timesteps * ann),
         "ann_macs_per_image": snn.ann_macs_per_image,
         "page_faults_per_run": {key: statistics.median(counts) for key, counts in faults.items()},
@@ -109,14 +130,17 @@ def main() -> None:
     print(f"allocator: {'freed memory kept (sp.keep_freed_memory)' if KEEPS_FREED_MEMORY else 'default'}")
     print(f"batch {args.batch}; ratio = SNN time per image / (T x ANN forward time per image)\n")
     print(
-        "| network | T | ANN ms/img | SNN ms/img | ratio | ratio with spike/SOP recording | page faults ANN / SNN |"
+        "| network | T | ANN ms/img | SNN ms/img | ratio | ratio with spike/SOP recording | page faults ANN / SNN "
+        "| SNN contiguous: ratio | ANN channels-last ms/img | SNN / (T x ANN channels-last) |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         faults = r["page_faults_per_run"]
         print(
             f"| {r['network']} | {r['timesteps']} | {r['ann_ms_per_image']:.3f} | {r['snn_ms_per_image']:.2f} | "
-            f"{r['ratio']:.2f} | {r['ratio_recording']:.2f} | {faults['ann']:.0f} / {faults['snn']:.0f} |"
+            f"{r['ratio']:.2f} | {r['ratio_recording']:.2f} | {faults['ann']:.0f} / {faults['snn']:.0f} | "
+            f"{r['ratio_snn_contiguous']:.2f} | {r['ann_channels_last_ms_per_image']:.3f} | "
+            f"{r['ratio_vs_ann_channels_last']:.2f} |"
         )
     meta = {
         "torch": torch.__version__,

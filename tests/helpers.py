@@ -98,3 +98,11 @@ class GatedMLP(nn.Module):
 
     def forward(self, x):
         return self.fc2(self.features(self.fc1(x)) * self.gate_activation(self.gate(x)) * self.scale)
+
+
+def channels_last_per_step(t: torch.Tensor) -> torch.Tensor:
+    """The same values with every [B, C, H, W] block of ``t`` ([B, C, H, W] or [steps, B, C, H, W]) stored
+    channels-last, as a channels-last network's states and currents are."""
+    if t.dim() == 4:
+        return t.contiguous(memory_format=torch.channels_last)
+    return t.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)

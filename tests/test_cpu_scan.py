@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 import spikeport as sp
 from spikeport.models import mnist_cnn
 from spikeport.neurons import Reset, cpu_scan, if_scan
+from tests.helpers import channels_last_per_step
 
 pytestmark = pytest.mark.skipif(shutil.which("cc") is None, reason="needs a C compiler")
 
@@ -37,8 +38,9 @@ def test_it_builds_and_is_used_here():
     st.sampled_from(["scalar", "channel", "neuron"]),
     st.sampled_from([torch.float32, torch.float64]),
     st.sampled_from(["fresh", "in place", "constant"]),
+    st.booleans(),
 )
-def test_equals_the_eager_scan_bit_for_bit(seed, steps, threshold_kind, dtype, layout):
+def test_equals_the_eager_scan_bit_for_bit(seed, steps, threshold_kind, dtype, layout, channels_last):
     g = torch.Generator().manual_seed(seed)
     shape = (3, 4, 5, 6)
     threshold = {
@@ -51,12 +53,29 @@ def test_equals_the_eager_scan_bit_for_bit(seed, steps, threshold_kind, dtype, l
         currents = torch.randn(shape, generator=g, dtype=dtype).unsqueeze(0).expand(steps, *shape)
     else:
         currents = torch.randn(steps, *shape, generator=g, dtype=dtype)
-    currents_eager = currents.clone() if layout != "constant" else currents
+    if (
+        channels_last
+    ):  # a channels-last network's states and currents: the kernel indexes them in memory order
+        v = channels_last_per_step(v)
+        currents = (
+            channels_last_per_step(currents[0]).unsqueeze(0).expand(currents.shape)
+            if layout == "constant"
+            else channels_last_per_step(currents)
+        )
+    currents_eager = (
+        currents.clone(memory_format=torch.contiguous_format) if layout != "constant" else currents
+    )
     out = currents if layout == "in place" else None
+    assert cpu_scan.available(v, currents, threshold, out, soft=True)
     out_eager = currents_eager if layout == "in place" else None
     v_fast, spikes_fast = if_scan(v.clone(), currents, threshold, Reset.SOFT, update_state=True, out=out)
     v_eager, spikes_eager = eager(
-        v.clone(), currents_eager, threshold, Reset.SOFT, update_state=True, out=out_eager
+        v.clone(memory_format=torch.contiguous_format),
+        currents_eager,
+        threshold,
+        Reset.SOFT,
+        update_state=True,
+        out=out_eager,
     )
     assert torch.equal(v_fast, v_eager)
     assert torch.equal(spikes_fast, spikes_eager)

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from spikeport.neurons import Reset, fused_scan, if_scan
+from tests.helpers import channels_last_per_step
 
 pytest.importorskip("triton")
 
@@ -52,10 +53,11 @@ def eager(*args, **kwargs):
     constant=st.booleans(),
     in_place=st.booleans(),
     on_grid=st.booleans(),
+    channels_last=st.booleans(),
     seed=st.integers(0, 2**16),
 )
 def test_fused_scan_equals_eager(
-    interpreted, steps, shape, per_channel, reset, dtype, constant, in_place, on_grid, seed
+    interpreted, steps, shape, per_channel, reset, dtype, constant, in_place, on_grid, channels_last, seed
 ):
     g = torch.Generator().manual_seed(seed)
 
@@ -69,11 +71,18 @@ def test_fused_scan_equals_eager(
     threshold_shape = (shape[1],) + (1,) * (len(shape) - 2) if per_channel else ()
     threshold = draw(*threshold_shape, low=0.0).clamp(min=0.25)
     v0 = draw(*shape, low=0.0) * threshold
+    if channels_last and len(shape) == 4:  # states and currents stored channels-last, every step alike
+        v0 = channels_last_per_step(v0)
+        currents = (
+            channels_last_per_step(currents[0]).unsqueeze(0).expand(currents.shape)
+            if constant
+            else channels_last_per_step(currents)
+        )
     assert fused_scan.available(v0, currents, threshold, None)
 
     v_eager, out_eager = eager(v0, currents, threshold, reset)
     state = v0.clone()
-    target = currents.clone() if in_place and not constant else None
+    target = currents.clone() if in_place and not constant else None  # clone keeps the memory order
     v_fused, out_fused = if_scan(
         state, currents if target is None else target, threshold, reset, update_state=True, out=target
     )

@@ -26,7 +26,7 @@ def run(snn: SpikingNetwork, x: Tensor, timesteps: int, *, record: bool, chunk: 
     snn.clock.static_input = snn.static_input
     split = snn.static_split() if snn.static_input else None
     try:
-        constants = split[0](x) if split is not None else ()  # the static prefix, once per batch
+        constants = split[0](snn.simulation_layout(x)) if split is not None else ()  # once per batch
         done = 0
         while done < timesteps:
             steps = min(chunk, timesteps - done)
@@ -35,7 +35,9 @@ def run(snn: SpikingNetwork, x: Tensor, timesteps: int, *, record: bool, chunk: 
             if record and snn.encoding is Encoding.POISSON and not snn.static_input:
                 counts = frames.reshape(steps, batch, -1).ne(0).sum(dim=1).to(torch.float64)
                 input_events[done : done + steps] = counts @ snn.input_fanout
-            out = split[1](*constants) if split is not None else snn.graph_module(frames)
+            out = (
+                split[1](*constants) if split is not None else snn.graph_module(snn.simulation_layout(frames))
+            )
             out = out.reshape(steps, batch, *out.shape[1:])
             running = out.cumsum(dim=0, dtype=torch.float64)
             if total is None:

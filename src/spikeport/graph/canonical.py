@@ -171,6 +171,15 @@ def canonicalize_activations(gm: fx.GraphModule) -> None:
         _replace_with_module(gm, node, fresh, type(fresh).__name__.lower())
 
 
+def views_to_reshapes(gm: fx.GraphModule) -> None:
+    """``x.view(...)`` becomes ``x.reshape(...)``: the same values, but it also takes a tensor stored in
+    another memory order (a simulation's channels-last activations), where ``view`` raises."""
+    for node in gm.graph.nodes:
+        if node.op == "call_method" and node.target == "view":
+            node.target = "reshape"
+    gm.recompile()
+
+
 def canonicalize_pools(gm: fx.GraphModule) -> None:
     """Functional pools become modules, and every max-pool call site gets a module of its own.
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from spikeport.neurons.fused_scan import flat_layout
+from spikeport.neurons.layout import flat_layout, outputs_like, per_neuron
 
 enabled = os.environ.get("SPIKEPORT_CPU_KERNEL", "1") != "0"
 
@@ -70,16 +70,16 @@ def available(v: Tensor, currents: Tensor, threshold: Tensor, out: Tensor | None
 
 def scan(v: Tensor, currents: Tensor, threshold: Tensor, out: Tensor | None) -> Tensor:
     """The soft-reset scan over ``currents`` ([t, B, ...]) with ``v`` updated in place; returns the spikes."""
-    out = torch.empty(currents.shape, dtype=v.dtype) if out is None else out
+    out = outputs_like(v, currents.shape[0]) if out is None else out
     sample = v[0].numel()
-    per_neuron = threshold.to(v.dtype).expand(v.shape[1:]).contiguous()  # one per neuron of a sample
+    thresholds = per_neuron(threshold, v)
     step_stride = currents.stride(0) if currents.shape[0] > 1 else v.numel()
     function = _functions()[v.dtype]
     function(
         v.data_ptr(),
         currents.data_ptr(),
         out.data_ptr(),
-        per_neuron.data_ptr(),
+        thresholds.data_ptr(),
         currents.shape[0],
         step_stride,
         v.shape[0],

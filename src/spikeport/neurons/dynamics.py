@@ -13,6 +13,7 @@ from torch import Tensor
 
 from spikeport.choices import Choice
 from spikeport.neurons import cpu_scan, fused_scan
+from spikeport.neurons.layout import outputs_like
 
 
 class Reset(Choice):
@@ -56,7 +57,7 @@ def if_scan(
         return v, fused_scan.scan(v, currents, threshold, reset is Reset.SOFT, out)
     if cpu_scan.available(v, currents, threshold, out, reset is Reset.SOFT):  # one compiled CPU pass
         return v, cpu_scan.scan(v, currents, threshold, out)
-    out = torch.empty_like(currents) if out is None else out
+    out = outputs_like(v, currents.shape[0]) if out is None else out
     for t in range(currents.shape[0]):
         v.add_(currents[t])
         spikes = torch.ge(v, threshold, out=out[t])  # 0/1, written straight as floats: no bool mask

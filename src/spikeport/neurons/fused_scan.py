@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import os
 
-import torch
 from torch import Tensor
+
+from spikeport.neurons.layout import flat_layout, outputs_like, per_neuron
 
 try:
     import triton
@@ -27,21 +28,6 @@ except ImportError:  # optional: the eager scan is used without it
 enabled = True  # set to False to force the eager scan everywhere
 on_cpu = False  # tests only: CPU tensors too (needs TRITON_INTERPRET=1 when this module is imported)
 BLOCK = 1024
-
-
-def flat_layout(v: Tensor, currents: Tensor, threshold: Tensor, out: Tensor | None) -> bool:
-    """Whether the tensors have the layout a flat scan kernel (this one, ``cpu_scan``) indexes directly:
-    float32/float64, contiguous per step, one step after another or the same current at every step (stride 0)."""
-    step_stride_ok = currents.shape[0] == 1 or currents.stride(0) in (0, v.numel())
-    return (
-        currents.dtype in (torch.float32, torch.float64)
-        and v.dtype == currents.dtype
-        and v.is_contiguous()
-        and currents[0].is_contiguous()
-        and step_stride_ok
-        and threshold.dim() < v.dim()  # per sample (scalar, per channel, per neuron), not per batch element
-        and (out is None or out.is_contiguous())
-    )
 
 
 def available(v: Tensor, currents: Tensor, threshold: Tensor, out: Tensor | None) -> bool:
@@ -86,11 +72,10 @@ if triton is not None:
 
 def scan(v: Tensor, currents: Tensor, threshold: Tensor, soft: bool, out: Tensor | None) -> Tensor:
     """Run the scan over ``currents`` ([t, B, ...]; the time stride may be 0 for a constant current),
-    updating the contiguous state ``v`` ([B, ...]) in place; returns the outputs (``out`` if given)."""
+    updating the state ``v`` ([B, ...], dense) in place; returns the outputs (``out`` if given)."""
     steps = currents.shape[0]
-    out = torch.empty(currents.shape, dtype=currents.dtype, device=currents.device) if out is None else out
-    sample_shape = v.shape[1:]
-    per_sample = threshold.to(v.dtype).expand(sample_shape).contiguous()
+    out = outputs_like(v, steps) if out is None else out
+    per_sample = per_neuron(threshold, v)
     numel = v.numel()
     step_stride = 0 if steps > 1 and currents.stride(0) == 0 else numel
     grid = (triton.cdiv(numel, BLOCK),)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
 from torch import Tensor
 
 from spikeport.neurons.dynamics import Reset, if_scan
 from spikeport.neurons.events import SpikingLayer
+from spikeport.neurons.layout import dense, sum_over_batch
 
 
 class IFNeuron(SpikingLayer):
@@ -65,10 +67,11 @@ class IFNeuron(SpikingLayer):
             self.observer(currents)
             return x.new_zeros(steps * clock.batch, *x.shape[1:])
         if self.v is None:
-            self.v = (self.initial_potential * self.threshold).expand(currents.shape[1:]).to(x.dtype).clone()
+            start = (self.initial_potential * self.threshold).expand(currents.shape[1:])
+            self.v = torch.empty_like(currents[0]).copy_(start)  # in the currents' memory order
         # The state keeps its storage across chunks, so a chunk's temporaries are all freed together.
         # Spikes go over the currents when nothing else reads them (never over the constant: it serves all chunks).
-        in_place = self.owns_input and not constant and currents.is_contiguous()
+        in_place = self.owns_input and not constant and dense(currents)
         _, out = if_scan(
             self.v,
             currents,
@@ -88,8 +91,7 @@ class IFNeuron(SpikingLayer):
         # Spike counts per neuron summed over the batch, [t, neurons]: summing the outputs (multiples of the
         # threshold) and dividing is one float pass, where counting a bool mask would copy it to int64 first;
         # the float32 sum of at most B equal values is exact to far better than 0.5 after division.
-        steps, batch = out.shape[0], out.shape[1]
-        summed = out.reshape(steps, batch, -1).sum(dim=1).double()
+        summed = sum_over_batch(out).reshape(out.shape[0], -1).double()
         value = self.threshold if self.spike_value is None else self.spike_value
         counts = (summed / value.double().expand(out.shape[2:]).reshape(1, -1)).round_()
         self.record(counts)

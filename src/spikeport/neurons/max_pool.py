@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from spikeport.neurons.events import SpikingLayer
+from spikeport.neurons.layout import sum_over_batch
 
 
 def gated_max_pool(
@@ -88,7 +89,7 @@ class SpikingMaxPool(SpikingLayer):
         counting = self.spike_unit is not None
         if self.total is None:
             dtype = x.dtype if counting else torch.float64
-            self.total = torch.zeros(inputs.shape[1:], dtype=dtype, device=x.device)
+            self.total = torch.zeros_like(inputs[0], dtype=dtype)  # laid out like the inputs
             self.last_max = self.pool(self.total)
         unit = None
         if counting:
@@ -97,5 +98,5 @@ class SpikingMaxPool(SpikingLayer):
             unit = self.spike_unit.to(self.total.dtype)
         self.total, self.last_max, out = gated_max_pool(self.total, self.last_max, inputs, self.pool, unit)
         if clock.recording:
-            self.record(out.ne(0).reshape(steps, batch, -1).sum(dim=1).double())
+            self.record(sum_over_batch(out.ne(0)).reshape(steps, -1).double())
         return out.to(x.dtype).flatten(0, 1)
