@@ -54,12 +54,13 @@ def state_orders(snn, x, steps=3) -> set[str]:
     ],
     ids=["resnet20", "vgg6-max", "view"],
 )
-def test_channels_last_on_cpu_gives_the_contiguous_results(factory):
+@pytest.mark.parametrize("method", ["percentile", "max"])  # soft reset (compiled scan) and hard (eager)
+def test_channels_last_on_cpu_gives_the_contiguous_results(factory, method):
     torch.manual_seed(0)
     model, size = factory()
     model.eval()
     x = torch.rand(6, 3, size, size)
-    snn = sp.convert(model, x, "percentile")
+    snn = sp.convert(model, x, method)
     assert "channels_last" in state_orders(snn, x)  # the default layout is in use, not silently undone
     fast = snn.simulate(x, 24, record=True)
 
