@@ -41,12 +41,10 @@ def main() -> None:
     args = parser.parse_args()
     rows = [measure(shape, args.repeats, args.calls) for shape in SHAPES]
     print(f"torch threads {torch.get_num_threads()}; freed memory kept: {KEEPS_FREED_MEMORY}; ms per call\n")
-    print("| input | max_pool2d | TiledMaxPool2d | avg_pool2d | TiledAvgPool2d |")
+    print(f"| input | {' | '.join(NAMES)} |")
     print("|:---|---:|---:|---:|---:|")
     for r in rows:
-        cells = " | ".join(
-            f"{r[k]:.3f}" for k in ("max_pool2d", "TiledMaxPool2d", "avg_pool2d", "TiledAvgPool2d")
-        )
+        cells = " | ".join(f"{r[k]:.3f}" for k in NAMES)
         print(f"| {r['shape']} | {cells} |")
     save_json(args.json, rows)
 

@@ -45,7 +45,7 @@ def measure(
     torch.manual_seed(0)
     x = torch.rand(batch, *shape)
     snn = sp.convert(model, x, "percentile")
-    contiguous = sp.convert(model, x, "percentile")
+    contiguous = copy.deepcopy(snn)  # the same network, simulated in PyTorch's default order
     contiguous.memory_format = torch.contiguous_format
     model_cl = copy.deepcopy(model).to(memory_format=torch.channels_last)
     x_cl = x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x

@@ -1,6 +1,7 @@
 """Small models and data files shared by the tests."""
 
 import pickle
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -106,3 +107,13 @@ def channels_last_per_step(t: torch.Tensor) -> torch.Tensor:
     if t.dim() == 4:
         return t.contiguous(memory_format=torch.channels_last)
     return t.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
+
+
+@contextmanager
+def kernel_off(kernel):
+    """A scan kernel module (``cpu_scan``, ``fused_scan``) switched off inside the block: the eager scan runs."""
+    before, kernel.enabled = kernel.enabled, False
+    try:
+        yield
+    finally:
+        kernel.enabled = before

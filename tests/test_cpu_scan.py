@@ -10,17 +10,14 @@ from hypothesis import strategies as st
 import spikeport as sp
 from spikeport.models import mnist_cnn
 from spikeport.neurons import Reset, cpu_scan, if_scan
-from tests.helpers import channels_last_per_step
+from tests.helpers import channels_last_per_step, kernel_off
 
 pytestmark = pytest.mark.skipif(shutil.which("cc") is None, reason="needs a C compiler")
 
 
 def eager(*args, **kwargs):
-    cpu_scan.enabled = False
-    try:
+    with kernel_off(cpu_scan):
         return if_scan(*args, **kwargs)
-    finally:
-        cpu_scan.enabled = True
 
 
 def test_it_builds_and_is_used_here():
@@ -87,10 +84,7 @@ def test_a_converted_network_gives_the_same_readout_either_way():
     x = torch.rand(20, 1, 28, 28)
     snn = sp.convert(model, x, "calibrated")
     compiled = snn.simulate(x, 16, record=True)
-    cpu_scan.enabled = False
-    try:
+    with kernel_off(cpu_scan):
         plain = snn.simulate(x, 16, record=True)
-    finally:
-        cpu_scan.enabled = True
     assert torch.equal(compiled.readout, plain.readout)
     assert all(torch.equal(compiled.spikes[k], plain.spikes[k]) for k in plain.spikes)

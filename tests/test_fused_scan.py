@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from spikeport.neurons import Reset, fused_scan, if_scan
-from tests.helpers import channels_last_per_step
+from tests.helpers import channels_last_per_step, kernel_off
 
 pytest.importorskip("triton")
 
@@ -36,11 +36,8 @@ def interpreted():
 
 
 def eager(*args, **kwargs):
-    fused_scan.enabled = False
-    try:
+    with kernel_off(fused_scan):
         return if_scan(*args, **kwargs)
-    finally:
-        fused_scan.enabled = True
 
 
 @settings(max_examples=25, deadline=None)

@@ -170,7 +170,7 @@ class SpikingNetwork(nn.Module):
 
     def simulation_layout(self, x: Tensor) -> Tensor:
         """``x`` laid out for the simulation: image batches channels-last on CPU, where oneDNN's convolutions
-        run fastest (ResNet-20, 2 cores: 25 % less time per step; ``python bench/simulate.py``), and
+        run fastest (ResNet-20, 2 cores: 16-22 % less time; ``python bench/simulate.py``), and
         everything after them (neuron states included) follows that layout. Rounding inside the
         convolutions differs between layouts, so read-outs may differ in the last bits from a
         ``torch.contiguous_format`` run. A single-channel image is the same memory in either layout: such

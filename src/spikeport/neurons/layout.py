@@ -30,7 +30,7 @@ def flat_layout(v: Tensor, currents: Tensor, threshold: Tensor, out: Tensor | No
     currents and outputs in that same order; steps one after another, or the same current at every step
     (stride 0)."""
     step_stride_ok = currents.shape[0] == 1 or currents.stride(0) in (0, v.numel())
-    same_order = currents.stride()[1:] == v.stride() and (out is None or out.stride() == currents.stride())
+    same_order = currents.stride()[1:] == v.stride() and (out is None or out.stride()[1:] == v.stride())
     return (
         currents.dtype in (torch.float32, torch.float64)
         and v.dtype == currents.dtype
