@@ -39,8 +39,8 @@ def small_cnn():
 def test_bias_correction_shrinks_the_rate_error_at_the_target_steps():
     model = small_cnn()
     x = torch.rand(64, 1, 8, 8)
-    plain = sp.convert(model, x, "calibrated", correction=False, search=False, timesteps=3)
-    corrected = sp.convert(model, x, "calibrated", search=False, timesteps=3)
+    plain = sp.convert(model, x, "calibrated", correction=False, search=False, weights=False, timesteps=3)
+    corrected = sp.convert(model, x, "calibrated", search=False, weights=False, timesteps=3)
     assert corrected.graph_module.get_submodule("1").bias.shape == (6, 1, 1)
     assert first_layer_error(corrected, model, x, 3) < 0.5 * first_layer_error(plain, model, x, 3)
     assert any("calibrated for T=3" in note for note in corrected.info["notes"])

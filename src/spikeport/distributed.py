@@ -66,6 +66,15 @@ def all_max(tensor: Tensor) -> Tensor:
     return _reduce(tensor, dist.ReduceOp.MAX)
 
 
+def all_gather_objects(item: Item) -> list[Item] | None:
+    """Every process's ``item``, by rank (picklable objects, e.g. CPU tensors); None when not distributed."""
+    if not active():
+        return None
+    gathered: list = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, item)
+    return gathered
+
+
 def init_from_environment() -> bool:
     """Start the process group when launched by torchrun (RANK and WORLD_SIZE set); True when distributed."""
     if dist.is_initialized() or int(os.environ.get("WORLD_SIZE", "1")) <= 1:

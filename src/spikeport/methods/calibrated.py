@@ -1,6 +1,6 @@
 """Calibrated conversion: the best post-training rate code at a target number of steps T.
 
-Four ingredients (after Li et al., ICML 2021, "A free lunch from ANN: towards efficient, accurate spiking
+Five ingredients (after Li et al., ICML 2021, "A free lunch from ANN: towards efficient, accurate spiking
 neural networks calibration", Bu et al. 2024, "Inference-scale complexity in ANN-SNN conversion", and the
 channel-wise recipes of current converters):
 
@@ -11,17 +11,23 @@ channel-wise recipes of current converters):
   percentile) whose output rates come closest, in squared error, to the ANN's activations. At small T a lower
   threshold than any percentile wins: fewer levels are wasted on rare large values;
 - bias correction in the same pass: each channel gets a constant input current equal to the mean difference
-  between the ANN's activation (clipped at the threshold: no rate can exceed it) and the SNN's output rate.
+  between the ANN's activation (clipped at the threshold: no rate can exceed it) and the SNN's output rate;
+- weight calibration (``weights``, Li et al.'s advanced pipeline; ``methods.weight_fit``): the same pass
+  records what each layer's synapses receive from the converted layers upstream (time-averaged), the
+  synapses are fitted so that a model of the neurons' rate at T matches the ANN's activations, and a second
+  pass fits threshold and bias again on the new weights. Last, the synapses into the read-out are fitted to
+  the ANN's output. Soft reset only for hidden layers (the rate model is soft reset's); the read-out always.
 
 Correcting a layer changes what deeper layers receive, so layers are fitted in order, each on the SNN with
 every shallower layer already fitted. Max-pools move before the neurons (``pool_before_neurons``, exact in
 the ANN) so that they pool input currents, which needs no settling time. The fit is for ``timesteps``; other
-T still work, but best at it.
+T still work, but best at it (past it, the fitted weights cost a little: name the T you will run).
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import time
 from dataclasses import dataclass
 from typing import ClassVar
@@ -32,9 +38,17 @@ from torch import Tensor
 from spikeport.graph.assemble import assemble, broadcastable
 from spikeport.graph.observers import channels_first
 from spikeport.graph.prepare import PreparedModel
+from spikeport.graph.subgraph import feeding_subgraph
 from spikeport.methods.base import Batches, RateMethod
 from spikeport.methods.rmp import activation_depths
 from spikeport.methods.statistics import data_based_thresholds, observed_ann, reduce_statistics
+from spikeport.methods.weight_fit import (
+    SpikingInputs,
+    fit_parameters,
+    joined_batches,
+    rate_model,
+    trainable_groups,
+)
 from spikeport.network import SpikingNetwork
 from spikeport.neurons.dynamics import Reset, if_scan
 
@@ -50,6 +64,7 @@ class Calibrated(RateMethod):
     correction: bool = True  # bias currents that cancel the mean error at T
     search: bool = True  # thresholds chosen on the SNN's own error at T (else the percentile's)
     calibration_limit: int = 2048  # calibration samples simulated per fitting pass (one per depth)
+    weights: bool = True  # weight calibration: each layer's synapses fitted to its spiking inputs at T
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -63,7 +78,7 @@ class Calibrated(RateMethod):
         start = time.perf_counter()
         thresholds = self.thresholds(prepared, batches)
         biases: dict[str, Tensor] = {}
-        if self.correction or self.search:
+        if self.correction or self.search or self.weights:
             thresholds, biases = self.fit_layers(prepared, batches, thresholds)
         snn = assemble(
             prepared, thresholds, reset=self.reset, initial_potential=self.initial_potential, **network
@@ -71,7 +86,11 @@ class Calibrated(RateMethod):
         set_biases(snn, biases)
         done = [
             word
-            for word, on in (("thresholds searched", self.search), ("bias-corrected", self.correction))
+            for word, on in (
+                ("thresholds searched", self.search),
+                ("bias-corrected", self.correction),
+                ("weights fitted", self.weights),
+            )
             if on
         ]
         prepared.notes.append(
@@ -83,43 +102,143 @@ class Calibrated(RateMethod):
     def fit_layers(
         self, prepared: PreparedModel, batches: Batches, thresholds: dict[str, Tensor]
     ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-        """Thresholds and bias currents fitted in depth order, each layer on the SNN fitted so far."""
+        """Thresholds and bias currents (and weights) fitted in depth order, each layer on the SNN fitted so far."""
         inputs = limited(batches, self.calibration_limit)
-        scales = SEARCH_SCALES if self.search else torch.ones(1, dtype=torch.float64)
         thresholds = dict(thresholds)
         biases: dict[str, Tensor] = {}
         depths = activation_depths(prepared)
-        shapes = {node.name: node.meta["sample_shape"] for node in prepared.activation_nodes()}
+        # The targets are the activations of the ANN as given, also after weights have changed.
+        reference = PreparedModel(copy.deepcopy(prepared.graph_module), prepared.input_shape)
+        fit_hidden_weights = self.weights and self.reset is Reset.SOFT  # the rate model is soft reset's
         for depth in sorted(set(depths.values())):
             current = {name for name, d in depths.items() if d == depth}
-            ann, fits = observed_ann(
-                prepared,
-                lambda name: LayerFit(
-                    thresholds[name], shapes[name], scales, self.initial_potential, self.reset
-                ),
-                current,
-                truncate=True,  # deeper layers are fitted later: the ANN stops at this depth
+            recorded = self.fit_depth(
+                reference, prepared, inputs, thresholds, biases, current, fit_hidden_weights
             )
-            snn = assemble(prepared, thresholds, reset=self.reset, initial_potential=self.initial_potential)
-            set_biases(snn, biases)
-            pending: set[str] = set()
-            for node, neuron in snn.neuron_nodes():
-                if node.name in current:
-                    neuron.observer = _observe_then_stop(fits[node.name].observe, node.name, pending)
-            seen = 0
-            with torch.no_grad():
-                for x in inputs():
-                    ann(x)
-                    pending.update(current)
-                    with contextlib.suppress(_DepthObserved):  # the SNN stops at this depth too
-                        snn.simulate(x, self.timesteps, chunk=self.timesteps)
-                    seen += x.shape[0]
-            reduce_statistics(prepared, fits, seen)
-            for name, fit in fits.items():
-                thresholds[name], bias = fit.best()
-                if self.correction:
-                    biases[name] = bias
+            if recorded is not None:
+                self.fit_layer_weights(prepared, thresholds, *recorded)
+                self.fit_depth(reference, prepared, inputs, thresholds, biases, current)  # on the new weights
+        if self.weights:
+            self.fit_readout_weights(reference, prepared, inputs, thresholds, biases)
         return thresholds, biases
+
+    def fit_depth(
+        self,
+        reference: PreparedModel,
+        prepared: PreparedModel,
+        inputs: Batches,
+        thresholds: dict[str, Tensor],
+        biases: dict[str, Tensor],
+        current: set[str],
+        record: bool = False,
+    ) -> tuple[dict[str, Tensor], dict[str, Tensor]] | None:
+        """One simulated pass that fits the ``current`` layers' thresholds and biases (updated in place).
+
+        ``record``: also returns, for weight calibration, the ANN's activations of those layers and the time
+        averages of the spiking values their synapses read.
+        """
+        scales = SEARCH_SCALES if self.search else torch.ones(1, dtype=torch.float64)
+        shapes = {node.name: node.meta["sample_shape"] for node in prepared.activation_nodes()}
+        ann, fits = observed_ann(
+            reference,
+            lambda name: LayerFit(
+                thresholds[name],
+                shapes[name],
+                scales,
+                self.initial_potential,
+                self.reset,
+                keep_targets=record,
+            ),
+            current,
+            truncate=True,  # deeper layers are fitted later: the ANN stops at this depth
+        )
+        snn = assemble(prepared, thresholds, reset=self.reset, initial_potential=self.initial_potential)
+        set_biases(snn, biases)
+        spiking_inputs = SpikingInputs(snn, spiking_reads(prepared, current) if record else set())
+        pending: set[str] = set()
+        for node, neuron in snn.neuron_nodes():
+            if node.name in current:
+                neuron.observer = _observe_then_stop(fits[node.name].observe, node.name, pending)
+        seen = 0
+        with torch.no_grad():
+            for x in inputs():
+                ann(x)
+                pending.update(current)
+                spiking_inputs.start(x)
+                with contextlib.suppress(_DepthObserved):  # the SNN stops at this depth too
+                    snn.simulate(x, self.timesteps, chunk=self.timesteps)
+                seen += x.shape[0]
+        recorded = spiking_inputs.close()
+        reduce_statistics(prepared, fits, seen)
+        for name, fit in fits.items():
+            thresholds[name], bias = fit.best()
+            if self.correction:
+                biases[name] = bias
+        if not record:
+            return None
+        return {name: joined_batches(fit.targets) for name, fit in fits.items()}, recorded
+
+    def fit_layer_weights(
+        self,
+        prepared: PreparedModel,
+        thresholds: dict[str, Tensor],
+        targets: dict[str, Tensor],
+        recorded: dict[str, Tensor],
+    ) -> None:
+        """Each layer's synapses fitted so that the rate model's output at T matches the ANN's activations."""
+        gm = prepared.graph_module
+        frontier = {node.name for node in prepared.activation_nodes()}
+        shapes = {node.name: node.meta["sample_shape"] for node in prepared.activation_nodes()}
+        for name in sorted(targets):
+            layer, reads = feeding_subgraph(gm, name, frontier)
+            target = targets[name]
+            threshold = broadcastable(thresholds[name], shapes[name], target.dtype).to(target.device)
+
+            def rate(current: Tensor, threshold: Tensor = threshold) -> Tensor:
+                return rate_model(current, threshold, self.timesteps, self.initial_potential)
+
+            self.note_fit(prepared, name, layer, gm, [recorded[r] for r in reads], target, rate)
+
+    def fit_readout_weights(
+        self,
+        reference: PreparedModel,
+        prepared: PreparedModel,
+        inputs: Batches,
+        thresholds: dict[str, Tensor],
+        biases: dict[str, Tensor],
+    ) -> None:
+        """The synapses into the output fitted so that the read-out at T matches the ANN's output (exactly
+        linear in the mean rates when no max-pool lies between)."""
+        gm = prepared.graph_module
+        output = next(n for n in gm.graph.nodes if n.op == "output")
+        layer, reads = feeding_subgraph(gm, output.name, {n.name for n in prepared.activation_nodes()})
+        snn = assemble(prepared, thresholds, reset=self.reset, initial_potential=self.initial_potential)
+        set_biases(snn, biases)
+        spiking_inputs = SpikingInputs(snn, set(reads))
+        targets = []
+        with torch.no_grad():
+            for x in inputs():
+                targets.append(reference.graph_module(x))
+                spiking_inputs.start(x)
+                snn.simulate(x, self.timesteps, chunk=self.timesteps)
+        recorded = spiking_inputs.close()
+        self.note_fit(
+            prepared, "the read-out", layer, gm, [recorded[r] for r in reads], joined_batches(targets)
+        )
+
+    @staticmethod
+    def note_fit(prepared, name, layer, gm, inputs, target, output=lambda current: current) -> None:
+        groups = trainable_groups(layer, gm)
+        if not groups:
+            return
+        before, after = fit_parameters(layer, groups, inputs, target, output)
+        prepared.notes.append(f"weights into {name} fitted: squared error {before:.3g} -> {after:.3g}")
+
+
+def spiking_reads(prepared: PreparedModel, names: set[str]) -> set[str]:
+    """The activations (and the input) whose values the synapses into the layers ``names`` read."""
+    frontier = {node.name for node in prepared.activation_nodes()}
+    return set().union(*(feeding_subgraph(prepared.graph_module, n, frontier)[1] for n in names))
 
 
 class _DepthObserved(Exception):
@@ -165,7 +284,9 @@ class LayerFit:
         scales: Tensor,
         initial_potential: float,
         reset: Reset | str,
+        keep_targets: bool = False,
     ):
+        self.targets: list[Tensor] | None = [] if keep_targets else None
         self.threshold_shape = threshold.shape  # as given: what ``best`` returns
         self.base = broadcastable(threshold, sample_shape, torch.float64)  # [C, 1, ...] or a scalar
         self.channelwise = threshold.numel() > 1
@@ -180,6 +301,8 @@ class LayerFit:
 
     def update(self, x: Tensor) -> None:
         self.target = x.detach().clamp_min(0)
+        if self.targets is not None:
+            self.targets.append(self.target)
 
     def observe(self, currents: Tensor) -> None:
         target = self.target

@@ -1,0 +1,158 @@
+"""Weight calibration: fit a layer's synaptic weights to what its spiking inputs really carry at T steps.
+
+Once the layers upstream are converted, their rates differ from the ANN's activations (quantised to T levels,
+clipped, delayed). Li et al. (ICML 2021, the "advanced" pipeline of SNN calibration) correct the next layer's
+weights for it: minimise, on calibration data, the squared error between the layer's output at T and the
+ANN's activation, with the layer fed the SNN's own time-averaged inputs. Integrate-and-fire neurons with soft
+reset, start potential ``v0`` (a fraction of the threshold) and a constant current ``m`` fire at the rate
+``threshold / T * clamp(floor(T m / threshold + v0), 0, T)``; with the mean current as ``m`` this is the model
+the fit differentiates, the floor passing gradients straight through. The readout has no neurons: its value
+at T is the mean current itself, so its fit is exact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, fx, nn
+
+from spikeport.graph.canonical import module_call_counts
+
+ITERATIONS = 400  # Adam steps per layer, on random mini-batches of the recorded calibration samples
+BATCH_SIZE = 128
+# Per step, about this fraction of a module's weight scale (root mean square): the ANN's weights are a good
+# start, the fit only corrects them.
+RELATIVE_LEARNING_RATE = 1e-3
+
+
+def rate_model(mean_current: Tensor, threshold: Tensor, timesteps: int, initial_potential: float) -> Tensor:
+    """The rate (in the ANN's units) of soft-reset IF neurons driven by ``mean_current`` for ``timesteps`` steps."""
+    level = mean_current * (timesteps / threshold) + initial_potential
+    level = level + (level.floor() - level).detach()  # straight-through floor
+    return level.clamp(0, timesteps) * (threshold / timesteps)
+
+
+def trainable_groups(layer: fx.GraphModule, graph: fx.GraphModule) -> list[dict]:
+    """Adam parameter groups, one per module that ``layer`` calls, each with a learning rate in proportion to
+    the size of the module's weights (so the fit moves every layer by the same relative amount, whatever
+    its scale). Modules that ``graph`` calls elsewhere too are left alone: fitting them for one site would
+    change another."""
+    calls = module_call_counts(graph)
+    groups = []
+    for node in layer.graph.nodes:
+        if node.op != "call_module" or calls.get(node.target, 0) != 1:
+            continue
+        parameters = list(layer.get_submodule(node.target).parameters())
+        if not parameters:
+            continue
+        largest = max(parameters, key=lambda p: p.numel()).detach()
+        scale = float(largest.square().mean().sqrt())
+        if scale > 0:
+            groups.append({"params": parameters, "lr": RELATIVE_LEARNING_RATE * scale})
+    return groups
+
+
+def fit_parameters(
+    layer: fx.GraphModule,
+    groups: list[dict],
+    inputs: list[Tensor],
+    target: Tensor,
+    output: Callable[[Tensor], Tensor],
+    *,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Adjust the parameters of ``groups`` (``trainable_groups``) in place so that ``output(layer(*inputs))`` approaches ``target`` (mean squared error).
+
+    ``inputs`` are the time-averaged values of the layer's spiking inputs on the calibration samples,
+    ``target`` the ANN's values there. Weights that are exactly zero stay zero (a pruned network stays pruned,
+    and its synapse counts hold). Returns the mean squared error before and after; the parameters are left
+    as they were when the fit does not lower it.
+    """
+    parameters = [p for group in groups for p in group["params"]]
+    count = target.shape[0]
+    generator = torch.Generator().manual_seed(seed)
+    zeros = [p.detach() == 0 for p in parameters]
+    saved = [p.detach().clone() for p in parameters]
+
+    def error() -> float:
+        with torch.no_grad():
+            total = 0.0
+            for start in range(0, count, 512):
+                part = slice(start, start + 512)
+                total += float((output(layer(*(x[part] for x in inputs))) - target[part]).square().sum())
+            return total / max(1, target.numel())
+
+    before = error()
+    optimizer = torch.optim.Adam(groups)
+    with torch.enable_grad():
+        for _ in range(ITERATIONS):
+            pick = torch.randint(count, (min(BATCH_SIZE, count),), generator=generator).to(target.device)
+            loss = nn.functional.mse_loss(output(layer(*(x[pick] for x in inputs))), target[pick])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            with torch.no_grad():
+                for p, zero in zip(parameters, zeros, strict=True):
+                    p.masked_fill_(zero, 0)
+    after = error()
+    if not after < before:
+        with torch.no_grad():
+            for p, old in zip(parameters, saved, strict=True):
+                p.copy_(old)
+        after = before
+    return before, after
+
+
+class SpikingInputs:
+    """Per calibration sample, the time average of what some SNN nodes emit over a run (the input node: the
+    analog input itself, the same at every step).
+
+    Forward hooks on the neuron layers catch each batch's output, ``[T * B, ...]``; call ``start(x)`` before
+    simulating each batch ``x``, ``close()`` after the last. Under torch.distributed every process ends with
+    all processes' samples, in the order one process would have seen them.
+    """
+
+    def __init__(self, snn, names: set[str]):
+        # In graph order: under torch.distributed every process must gather the nodes in the same order.
+        self.parts: dict[str, list[Tensor]] = {
+            n.name: [] for n in snn.graph_module.graph.nodes if n.name in names
+        }
+        self.input_name = next(n.name for n in snn.graph_module.graph.nodes if n.op == "placeholder")
+        self.handles = [
+            neuron.register_forward_hook(self._hook(node.name))
+            for node, neuron in snn.neuron_nodes()
+            if node.name in names
+        ]
+        self.batch = 0
+
+    def _hook(self, name: str):
+        def hook(_module, _args, out: Tensor) -> None:
+            steps = out.shape[0] // self.batch
+            mean = out.reshape(steps, self.batch, *out.shape[1:]).mean(dim=0)
+            self.parts[name].append(mean.contiguous())
+
+        return hook
+
+    def start(self, x: Tensor) -> None:
+        self.batch = x.shape[0]
+        if self.input_name in self.parts:
+            self.parts[self.input_name].append(x)
+
+    def close(self) -> dict[str, Tensor]:
+        """The recorded averages, one ``[samples, ...]`` tensor per node."""
+        for handle in self.handles:
+            handle.remove()
+        return {name: joined_batches(parts) for name, parts in self.parts.items()}
+
+
+def joined_batches(parts: list[Tensor]) -> Tensor:
+    """This process's batches as one tensor; under torch.distributed every process's, in the order of the
+    batches before sharding (process r holds batches r, r + N, ...), so every process fits the same weights."""
+    from spikeport.distributed import all_gather_objects
+
+    shares = all_gather_objects([p.cpu() for p in parts])
+    if shares is None:
+        return torch.cat(parts)
+    ordered = [share[i] for i in range(max(map(len, shares))) for share in shares if i < len(share)]
+    return torch.cat(ordered).to(parts[0].device if parts else "cpu")
