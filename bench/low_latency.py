@@ -2,8 +2,8 @@
 
 Nets trained here (cached in --out): the demo CNN layout (conv-ReLU-avgpool x2, linear), a small VGG-style net
 with BatchNorm and max-pooling, and the demo CNN layout trained with QCFS activations (L = 4 and 8,
-``sp.qcfs.prepare``). Plain nets are converted with ``calibrated`` (and, for reference, without its bias
-correction, and with ``ecc``); QCFS nets with ``qcfs``. Accuracy and agreement on the 10,000 test images.
+``sp.qcfs.prepare``). Plain nets are converted with ``calibrated`` (and, for reference, without its weight
+calibration, without threshold search and weights, and with ``ecc``); QCFS nets with ``qcfs``. Accuracy and agreement on the 10,000 test images.
 Run: python bench/low_latency.py [--epochs 5] [--limit 10000] [--out results/low-latency]
 """
 
@@ -47,7 +47,9 @@ METHODS = {
     None: [
         "calibrated",
         "calibrated[timesteps=4]",
-        "calibrated[search=false,pool_before_neurons=false]",
+        "calibrated[weights=false]",
+        "calibrated[timesteps=4,weights=false]",
+        "calibrated[search=false,pool_before_neurons=false,weights=false]",
         "ecc",
     ],
     4: ["qcfs"],

@@ -54,6 +54,18 @@ from spikeport.neurons.dynamics import Reset, if_scan
 
 
 @dataclass
+class Fit:
+    """What the layer-by-layer fit works on: the ANN as given (its activations are the targets), the graph
+    whose weights are fitted, the calibration input, and the thresholds and bias currents fitted so far."""
+
+    reference: PreparedModel
+    prepared: PreparedModel
+    inputs: Batches
+    thresholds: dict[str, Tensor]
+    biases: dict[str, Tensor]
+
+
+@dataclass
 class Calibrated(RateMethod):
     name: ClassVar[str] = "calibrated"
     channelwise: bool = True
@@ -103,34 +115,30 @@ class Calibrated(RateMethod):
         self, prepared: PreparedModel, batches: Batches, thresholds: dict[str, Tensor]
     ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
         """Thresholds and bias currents (and weights) fitted in depth order, each layer on the SNN fitted so far."""
-        inputs = limited(batches, self.calibration_limit)
-        thresholds = dict(thresholds)
-        biases: dict[str, Tensor] = {}
-        depths = activation_depths(prepared)
         # The targets are the activations of the ANN as given, also after weights have changed.
         reference = PreparedModel(copy.deepcopy(prepared.graph_module), prepared.input_shape)
+        fit = Fit(reference, prepared, limited(batches, self.calibration_limit), dict(thresholds), {})
+        depths = activation_depths(prepared)
         fit_hidden_weights = self.weights and self.reset is Reset.SOFT  # the rate model is soft reset's
         for depth in sorted(set(depths.values())):
             current = {name for name, d in depths.items() if d == depth}
-            recorded = self.fit_depth(
-                reference, prepared, inputs, thresholds, biases, current, fit_hidden_weights
-            )
+            recorded = self.fit_depth(fit, current, record=fit_hidden_weights)
             if recorded is not None:
-                self.fit_layer_weights(prepared, thresholds, *recorded)
-                self.fit_depth(reference, prepared, inputs, thresholds, biases, current)  # on the new weights
+                self.fit_layer_weights(fit, *recorded)
+                self.fit_depth(fit, current)  # threshold and bias again, on the new weights
         if self.weights:
-            self.fit_readout_weights(reference, prepared, inputs, thresholds, biases)
-        return thresholds, biases
+            self.fit_readout_weights(fit)
+        return fit.thresholds, fit.biases
+
+    def fitted_snn(self, fit: Fit) -> SpikingNetwork:
+        snn = assemble(
+            fit.prepared, fit.thresholds, reset=self.reset, initial_potential=self.initial_potential
+        )
+        set_biases(snn, fit.biases)
+        return snn
 
     def fit_depth(
-        self,
-        reference: PreparedModel,
-        prepared: PreparedModel,
-        inputs: Batches,
-        thresholds: dict[str, Tensor],
-        biases: dict[str, Tensor],
-        current: set[str],
-        record: bool = False,
+        self, fit: Fit, current: set[str], record: bool = False
     ) -> tuple[dict[str, Tensor], dict[str, Tensor]] | None:
         """One simulated pass that fits the ``current`` layers' thresholds and biases (updated in place).
 
@@ -138,11 +146,11 @@ class Calibrated(RateMethod):
         averages of the spiking values their synapses read.
         """
         scales = SEARCH_SCALES if self.search else torch.ones(1, dtype=torch.float64)
-        shapes = {node.name: node.meta["sample_shape"] for node in prepared.activation_nodes()}
-        ann, fits = observed_ann(
-            reference,
+        shapes = {node.name: node.meta["sample_shape"] for node in fit.prepared.activation_nodes()}
+        ann, layer_fits = observed_ann(
+            fit.reference,
             lambda name: LayerFit(
-                thresholds[name],
+                fit.thresholds[name],
                 shapes[name],
                 scales,
                 self.initial_potential,
@@ -152,16 +160,15 @@ class Calibrated(RateMethod):
             current,
             truncate=True,  # deeper layers are fitted later: the ANN stops at this depth
         )
-        snn = assemble(prepared, thresholds, reset=self.reset, initial_potential=self.initial_potential)
-        set_biases(snn, biases)
-        spiking_inputs = SpikingInputs(snn, spiking_reads(prepared, current) if record else set())
+        snn = self.fitted_snn(fit)
+        spiking_inputs = SpikingInputs(snn, spiking_reads(fit.prepared, current) if record else set())
         pending: set[str] = set()
         for node, neuron in snn.neuron_nodes():
             if node.name in current:
-                neuron.observer = _observe_then_stop(fits[node.name].observe, node.name, pending)
+                neuron.observer = _observe_then_stop(layer_fits[node.name].observe, node.name, pending)
         seen = 0
         with torch.no_grad():
-            for x in inputs():
+            for x in fit.inputs():
                 ann(x)
                 pending.update(current)
                 spiking_inputs.start(x)
@@ -169,66 +176,52 @@ class Calibrated(RateMethod):
                     snn.simulate(x, self.timesteps, chunk=self.timesteps)
                 seen += x.shape[0]
         recorded = spiking_inputs.close()
-        reduce_statistics(prepared, fits, seen)
-        for name, fit in fits.items():
-            thresholds[name], bias = fit.best()
+        reduce_statistics(fit.prepared, layer_fits, seen)
+        for name, layer_fit in layer_fits.items():
+            fit.thresholds[name], bias = layer_fit.best()
             if self.correction:
-                biases[name] = bias
+                fit.biases[name] = bias
         if not record:
             return None
-        return {name: joined_batches(fit.targets) for name, fit in fits.items()}, recorded
+        return {name: joined_batches(f.targets) for name, f in layer_fits.items()}, recorded
 
-    def fit_layer_weights(
-        self,
-        prepared: PreparedModel,
-        thresholds: dict[str, Tensor],
-        targets: dict[str, Tensor],
-        recorded: dict[str, Tensor],
-    ) -> None:
+    def fit_layer_weights(self, fit: Fit, targets: dict[str, Tensor], recorded: dict[str, Tensor]) -> None:
         """Each layer's synapses fitted so that the rate model's output at T matches the ANN's activations."""
-        gm = prepared.graph_module
-        frontier = {node.name for node in prepared.activation_nodes()}
-        shapes = {node.name: node.meta["sample_shape"] for node in prepared.activation_nodes()}
+        gm = fit.prepared.graph_module
+        frontier = {node.name for node in fit.prepared.activation_nodes()}
+        shapes = {node.name: node.meta["sample_shape"] for node in fit.prepared.activation_nodes()}
         for name in sorted(targets):
             layer, reads = feeding_subgraph(gm, name, frontier)
             target = targets[name]
-            threshold = broadcastable(thresholds[name], shapes[name], target.dtype).to(target.device)
+            threshold = broadcastable(fit.thresholds[name], shapes[name], target.dtype).to(target.device)
 
             def rate(current: Tensor, threshold: Tensor = threshold) -> Tensor:
                 return rate_model(current, threshold, self.timesteps, self.initial_potential)
 
-            self.note_fit(prepared, name, layer, gm, [recorded[r] for r in reads], target, rate)
+            self.note_fit(fit.prepared, name, layer, [recorded[r] for r in reads], target, rate)
 
-    def fit_readout_weights(
-        self,
-        reference: PreparedModel,
-        prepared: PreparedModel,
-        inputs: Batches,
-        thresholds: dict[str, Tensor],
-        biases: dict[str, Tensor],
-    ) -> None:
+    def fit_readout_weights(self, fit: Fit) -> None:
         """The synapses into the output fitted so that the read-out at T matches the ANN's output (exactly
         linear in the mean rates when no max-pool lies between)."""
-        gm = prepared.graph_module
+        gm = fit.prepared.graph_module
         output = next(n for n in gm.graph.nodes if n.op == "output")
-        layer, reads = feeding_subgraph(gm, output.name, {n.name for n in prepared.activation_nodes()})
-        snn = assemble(prepared, thresholds, reset=self.reset, initial_potential=self.initial_potential)
-        set_biases(snn, biases)
+        layer, reads = feeding_subgraph(gm, output.name, {n.name for n in fit.prepared.activation_nodes()})
+        snn = self.fitted_snn(fit)
         spiking_inputs = SpikingInputs(snn, set(reads))
         targets = []
         with torch.no_grad():
-            for x in inputs():
-                targets.append(reference.graph_module(x))
+            for x in fit.inputs():
+                targets.append(fit.reference.graph_module(x))
                 spiking_inputs.start(x)
                 snn.simulate(x, self.timesteps, chunk=self.timesteps)
         recorded = spiking_inputs.close()
-        self.note_fit(
-            prepared, "the read-out", layer, gm, [recorded[r] for r in reads], joined_batches(targets)
-        )
+        inputs = [recorded[r] for r in reads]
+        self.note_fit(fit.prepared, "the read-out", layer, inputs, joined_batches(targets))
 
     @staticmethod
-    def note_fit(prepared, name, layer, gm, inputs, target, output=lambda current: current) -> None:
-        groups = trainable_groups(layer, gm)
+    def note_fit(prepared, name, layer, inputs, target, output=lambda current: current) -> None:
+        """Fit ``layer``'s synapses (``weight_fit.fit_parameters``) and say in the notes how far it got."""
+        groups = trainable_groups(layer, prepared.graph_module)
         if not groups:
             return
         before, after = fit_parameters(layer, groups, inputs, target, output)
