@@ -4,7 +4,7 @@ Nets trained here (cached in --out): the demo CNN layout (conv-ReLU-avgpool x2, 
 with BatchNorm and max-pooling, and the demo CNN layout trained with QCFS activations (L = 4 and 8,
 ``sp.qcfs.prepare``). Plain nets are converted with ``calibrated`` (and, for reference, without its weight
 calibration, without threshold search and weights, and with ``ecc``); QCFS nets with ``qcfs``. Accuracy and agreement on the 10,000 test images.
-Run: python bench/low_latency.py [--epochs 5] [--limit 10000] [--out results/low-latency]
+Run: python bench/low_latency.py [--epochs 5] [--limit 10000] [--out results/low-latency] [--methods "A;B"]
 """
 
 from __future__ import annotations
@@ -85,6 +85,9 @@ def main() -> None:
     parser.add_argument("--nets", default=",".join(NETS))
     parser.add_argument("--data", default="fashion-mnist", choices=("fashion-mnist", "mnist"))
     parser.add_argument("--out", default="results/low-latency")
+    parser.add_argument(
+        "--methods", help="method specs for the plain nets, separated by semicolons (default: all of METHODS)"
+    )
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -99,7 +102,9 @@ def main() -> None:
         ann = accuracy(model, x_test, test.y)
         print(f"{name}: ANN {100 * ann:.2f}% ({'cached' if not seconds else f'trained in {seconds:.0f} s'})")
         results[name] = {"ann_accuracy": ann, "methods": {}}
-        for spec in METHODS[NETS[name][1]]:
+        levels = NETS[name][1]
+        specs = args.methods.split(";") if args.methods and levels is None else METHODS[levels]
+        for spec in specs:
             start = time.perf_counter()
             snn = sp.convert(model, calibration, spec)
             converted = time.perf_counter() - start
