@@ -3,7 +3,8 @@
 Nets trained here (cached in --out): the demo CNN layout (conv-ReLU-avgpool x2, linear), a small VGG-style net
 with BatchNorm and max-pooling, and the demo CNN layout trained with QCFS activations (L = 4 and 8,
 ``sp.qcfs.prepare``). Plain nets are converted with ``calibrated`` (and, for reference, without its weight
-calibration, without threshold search and weights, and with ``ecc``); QCFS nets with ``qcfs``. Accuracy and agreement on the 10,000 test images.
+calibration, without threshold search and weights, and with ``ecc``); QCFS nets with ``qcfs``. Accuracy and
+agreement on the 10,000 test images.
 Run: python bench/low_latency.py [--epochs 5] [--limit 10000] [--out results/low-latency] [--methods "A;B"]
 """
 

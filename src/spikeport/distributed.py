@@ -66,10 +66,10 @@ def all_max(tensor: Tensor) -> Tensor:
     return _reduce(tensor, dist.ReduceOp.MAX)
 
 
-def all_gather_objects(item: Item) -> list[Item] | None:
-    """Every process's ``item``, by rank (picklable objects, e.g. CPU tensors); None when not distributed."""
+def all_gather_objects(item: Item) -> list[Item]:
+    """Every process's ``item``, by rank (picklable objects, e.g. CPU tensors); ``[item]`` when alone."""
     if not active():
-        return None
+        return [item]
     gathered: list = [None] * dist.get_world_size()
     dist.all_gather_object(gathered, item)
     return gathered

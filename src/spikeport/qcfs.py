@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, fx, nn
 
 
-def _floor_straight_through(x: Tensor) -> Tensor:
+def floor_straight_through(x: Tensor) -> Tensor:
     """floor(x) forward, identity backward (the straight-through estimator the method trains with)."""
     return x + (torch.floor(x) - x).detach()
 
@@ -36,7 +36,7 @@ class QCFS(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         levels = self.levels
-        steps = _floor_straight_through(x / self.threshold * levels + 0.5)
+        steps = floor_straight_through(x / self.threshold * levels + 0.5)
         return torch.clamp(steps, 0, levels) / levels * self.threshold
 
 

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, fx, nn
 
 from spikeport.graph.canonical import module_call_counts
+from spikeport.qcfs import floor_straight_through
 
 ITERATIONS = 400  # Adam steps per layer, on random mini-batches of the recorded calibration samples
 BATCH_SIZE = 128
@@ -27,9 +28,9 @@ RELATIVE_LEARNING_RATE = 1e-3
 
 
 def rate_model(mean_current: Tensor, threshold: Tensor, timesteps: int, initial_potential: float) -> Tensor:
-    """The rate (in the ANN's units) of soft-reset IF neurons driven by ``mean_current`` for ``timesteps`` steps."""
-    level = mean_current * (timesteps / threshold) + initial_potential
-    level = level + (level.floor() - level).detach()  # straight-through floor
+    """The rate (in the ANN's units) of soft-reset IF neurons driven by ``mean_current`` for ``timesteps`` steps:
+    QCFS's clip-floor-shift (``spikeport.qcfs``) with T levels and the start potential as its shift."""
+    level = floor_straight_through(mean_current * (timesteps / threshold) + initial_potential)
     return level.clamp(0, timesteps) * (threshold / timesteps)
 
 
@@ -62,7 +63,8 @@ def fit_parameters(
     *,
     seed: int = 0,
 ) -> tuple[float, float]:
-    """Adjust the parameters of ``groups`` (``trainable_groups``) in place so that ``output(layer(*inputs))`` approaches ``target`` (mean squared error).
+    """Adjust the parameters of ``groups`` (``trainable_groups``) in place so that ``output(layer(*inputs))``
+    approaches ``target`` in mean squared error.
 
     ``inputs`` are the time-averaged values of the layer's spiking inputs on the calibration samples,
     ``target`` the ANN's values there. Weights that are exactly zero stay zero (a pruned network stays pruned,
@@ -149,10 +151,10 @@ class SpikingInputs:
 def joined_batches(parts: list[Tensor]) -> Tensor:
     """This process's batches as one tensor; under torch.distributed every process's, in the order of the
     batches before sharding (process r holds batches r, r + N, ...), so every process fits the same weights."""
-    from spikeport.distributed import all_gather_objects
+    from spikeport.distributed import active, all_gather_objects
 
-    shares = all_gather_objects([p.cpu() for p in parts])
-    if shares is None:
+    if not active():
         return torch.cat(parts)
+    shares = all_gather_objects([p.cpu() for p in parts])  # pickled: CPU tensors
     ordered = [share[i] for i in range(max(map(len, shares))) for share in shares if i < len(share)]
     return torch.cat(ordered).to(parts[0].device if parts else "cpu")
