@@ -11,7 +11,7 @@ from torch import fx, nn
 import spikeport as sp
 from spikeport.graph.prepare import prepare
 from spikeport.graph.subgraph import feeding_subgraph
-from spikeport.methods.weight_fit import fit_parameters, rate_model, trainable_groups
+from spikeport.methods.weight_fit import Adam, fit_parameters, rate_model, trainable_groups
 from spikeport.neurons.dynamics import Reset, if_scan
 
 
@@ -97,6 +97,21 @@ def test_the_fit_recovers_synapses_that_a_rate_error_came_from():
     before, after = fit_parameters(layer, groups, [rates], target, lambda m: rate_model(m, threshold, 4, 0.5))
     assert after < 0.5 * before
     assert (layer.get_submodule("0").weight[:, :4] == 0).all()
+
+
+def test_the_fits_adam_is_torchs_bit_for_bit():
+    torch.manual_seed(0)
+    ours = [nn.Parameter(torch.randn(5, 3)), nn.Parameter(torch.randn(4))]
+    theirs = [nn.Parameter(p.detach().clone()) for p in ours]
+    mine = Adam([{"params": ours[:1], "lr": 3e-3}, {"params": ours[1:], "lr": 1e-4}])
+    torchs = torch.optim.Adam([{"params": theirs[:1], "lr": 3e-3}, {"params": theirs[1:], "lr": 1e-4}])
+    for step in range(50):
+        for params, optimizer in ((ours, mine), (theirs, torchs)):
+            optimizer.zero_grad()
+            loss = (params[0].sin() * (step + 1)).sum() + params[1].square().sum()
+            loss.backward()
+            optimizer.step()
+        assert all(torch.equal(a, b) for a, b in zip(ours, theirs, strict=True)), step
 
 
 def conv_net():
