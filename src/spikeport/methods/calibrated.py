@@ -15,7 +15,8 @@ channel-wise recipes of current converters):
 - weight calibration (``weights``, Li et al.'s advanced pipeline; ``methods.weight_fit``): the same pass
   records what each layer's synapses receive from the converted layers upstream (time-averaged), the
   synapses are fitted so that a model of the neurons' rate at T matches the ANN's activations, and a second
-  pass fits threshold and bias again on the new weights. Last, the synapses into the read-out are fitted to
+  pass fits threshold and bias again on the new weights (its bias adds to the first's: the currents it sees
+  carry it). Last, the synapses into the read-out are fitted to
   the ANN's output. Soft reset only for hidden layers (the rate model is soft reset's); the read-out always.
 
 Correcting a layer changes what deeper layers receive, so layers are fitted in order, each on the SNN with
@@ -180,7 +181,8 @@ class Calibrated(RateMethod):
         for name, layer_fit in layer_fits.items():
             fit.thresholds[name], bias = layer_fit.best()
             if self.correction:
-                fit.biases[name] = bias
+                # the currents carried the bias of an earlier pass: this one corrects what remains
+                fit.biases[name] = bias + fit.biases.get(name, 0)
         if not record:
             return None
         return {name: joined_batches(f.targets) for name, f in layer_fits.items()}, recorded
