@@ -1,21 +1,30 @@
-"""spikeport against SpikingJelly's and sinabs' conversions of the same trained net, data and time steps.
+"""spikeport against SpikingJelly's and sinabs' conversions of the same trained nets, data and time steps.
 
 The peers are never dependencies of spikeport: this script makes a separate virtual environment (``--venv``,
 with the system's packages visible so it uses the same torch), installs SpikingJelly 2.0, sinabs 3.1 and the
 few packages they import there with ``--no-deps`` (so nothing can replace torch), and runs the peer side in
-it. Every recipe converts the demo CNN (trained by ``spikeport demo``, cached), calibrates on the first 5,000
-MNIST training images where it calibrates at all, and is measured by the same code on the same test images:
+it. Every recipe converts each net (``--nets``), calibrates on the first 5,000 training images of the net's
+data set where it calibrates at all, and is measured by the same code on the same test images:
 
 - accuracy and agreement with the ANN after every step T = 1..32 (the table shows 1, 2, 4, 8, 16, 32);
-- images per second at T = 64 (first 1,000 test images, batches of 100, the analog image at every step);
-- time to agreement: the first T at which the SNN agrees with the ANN on >= 99.5 % of the test images, and
+- on the demo CNN only (speed is issue 8's comparison; the other nets answer issue 7's accuracy question):
+  images per second at T = 64 (first 1,000 test images, batches of 100, the analog image at every step), and
+  time to agreement: the first T at which the SNN agrees with the ANN on >= 99.5 % of the test images, and
   the time per image of a simulation of that many steps (timed like the speed column). For ``fs`` the code
   length K plays the role of T (its latency is K per coded layer).
 
+Nets: ``demo`` (the demo CNN on MNIST, trained by ``spikeport demo``, cached), and two Fashion-MNIST nets of
+``bench/low_latency.py`` (trained there for 5 epochs, cached in results/low-latency): ``fashion-cnn`` (the
+demo layout) and ``fashion-vgg-bn-max`` (a VGG with BatchNorm and max-pools), where conversion loses more
+and the recipes' differences are larger than one test image.
+
 Peer recipes, each as its documentation recommends: SpikingJelly RateCodingRecipe with max, and with 99.9 %
-channel-wise and the half-threshold start; LocalThresholdBalancingRecipe; sinabs ``from_model`` (multi-spike
-IAF, subtractive reset) on the raw weights, and after ``normalize_weights`` (99th percentile, Rueckauer 2017).
-Run: python bench/peers.py [--limit 10000] [--venv results/peers-venv] [--json bench/results/peers.json]
+channel-wise, the half-threshold start and max-pools moved before the neurons (``pre_spike_maxpool``);
+LocalThresholdBalancingRecipe; sinabs ``from_model`` (multi-spike IAF, subtractive reset) on the raw weights,
+and after ``normalize_weights`` (99th percentile, Rueckauer 2017; each ReLU's parameters are those of the
+nearest module before it, a BatchNorm where there is one: scaling its weight and bias scales its output).
+Run: python bench/peers.py [--nets demo,fashion-cnn,fashion-vgg-bn-max] [--limit 10000]
+     [--venv results/peers-venv] [--json bench/results/peers.json]
 """
 
 from __future__ import annotations
@@ -37,6 +46,13 @@ SPEED_IMAGES = 1000
 AGREEMENT_TARGET = 0.995
 PEER_PACKAGES = ("spikingjelly==2.0.0", "loguru", "sinabs==3.1.3", "nir==1.0.4", "nirtorch==1.0", "pbr")
 PEER_MODULES = ("spikingjelly", "sinabs")
+# net -> (data set, low_latency.py's name for it; None: the demo CNN)
+NETS = {
+    "demo": ("mnist", None),
+    "fashion-cnn": ("fashion-mnist", "cnn"),
+    "fashion-vgg-bn-max": ("fashion-mnist", "vgg-bn-max"),
+}
+TIMED_NETS = ("demo",)  # speed and time to agreement are measured on these
 
 # simulate(x, T) -> the network's output summed over steps 1..t, for every t: [T, B, classes]
 Simulate = Callable[[torch.Tensor, int], torch.Tensor]
@@ -54,11 +70,26 @@ def ensure_venv(path: Path) -> Path:
     return python
 
 
-def data(limit: int):
+def trained_net(net: str) -> torch.nn.Module:
+    """The trained net, from its cache (trained first if it is not there)."""
+    dataset, name = NETS[net]
+    if name is None:
+        from spikeport.demo import demo_model
+
+        return demo_model(progress=False, log=lambda *a: None).eval()
+    from low_latency import trained  # bench/low_latency.py: its nets and their cache
+
     from spikeport.data import load_dataset
 
-    test = load_dataset("mnist", "test").subset(limit)
-    calibration = load_dataset("mnist", "train").subset(5000)
+    return trained(name, load_dataset(dataset, "train"), 5, Path("results/low-latency"), dataset)[0]
+
+
+def data(net: str, limit: int):
+    from spikeport.data import load_dataset
+
+    dataset = NETS[net][0]
+    test = load_dataset(dataset, "test").subset(limit)
+    calibration = load_dataset(dataset, "train").subset(5000)
     return calibration.x.reshape(-1, 1, 28, 28), test.x.reshape(-1, 1, 28, 28), test.y
 
 
@@ -77,8 +108,11 @@ def seconds_per_image(simulate: Simulate, x: torch.Tensor, steps: int, repeats: 
     return statistics.median(times)
 
 
-def measure(simulate: Simulate, x: torch.Tensor, y: torch.Tensor, reference: torch.Tensor) -> dict:
-    """Accuracy and agreement after every step up to 32, speed at T=64 and time to 99.5 % agreement."""
+def measure(
+    simulate: Simulate, x: torch.Tensor, y: torch.Tensor, reference: torch.Tensor, timed: bool
+) -> dict:
+    """Accuracy and agreement after every step up to 32, the first T at 99.5 % agreement, and (``timed``)
+    speed at T=64 and time to that agreement."""
     steps = max(TIMESTEPS)
     correct = torch.zeros(steps)
     agree = torch.zeros(steps)
@@ -92,31 +126,33 @@ def measure(simulate: Simulate, x: torch.Tensor, y: torch.Tensor, reference: tor
         "accuracy": {t: float(correct[t - 1]) / len(x) for t in range(1, steps + 1)},
         "agreement": {t: float(agree[t - 1]) / len(x) for t in range(1, steps + 1)},
         "evaluate_seconds": time.perf_counter() - start,
-        "images_per_second_at_64": 1.0 / seconds_per_image(simulate, x, SPEED_STEPS),
     }
     reached = [t for t, a in result["agreement"].items() if a >= AGREEMENT_TARGET]
     result["steps_to_agreement"] = reached[0] if reached else None
-    result["seconds_per_image_to_agreement"] = seconds_per_image(simulate, x, reached[0]) if reached else None
+    if timed:
+        result["images_per_second_at_64"] = 1.0 / seconds_per_image(simulate, x, SPEED_STEPS)
+        result["seconds_per_image_to_agreement"] = (
+            seconds_per_image(simulate, x, reached[0]) if reached else None
+        )
     return result
 
 
-def peer_side(limit: int, out: Path) -> None:
-    """Runs inside the peer venv: SpikingJelly and sinabs conversions of the demo CNN."""
+def peer_side(net: str, limit: int, out: Path) -> None:
+    """Runs inside the peer venv: SpikingJelly and sinabs conversions of ``net``."""
     import copy
 
     from spikingjelly.activation_based import ann2snn, functional
 
-    from spikeport.demo import demo_model
-
-    model = demo_model(progress=False, log=lambda *a: None).eval()
-    calibration, x, y = data(limit)
+    model = trained_net(net)
+    calibration, x, y = data(net, limit)
+    timed = net in TIMED_NETS
     with torch.no_grad():
         reference = model(x).argmax(1)
     loader = [(calibration[i : i + 100], None) for i in range(0, len(calibration), 100)]
     jelly = {
         "SpikingJelly RateCoding max": lambda: ann2snn.RateCodingRecipe(dataloader=loader, mode="max"),
         "SpikingJelly RateCoding 99.9% channel-wise, half threshold": lambda: ann2snn.RateCodingRecipe(
-            dataloader=loader, mode="99.9%", channel_wise=True, half_threshold=True
+            dataloader=loader, mode="99.9%", channel_wise=True, half_threshold=True, pre_spike_maxpool=True
         ),
         "SpikingJelly LocalThresholdBalancing": lambda: ann2snn.LocalThresholdBalancingRecipe(
             dataloader=loader
@@ -132,16 +168,30 @@ def peer_side(limit: int, out: Path) -> None:
             functional.reset_net(snn)
             return torch.stack([snn(batch) for _ in range(steps)]).cumsum(0)
 
-        results[label] = {**measure(simulate, x, y, reference), "convert_seconds": converted}
+        results[label] = {**measure(simulate, x, y, reference, timed), "convert_seconds": converted}
     for label, normalize in (
         ("sinabs from_model", False),
         ("sinabs from_model, normalize_weights 99%", True),
     ):
-        results[label] = sinabs_recipe(model, calibration, normalize, x, y, reference)
+        results[label] = sinabs_recipe(model, calibration, normalize, x, y, reference, timed)
     out.write_text(json.dumps(results))
 
 
-def sinabs_recipe(model, calibration, normalize: bool, x, y, reference) -> dict:
+def relus_and_their_parameters(model: torch.nn.Module) -> tuple[list[str], list[str]]:
+    """sinabs ``normalize_weights``' layer names: every ReLU child, and the nearest child with parameters
+    before it (a convolution, a linear layer or a BatchNorm)."""
+    relus, parameters = [], []
+    last = None
+    for name, child in model.named_children():
+        if isinstance(child, torch.nn.ReLU):
+            relus.append(name)
+            parameters.append(last)
+        elif any(True for _ in child.parameters()):
+            last = name
+    return relus, parameters
+
+
+def sinabs_recipe(model, calibration, normalize: bool, x, y, reference, timed: bool) -> dict:
     import copy
 
     import sinabs
@@ -150,11 +200,12 @@ def sinabs_recipe(model, calibration, normalize: bool, x, y, reference) -> dict:
 
     start = time.perf_counter()
     ann = copy.deepcopy(model)
-    if normalize:  # the demo CNN's ReLUs are children '1' and '4', their conv layers '0' and '3'
+    if normalize:
+        relus, parameters = relus_and_their_parameters(ann)
         normalize_weights(
-            ann, calibration[:1000], output_layers=["1", "4"], param_layers=["0", "3"], percentile=99
+            ann, calibration[:1000], output_layers=relus, param_layers=parameters, percentile=99
         )
-    network = from_model(ann, input_shape=(1, 28, 28), batch_size=100)
+    network = from_model(ann, input_shape=tuple(x.shape[1:]), batch_size=100)
     snn = network.spiking_model.eval()
     converted = time.perf_counter() - start
 
@@ -167,18 +218,18 @@ def sinabs_recipe(model, calibration, normalize: bool, x, y, reference) -> dict:
         out = snn(frames).reshape(batch.shape[0], steps, -1)
         return out.transpose(0, 1).cumsum(0)
 
-    return {**measure(simulate, x, y, reference), "convert_seconds": converted}
+    return {**measure(simulate, x, y, reference, timed), "convert_seconds": converted}
 
 
-def our_side(limit: int) -> dict:
+def our_side(net: str, limit: int) -> dict:
     """spikeport's recipes: ``calibrated`` tuned for T = 8 (one network for every T), tuned for each T of the
     table (``calibrated[timesteps=T]``, a network per column: the user names the T they will run), ``ecc``, and
-    ``fs`` (temporal coding, by code length K)."""
+    (on timed nets) ``fs`` (temporal coding, by code length K)."""
     import spikeport as sp
-    from spikeport.demo import demo_model
 
-    model = demo_model(progress=False, log=lambda *a: None).eval()
-    calibration, x, y = data(limit)
+    model = trained_net(net)
+    calibration, x, y = data(net, limit)
+    timed = net in TIMED_NETS
     with torch.no_grad():
         reference = model(x).argmax(1)
 
@@ -190,7 +241,7 @@ def our_side(limit: int) -> dict:
         def simulate(batch: torch.Tensor, steps: int) -> torch.Tensor:
             return snn.simulate(batch, steps).readout  # running means: the same argmax as the sums
 
-        return {**measure(simulate, x, y, reference), "convert_seconds": converted}
+        return {**measure(simulate, x, y, reference, timed), "convert_seconds": converted}
 
     results = {f"spikeport {spec}": run(spec) for spec in ("calibrated", "ecc")}
     tuned = {t: run(f"calibrated[timesteps={t}]") for t in TIMESTEPS}
@@ -202,7 +253,8 @@ def our_side(limit: int) -> dict:
             t: {k: v for k, v in r.items() if k not in ("accuracy", "agreement")} for t, r in tuned.items()
         },
     }
-    results["spikeport fs"] = fs_recipe(model, calibration, x, y)
+    if timed:
+        results["spikeport fs"] = fs_recipe(model, calibration, x, y)
     return results
 
 
@@ -244,9 +296,9 @@ def cell(r: dict, t: int) -> str:
     return f"{100 * r['accuracy'][t]:.2f} ({100 * r['agreement'][t]:.2f})"
 
 
-def report(ours: dict, peers: dict, ann: float, limit: int) -> dict:
+def report(net: str, ours: dict, peers: dict, ann: float, limit: int) -> dict:
     everything = {**ours, **peers}
-    print(f"demo CNN, MNIST, {limit} test images; ANN {100 * ann:.2f}%. Accuracy % (agreement %):\n")
+    print(f"\n{net}: {NETS[net][0]}, {limit} test images; ANN {100 * ann:.2f}%. Accuracy % (agreement %):\n")
     print("| method | " + " | ".join(f"T={t}" for t in TIMESTEPS) + " | convert s |")
     print("|:---|" + "---:|" * (len(TIMESTEPS) + 1))
     rate = {k: r for k, r in everything.items() if k != "spikeport fs"}
@@ -264,62 +316,69 @@ def report(ours: dict, peers: dict, ann: float, limit: int) -> dict:
         f"spikeport's best - best peer, points: {gaps}; one image is {100 / limit:.2f} points, the binomial"
     )
     print(f"standard error of one accuracy at the ANN's level on these images {error:.2f} points")
+    summary = {"ann_accuracy": ann, "results": everything, "ahead": ahead, "gaps": gaps}
+    if net in TIMED_NETS:
+        summary["speedup"] = report_speed(ours, peers)
+    return summary
 
+
+def report_speed(ours: dict, peers: dict) -> float | None:
+    """The speed table; returns the fastest peer's time to agreement over spikeport's fastest."""
     print(
         f"\nSpeed (first {SPEED_IMAGES} images, batches of 100) and time to {100 * AGREEMENT_TARGET:.1f} % agreement:\n"
     )
     print("| method | images/s at T=64 | T to agreement | ms/image to agreement |")
     print("|:---|---:|---:|---:|")
-    timed = {k: r for k, r in everything.items() if "seconds_per_image_to_agreement" in r}
+    timed = {k: r for k, r in {**ours, **peers}.items() if "seconds_per_image_to_agreement" in r}
     for label, r in timed.items():
         speed = f"{r['images_per_second_at_64']:.0f}" if "images_per_second_at_64" in r else "—"
         steps = r["steps_to_agreement"]
         reach = "not within 32" if steps is None else (f"K={steps}" if label.endswith(" fs") else str(steps))
         ms = r["seconds_per_image_to_agreement"]
         print(f"| {label} | {speed} | {reach} | {'—' if ms is None else f'{1000 * ms:.3f}'} |")
-    fastest_peer = min(
-        (r["seconds_per_image_to_agreement"] for r in peers.values() if r["seconds_per_image_to_agreement"]),
-        default=None,
-    )
-    fastest_ours = min(
-        (
-            r["seconds_per_image_to_agreement"]
-            for r in ours.values()
-            if r.get("seconds_per_image_to_agreement")
-        ),
-        default=None,
-    )
+
+    def fastest(results: dict) -> float | None:
+        times = [r.get("seconds_per_image_to_agreement") for r in results.values()]
+        return min((t for t in times if t), default=None)
+
+    fastest_peer, fastest_ours = fastest(peers), fastest(ours)
     speedup = fastest_peer / fastest_ours if fastest_peer and fastest_ours else None
     if speedup:
         print(f"\ntime to agreement, fastest peer / fastest spikeport recipe: {speedup:.2f}x")
-    return {"ann_accuracy": ann, "results": everything, "ahead": ahead, "gaps": gaps, "speedup": speedup}
+    return speedup
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nets", default=",".join(NETS), help=f"comma-separated, of {', '.join(NETS)}")
     parser.add_argument("--limit", type=int, default=10000)
     parser.add_argument("--venv", default="results/peers-venv")
     parser.add_argument("--json", default="bench/results/peers.json")
-    parser.add_argument("--peer-side", help=argparse.SUPPRESS)  # internal: run the peer side, write here
+    parser.add_argument("--peer-side", nargs=2, help=argparse.SUPPRESS)  # internal: NET OUT, in the venv
     args = parser.parse_args()
     if args.peer_side:
-        peer_side(args.limit, Path(args.peer_side))
+        peer_side(args.peer_side[0], args.limit, Path(args.peer_side[1]))
         return
+    nets = args.nets.split(",")
+    unknown = [net for net in nets if net not in NETS]
+    if unknown:
+        parser.error(f"unknown nets {unknown}: choose from {', '.join(NETS)}")
     python = ensure_venv(Path(args.venv))
-    ours = our_side(args.limit)
-    peer_json = Path(args.json).with_suffix(".peer.json")
-    peer_json.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        [str(python), __file__, "--limit", str(args.limit), "--peer-side", str(peer_json)], check=True
-    )
-    peers = keyed_by_int(json.loads(peer_json.read_text()))
-    from spikeport.demo import demo_model
-
-    _, x, y = data(args.limit)
-    with torch.no_grad():
-        ann = float((demo_model(progress=False, log=lambda *a: None).eval()(x).argmax(1) == y).float().mean())
-    summary = report(ours, peers, ann, args.limit)
-    Path(args.json).write_text(json.dumps(summary, indent=2))
+    summaries = {}
+    for net in nets:
+        ours = our_side(net, args.limit)  # first: it trains the net if it is not cached yet
+        peer_json = Path(args.json).with_suffix(f".{net}.peer.json")
+        peer_json.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [str(python), __file__, "--limit", str(args.limit), "--peer-side", net, str(peer_json)],
+            check=True,
+        )
+        peers = keyed_by_int(json.loads(peer_json.read_text()))
+        _, x, y = data(net, args.limit)
+        with torch.no_grad():
+            ann = float((trained_net(net)(x).argmax(1) == y).float().mean())
+        summaries[net] = report(net, ours, peers, ann, args.limit)
+    Path(args.json).write_text(json.dumps({"nets": summaries}, indent=2))
     print(f"JSON: {args.json}")
 
 
