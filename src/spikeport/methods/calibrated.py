@@ -16,8 +16,8 @@ channel-wise recipes of current converters):
   records what each layer's synapses receive from the converted layers upstream (time-averaged), the
   synapses are fitted so that a model of the neurons' rate at T matches the ANN's activations, and a second
   pass fits threshold and bias again on the new weights (its bias adds to the first's: the currents it sees
-  carry it). Last, the synapses into the read-out are fitted to
-  the ANN's output. Soft reset only for hidden layers (the rate model is soft reset's); the read-out always.
+  carry it). Last, the synapses into the read-out are fitted to the ANN's output. Soft reset only for hidden
+  layers (the rate model is soft reset's); the read-out always.
 
 Correcting a layer changes what deeper layers receive, so layers are fitted in order, each on the SNN with
 every shallower layer already fitted. Max-pools move before the neurons (``pool_before_neurons``, exact in
