@@ -221,10 +221,10 @@ def sinabs_recipe(model, calibration, normalize: bool, x, y, reference, timed: b
     return {**measure(simulate, x, y, reference, timed), "convert_seconds": converted}
 
 
-def our_side(net: str, limit: int) -> dict:
+def our_side(net: str, limit: int) -> tuple[dict, float]:
     """spikeport's recipes: ``calibrated`` tuned for T = 8 (one network for every T), tuned for each T of the
     table (``calibrated[timesteps=T]``, a network per column: the user names the T they will run), ``ecc``, and
-    (on timed nets) ``fs`` (temporal coding, by code length K)."""
+    (on timed nets) ``fs`` (temporal coding, by code length K); and the ANN's accuracy on the test images."""
     import spikeport as sp
 
     model = trained_net(net)
@@ -255,7 +255,7 @@ def our_side(net: str, limit: int) -> dict:
     }
     if timed:
         results["spikeport fs"] = fs_recipe(model, calibration, x, y)
-    return results
+    return results, float((reference == y).float().mean())
 
 
 def fs_recipe(model, calibration, x, y) -> dict:
@@ -366,7 +366,7 @@ def main() -> None:
     python = ensure_venv(Path(args.venv))
     summaries = {}
     for net in nets:
-        ours = our_side(net, args.limit)  # first: it trains the net if it is not cached yet
+        ours, ann = our_side(net, args.limit)  # first: it trains the net if it is not cached yet
         peer_json = Path(args.json).with_suffix(f".{net}.peer.json")
         peer_json.parent.mkdir(parents=True, exist_ok=True)
         subprocess.run(
@@ -374,9 +374,6 @@ def main() -> None:
             check=True,
         )
         peers = keyed_by_int(json.loads(peer_json.read_text()))
-        _, x, y = data(net, args.limit)
-        with torch.no_grad():
-            ann = float((trained_net(net)(x).argmax(1) == y).float().mean())
         summaries[net] = report(net, ours, peers, ann, args.limit)
     Path(args.json).write_text(json.dumps({"nets": summaries}, indent=2))
     print(f"JSON: {args.json}")
