@@ -191,3 +191,83 @@ def test_fitting_stops_at_the_depth_it_fits_and_gets_the_same_network(monkeypatc
     unstopped = sp.convert(model, x, "calibrated", timesteps=3).state_dict()
     assert fitted.keys() == unstopped.keys()
     assert all(torch.equal(fitted[k], unstopped[k]) for k in fitted)
+
+
+@pytest.mark.parametrize("net", ["pooled", "residual"])
+def test_the_weight_fit_sees_what_the_snn_does(monkeypatch, net):
+    """Before fitting, what the weight fit's rate model is fed is exactly the mean current the SNN's neurons
+    receive (the bias current of the depth's first pass included), and its simulated rates are exactly the
+    neurons' rates at T: also behind max-pools of currents (gated: they pass on the growth of the max of the
+    sums) and residual adds."""
+    import spikeport.methods.calibrated as calibrated
+
+    if net == "pooled":
+        model, x = pooled_net(nn.ReLU()), torch.rand(64, 1, 11, 11)
+        model(x)
+    else:
+        torch.manual_seed(1)
+        model, x = randomize_batchnorms(Residual()).eval(), torch.rand(64, 1, 8, 8)
+    steps = 8
+    fed: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def no_fit(layer, groups, inputs, target, output, exact=None):
+        if exact is not None:  # a hidden layer's fit, not the read-out's
+            with torch.no_grad():
+                fed.append((layer(*inputs), exact(torch.arange(len(target)))))
+        return 0.0, 0.0
+
+    def observed(method, fit, names):
+        """Per layer of ``names``: the mean current into its neurons (bias included) and their rate at T."""
+        seen = {}
+
+        def per_step(values):  # [T * B, ...] -> mean over T; a static input arrives as [B, ...]
+            return (
+                values if len(values) == len(x) else values.reshape(steps, len(x), *values.shape[1:]).mean(0)
+            )
+
+        def record(name):
+            def hook(neuron, args, out):
+                seen[name] = (per_step(args[0]) + neuron.bias, per_step(out))
+
+            return hook
+
+        snn = method.fitted_snn(fit)
+        for node, neuron in snn.neuron_nodes():
+            if node.name in names:
+                neuron.register_forward_hook(record(node.name))
+        with torch.no_grad():
+            snn.simulate(x, steps, chunk=steps)
+        return [seen[name] for name in sorted(names)]
+
+    checked = []
+    real_fit_layer_weights = calibrated.Calibrated.fit_layer_weights
+
+    def fit_layer_weights(self, fit, targets, recorded, trains):
+        fed.clear()
+        real_fit_layer_weights(self, fit, targets, recorded, trains)
+        assert all(fit.biases[name].abs().max() > 1e-4 for name in targets)  # the check would see a bias
+        for (modelled, simulated), (current, rate) in zip(
+            fed, observed(self, fit, set(targets)), strict=True
+        ):
+            torch.testing.assert_close(modelled, current, rtol=1e-4, atol=1e-5)
+            torch.testing.assert_close(simulated, rate, rtol=1e-4, atol=1e-5)
+            checked.append(rate.abs().sum())
+
+    monkeypatch.setattr(calibrated, "fit_parameters", no_fit)
+    monkeypatch.setattr(calibrated.Calibrated, "fit_layer_weights", fit_layer_weights)
+    sp.convert(model, x, "calibrated", timesteps=steps)
+    assert len(checked) == (2 if net == "pooled" else 3) and all(c > 0 for c in checked)
+
+
+def test_spike_trains_too_large_for_memory_fall_back_to_the_rate_model(monkeypatch):
+    import spikeport.methods.calibrated as calibrated
+
+    model = pooled_net(nn.ReLU())
+    x = torch.rand(32, 1, 11, 11)
+    model(x)
+    on_rates = sp.convert(model, x, "calibrated", timesteps=3, simulated_fit=False).state_dict()
+    monkeypatch.setattr(calibrated, "SPIKE_TRAINS_BUDGET", 0)
+    snn = sp.convert(model, x, "calibrated", timesteps=3)
+    assert any("weights fitted on the rate model alone" in note for note in snn.info["notes"])
+    fallen_back = snn.state_dict()
+    assert all(torch.equal(fallen_back[k], on_rates[k]) for k in on_rates)

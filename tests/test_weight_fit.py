@@ -1,7 +1,9 @@
 """Weight calibration in `calibrated`: the rate model, the cut-out synapses, and what the fit changes."""
 
+import copy
 import math
 
+import pytest
 import torch
 from helpers import Residual, randomize_batchnorms
 from hypothesis import assume, given
@@ -97,6 +99,41 @@ def test_the_fit_recovers_synapses_that_a_rate_error_came_from():
     before, after = fit_parameters(layer, groups, [rates], target, lambda m: rate_model(m, threshold, 4, 0.5))
     assert after < 0.5 * before
     assert (layer.get_submodule("0").weight[:, :4] == 0).all()
+
+
+def test_the_fit_takes_its_loss_at_the_exact_output_when_given():
+    """The straight-through fit: the loss is measured at ``exact`` (here the model's output shifted by a
+    constant the model does not know of), gradients flow through the model. Started at weights the model
+    finds perfect, the fit corrects for the shift; without ``exact`` it cannot see it."""
+    torch.manual_seed(0)
+    truth = nn.Linear(8, 3)
+    x = torch.rand(256, 8)
+    with torch.no_grad():
+        target = truth(x)
+    shift = 0.05
+
+    def fit(exact_output: bool) -> tuple[float, float]:
+        layer = fx.symbolic_trace(nn.Sequential(copy.deepcopy(truth)))
+
+        def exact(pick):
+            return layer(x[pick]) + shift
+
+        _, after = fit_parameters(
+            layer,
+            trainable_groups(layer, layer),
+            [x],
+            target,
+            lambda m: m,
+            exact=exact if exact_output else None,
+        )
+        with torch.no_grad():
+            return after, float((layer(x) + shift - target).square().mean())
+
+    after, true_error = fit(True)
+    assert after == pytest.approx(true_error, rel=1e-5)  # the error it reports is the exact output's
+    _, true_error_without = fit(False)
+    assert true_error_without == pytest.approx(shift**2, rel=1e-4)  # nothing to fit in the model's eyes
+    assert true_error < 0.1 * true_error_without
 
 
 def test_the_fits_adam_is_torchs_bit_for_bit():

@@ -13,11 +13,12 @@ channel-wise recipes of current converters):
 - bias correction in the same pass: each channel gets a constant input current equal to the mean difference
   between the ANN's activation (clipped at the threshold: no rate can exceed it) and the SNN's output rate;
 - weight calibration (``weights``, Li et al.'s advanced pipeline; ``methods.weight_fit``): the same pass
-  records what each layer's synapses receive from the converted layers upstream (time-averaged), the
-  synapses are fitted so that a model of the neurons' rate at T matches the ANN's activations, and a second
-  pass fits threshold and bias again on the new weights (its bias adds to the first's: the currents it sees
-  carry it). Last, the synapses into the read-out are fitted to the ANN's output. Soft reset only for hidden
-  layers (the rate model is soft reset's); the read-out always.
+  records what each layer's synapses receive from the converted layers upstream (time averages and spike
+  trains), the synapses are fitted so that the neurons' rate at T matches the ANN's activations (the loss at
+  the neurons simulated on the recorded spike trains, ``simulated_fit``, the gradients from a model of their
+  rate), and a second pass fits threshold and bias again on the new weights (its bias adds to the first's:
+  the currents it sees carry it). Last, the synapses into the read-out are fitted to the ANN's output. Soft
+  reset only for hidden layers (the rate model is soft reset's); the read-out always.
 
 Correcting a layer changes what deeper layers receive, so layers are fitted in order, each on the SNN with
 every shallower layer already fitted. Max-pools move before the neurons (``pool_before_neurons``, exact in
@@ -31,10 +32,12 @@ import contextlib
 import copy
 import time
 from dataclasses import dataclass
+from functools import partial
+from math import prod
 from typing import ClassVar
 
 import torch
-from torch import Tensor
+from torch import Tensor, fx
 
 from spikeport.graph.assemble import assemble, broadcastable
 from spikeport.graph.observers import channels_first
@@ -44,10 +47,12 @@ from spikeport.methods.base import Batches, RateMethod
 from spikeport.methods.rmp import activation_depths
 from spikeport.methods.statistics import data_based_thresholds, observed_ann, reduce_statistics
 from spikeport.methods.weight_fit import (
+    SpikeTrains,
     SpikingInputs,
     fit_parameters,
     joined_batches,
     rate_model,
+    simulated_rates,
     trainable_groups,
 )
 from spikeport.network import SpikingNetwork
@@ -78,6 +83,7 @@ class Calibrated(RateMethod):
     search: bool = True  # thresholds chosen on the SNN's own error at T (else the percentile's)
     calibration_limit: int = 2048  # calibration samples simulated per fitting pass (one per depth)
     weights: bool = True  # weight calibration: each layer's synapses fitted to its spiking inputs at T
+    simulated_fit: bool = True  # the weight fit's loss at the simulated neurons' rates, not the rate model's
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -140,11 +146,11 @@ class Calibrated(RateMethod):
 
     def fit_depth(
         self, fit: Fit, current: set[str], record: bool = False
-    ) -> tuple[dict[str, Tensor], dict[str, Tensor]] | None:
+    ) -> tuple[dict[str, Tensor], dict[str, Tensor], dict[str, SpikeTrains]] | None:
         """One simulated pass that fits the ``current`` layers' thresholds and biases (updated in place).
 
-        ``record``: also returns, for weight calibration, the ANN's activations of those layers and the time
-        averages of the spiking values their synapses read.
+        ``record``: also returns, for weight calibration, the ANN's activations of those layers, the time
+        averages of the spiking values their synapses read, and (``simulated_fit``) their spike trains.
         """
         scales = SEARCH_SCALES if self.search else torch.ones(1, dtype=torch.float64)
         shapes = {node.name: node.meta["sample_shape"] for node in fit.prepared.activation_nodes()}
@@ -162,7 +168,8 @@ class Calibrated(RateMethod):
             truncate=True,  # deeper layers are fitted later: the ANN stops at this depth
         )
         snn = self.fitted_snn(fit)
-        spiking_inputs = SpikingInputs(snn, spiking_reads(fit.prepared, current) if record else set())
+        reads = spiking_reads(fit.prepared, current) if record else set()
+        spiking_inputs = SpikingInputs(snn, reads, trains=self.simulated_fit and self.trains_fit(fit, reads))
         pending: set[str] = set()
         for node, neuron in snn.neuron_nodes():
             if node.name in current:
@@ -185,10 +192,36 @@ class Calibrated(RateMethod):
                 fit.biases[name] = bias + fit.biases.get(name, 0)
         if not record:
             return None
-        return {name: joined_batches(f.targets) for name, f in layer_fits.items()}, recorded
+        targets = {name: joined_batches(f.targets) for name, f in layer_fits.items()}
+        return targets, recorded, spiking_inputs.spike_trains()
 
-    def fit_layer_weights(self, fit: Fit, targets: dict[str, Tensor], recorded: dict[str, Tensor]) -> None:
-        """Each layer's synapses fitted so that the rate model's output at T matches the ANN's activations."""
+    def trains_fit(self, fit: Fit, reads: set[str]) -> bool:
+        """Whether the spike trains that the layers of one depth read fit in memory (a byte per spike slot)."""
+        sizes = [prod(n.meta["sample_shape"]) for n in fit.prepared.activation_nodes() if n.name in reads]
+        needed = sum(sizes) * self.timesteps * self.calibration_limit
+        if needed <= SPIKE_TRAINS_BUDGET:
+            return True
+        fit.prepared.notes.append(
+            f"weights fitted on the rate model alone: the spike trains would take {needed / 2**30:.1f} GiB "
+            f"(more than {SPIKE_TRAINS_BUDGET / 2**30:.0f}; a smaller calibration_limit fits)"
+        )
+        return False
+
+    def fit_layer_weights(
+        self,
+        fit: Fit,
+        targets: dict[str, Tensor],
+        recorded: dict[str, Tensor],
+        trains: dict[str, SpikeTrains],
+    ) -> None:
+        """Each layer's synapses fitted so that the rate model's output at T matches the ANN's activations.
+
+        The model's current is the synapses' output on the time-averaged inputs plus the bias current that
+        this depth's first pass set (it stays in the network): the SNN's mean current, exactly (the ops
+        between neuron layers are linear, and a gated max-pool's outputs sum to the max-pool of its inputs'
+        sums). With ``simulated_fit`` the loss is taken at the rates of the neurons simulated on the recorded
+        spike trains (``weight_fit.simulated_rates``: exact at T), the model giving only the gradients.
+        """
         gm = fit.prepared.graph_module
         frontier = {node.name for node in fit.prepared.activation_nodes()}
         shapes = {node.name: node.meta["sample_shape"] for node in fit.prepared.activation_nodes()}
@@ -200,7 +233,19 @@ class Calibrated(RateMethod):
             def rate(current: Tensor, threshold: Tensor = threshold) -> Tensor:
                 return rate_model(current, threshold, self.timesteps, self.initial_potential)
 
-            self.note_fit(fit.prepared, name, layer, [recorded[r] for r in reads], target, rate)
+            bias = fit.biases.get(name, torch.zeros(())).to(target)
+            exact = None
+            if trains:  # samples -> the rates of the neurons simulated on the recorded spike trains
+                exact = partial(
+                    simulated_rates,
+                    WithBias(layer, bias),
+                    [trains[r] for r in reads],
+                    timesteps=self.timesteps,
+                    threshold=threshold,
+                    initial_potential=self.initial_potential,
+                )
+            inputs = [recorded[r] for r in reads]
+            self.note_fit(fit.prepared, name, layer, inputs, target, rate, bias, exact)
 
     def fit_readout_weights(self, fit: Fit) -> None:
         """The synapses into the output fitted so that the read-out at T matches the ANN's output (exactly
@@ -221,13 +266,30 @@ class Calibrated(RateMethod):
         self.note_fit(fit.prepared, "the read-out", layer, inputs, joined_batches(targets))
 
     @staticmethod
-    def note_fit(prepared, name, layer, inputs, target, output=lambda current: current) -> None:
-        """Fit ``layer``'s synapses (``weight_fit.fit_parameters``) and say in the notes how far it got."""
+    def note_fit(
+        prepared, name, layer, inputs, target, output=lambda current: current, bias=None, exact=None
+    ) -> None:
+        """Fit ``layer``'s synapses (``weight_fit.fit_parameters``), with a constant ``bias`` current added to
+        their output if given, and say in the notes how far it got."""
         groups = trainable_groups(layer, prepared.graph_module)
         if not groups:
             return
-        before, after = fit_parameters(layer, groups, inputs, target, output)
+        if bias is not None:
+            layer = WithBias(layer, bias)
+        before, after = fit_parameters(layer, groups, inputs, target, output, exact=exact)
         prepared.notes.append(f"weights into {name} fitted: squared error {before:.3g} -> {after:.3g}")
+
+
+class WithBias(torch.nn.Module):
+    """``layer`` with a constant current added to its output (which is not fitted)."""
+
+    def __init__(self, layer: fx.GraphModule, bias: Tensor):
+        super().__init__()
+        self.layer = layer
+        self.register_buffer("bias", bias)
+
+    def forward(self, *inputs: Tensor) -> Tensor:
+        return self.layer(*inputs) + self.bias
 
 
 def spiking_reads(prepared: PreparedModel, names: set[str]) -> set[str]:
@@ -257,6 +319,9 @@ def set_biases(snn: SpikingNetwork, biases: dict[str, Tensor]) -> None:
         if node.name in biases:
             neuron.bias = biases[node.name].to(neuron.threshold)  # its dtype and device
 
+
+# Memory for the spike trains one depth's weight fit simulates on (simulated_fit), in bytes.
+SPIKE_TRAINS_BUDGET = 4 * 2**30
 
 # Candidate thresholds, as multiples of the percentile threshold: 2^(k/8) from 1/8 to 1.41.
 SEARCH_SCALES = torch.exp2(torch.arange(-24, 5, dtype=torch.float64) / 8)

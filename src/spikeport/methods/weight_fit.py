@@ -6,8 +6,12 @@ weights for it: minimise, on calibration data, the squared error between the lay
 ANN's activation, with the layer fed the SNN's own time-averaged inputs. Integrate-and-fire neurons with soft
 reset, start potential ``v0`` (a fraction of the threshold) and a constant current ``m`` fire at the rate
 ``threshold / T * clamp(floor(T m / threshold + v0), 0, T)``; with the mean current as ``m`` this is the model
-the fit differentiates, the floor passing gradients straight through. The readout has no neurons: its value
-at T is the mean current itself, so its fit is exact.
+the fit differentiates, the floor passing gradients straight through. The model is exact only while the
+membrane stays in [0, threshold) at the end; currents that vary in time (early negative, late positive,
+bursts) make the neurons fire otherwise. So the loss can be taken at the neurons' true rate instead
+(``simulated_rates``: the neurons run on the recorded spike trains of the layers upstream, exact at T), the
+model still giving the gradients. The readout has no neurons: its value at T is the mean current itself, so
+its fit is exact.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import torch
 from torch import Tensor, fx, nn
 
 from spikeport.graph.canonical import module_call_counts
+from spikeport.neurons.dynamics import Reset, if_scan
 from spikeport.qcfs import floor_straight_through
 
 ITERATIONS = 400  # Adam steps per layer, on random mini-batches of the recorded calibration samples
@@ -100,14 +105,17 @@ def fit_parameters(
     target: Tensor,
     output: Callable[[Tensor], Tensor],
     *,
+    exact: Callable[[Tensor], Tensor] | None = None,
     seed: int = 0,
 ) -> tuple[float, float]:
     """Adjust the parameters of ``groups`` (``trainable_groups``) in place so that ``output(layer(*inputs))``
     approaches ``target`` in mean squared error.
 
     ``inputs`` are the time-averaged values of the layer's spiking inputs on the calibration samples,
-    ``target`` the ANN's values there. Weights that are exactly zero stay zero (a pruned network stays pruned,
-    and its synapse counts hold). Returns the mean squared error before and after; the parameters are left
+    ``target`` the ANN's values there. ``exact``, given sample indices, returns the true output there (no
+    gradients needed): the loss is then taken at the true output while gradients flow through the model
+    (``output(layer(...))``), a straight-through estimator. Weights that are exactly zero stay zero (a pruned
+    network stays pruned, and its synapse counts hold). Returns the mean squared error before and after; the parameters are left
     as they were when the fit does not lower it.
     """
     parameters = [p for group in groups for p in group["params"]]
@@ -116,12 +124,20 @@ def fit_parameters(
     zeros = [p.detach() == 0 for p in parameters]
     saved = [p.detach().clone() for p in parameters]
 
+    def predict(pick: Tensor) -> Tensor:
+        modelled = output(layer(*(x[pick] for x in inputs)))
+        if exact is None:
+            return modelled
+        with torch.no_grad():
+            true = exact(pick)
+        return modelled + (true - modelled).detach()
+
     def error() -> float:
         with torch.no_grad():
             total = 0.0
-            for start in range(0, count, 512):
-                part = slice(start, start + 512)
-                total += float((output(layer(*(x[part] for x in inputs))) - target[part]).square().sum())
+            for start in range(0, count, 256):
+                part = torch.arange(start, min(count, start + 256), device=target.device)
+                total += float((predict(part) - target[part]).square().sum())
             return total / max(1, target.numel())
 
     before = error()
@@ -129,7 +145,7 @@ def fit_parameters(
     with torch.enable_grad():
         for _ in range(ITERATIONS):
             pick = torch.randint(count, (min(BATCH_SIZE, count),), generator=generator).to(target.device)
-            loss = nn.functional.mse_loss(output(layer(*(x[pick] for x in inputs))), target[pick])
+            loss = nn.functional.mse_loss(predict(pick), target[pick])
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -147,31 +163,32 @@ def fit_parameters(
 
 class SpikingInputs:
     """Per calibration sample, the time average of what some SNN nodes emit over a run (the input node: the
-    analog input itself, the same at every step).
+    analog input itself, the same at every step), and with ``trains`` their spike trains too.
 
     Forward hooks on the neuron layers catch each batch's output, ``[T * B, ...]``; call ``start(x)`` before
     simulating each batch ``x``, ``close()`` after the last. Under torch.distributed every process ends with
     all processes' samples, in the order one process would have seen them.
     """
 
-    def __init__(self, snn, names: set[str]):
+    def __init__(self, snn, names: set[str], trains: bool = False):
         # In graph order: under torch.distributed every process must gather the nodes in the same order.
         self.parts: dict[str, list[Tensor]] = {
             n.name: [] for n in snn.graph_module.graph.nodes if n.name in names
         }
         self.input_name = next(n.name for n in snn.graph_module.graph.nodes if n.op == "placeholder")
-        self.handles = [
-            neuron.register_forward_hook(self._hook(node.name))
-            for node, neuron in snn.neuron_nodes()
-            if node.name in names
-        ]
+        neurons = [(node.name, neuron) for node, neuron in snn.neuron_nodes() if node.name in names]
+        self.handles = [neuron.register_forward_hook(self._hook(name)) for name, neuron in neurons]
+        self.spike_values = {name: spike_size(neuron) for name, neuron in neurons} if trains else {}
+        self.spikes: dict[str, list[Tensor]] = {name: [] for name in self.spike_values}
         self.batch = 0
 
     def _hook(self, name: str):
         def hook(_module, _args, out: Tensor) -> None:
             steps = out.shape[0] // self.batch
-            mean = out.reshape(steps, self.batch, *out.shape[1:]).mean(dim=0)
-            self.parts[name].append(mean.contiguous())
+            per_step = out.reshape(steps, self.batch, *out.shape[1:])
+            self.parts[name].append(per_step.mean(dim=0).contiguous())
+            if name in self.spikes:
+                self.spikes[name].append(per_step.ne(0).transpose(0, 1).contiguous())  # [B, T, ...]
 
         return hook
 
@@ -185,6 +202,64 @@ class SpikingInputs:
         for handle in self.handles:
             handle.remove()
         return {name: joined_batches(parts) for name, parts in self.parts.items()}
+
+    def spike_trains(self) -> dict[str, SpikeTrains]:
+        """With ``trains``: the recorded neuron layers' spike trains (the input node's: its constant value)."""
+        trains = {
+            name: SpikeTrains(joined_batches(s), self.spike_values[name]) for name, s in self.spikes.items()
+        }
+        if self.input_name in self.parts:
+            trains[self.input_name] = SpikeTrains(joined_batches(self.parts[self.input_name]), None)
+        return trains
+
+
+def spike_size(neuron) -> Tensor:
+    """The value one spike of an IF neuron layer carries (broadcastable over a sample)."""
+    return (neuron.threshold if neuron.spike_value is None else neuron.spike_value).detach().clone()
+
+
+class SpikeTrains:
+    """A node's recorded output over T steps, per sample: spikes as booleans ``[samples, T, ...]`` with the
+    value one spike carries (ANN units), or a constant analog value ``[samples, ...]`` (``value`` None)."""
+
+    def __init__(self, recorded: Tensor, value: Tensor | None):
+        self.recorded, self.value = recorded, value
+
+    def running_means(self, pick: Tensor, timesteps: int) -> Tensor:
+        """``[T, len(pick), ...]``: the output averaged over the steps up to each step t = 1..T."""
+        if self.value is None:
+            x = self.recorded[pick]
+            return x.unsqueeze(0).expand(timesteps, *x.shape)
+        counts = self.recorded[pick].transpose(0, 1).to(self.value.dtype).cumsum_(dim=0)
+        steps = torch.arange(1, timesteps + 1, dtype=counts.dtype, device=counts.device)
+        return counts.div_(steps.reshape(-1, *[1] * (counts.dim() - 1))).mul_(self.value)
+
+
+def simulated_rates(
+    layer: Callable[..., Tensor],
+    trains: list[SpikeTrains],
+    pick: Tensor,
+    timesteps: int,
+    threshold: Tensor,
+    initial_potential: float,
+) -> Tensor:
+    """The rate at T of soft-reset IF neurons fed by ``layer`` from the recorded ``trains`` (samples ``pick``).
+
+    The ops between neuron layers are affine (their biases added at every step) or max-pools (gated in the
+    SNN: they pass on the growth of the max of their inputs' sums), and both commute with a positive scale;
+    so the current summed over the first t steps is ``t * layer(means up to t)``, and each step's current is
+    the difference of consecutive sums.
+    """
+    means = [train.running_means(pick, timesteps) for train in trains]
+    summed = layer(*(m.flatten(0, 1) for m in means))
+    summed = summed.reshape(timesteps, -1, *summed.shape[1:])
+    steps = torch.arange(1, timesteps + 1, dtype=summed.dtype, device=summed.device)
+    summed = summed * steps.reshape(-1, *[1] * (summed.dim() - 1))
+    currents = torch.diff(summed, dim=0, prepend=torch.zeros_like(summed[:1]))
+    threshold = threshold.to(currents)
+    v = (initial_potential * threshold).expand(currents.shape[1:]).clone()
+    _, out = if_scan(v, currents, threshold, Reset.SOFT, update_state=True)
+    return out.mean(dim=0)
 
 
 def joined_batches(parts: list[Tensor]) -> Tensor:
