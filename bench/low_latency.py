@@ -6,6 +6,7 @@ with BatchNorm and max-pooling, and the demo CNN layout trained with QCFS activa
 calibration, without threshold search and weights, and with ``ecc``); QCFS nets with ``qcfs``. Accuracy and
 agreement on the 10,000 test images.
 Run: python bench/low_latency.py [--epochs 5] [--limit 10000] [--out results/low-latency] [--methods "A;B"]
+[--device cuda] (nets train on the CPU; with --device they are converted and evaluated there)
 """
 
 from __future__ import annotations
@@ -79,6 +80,25 @@ def trained(
     return model.eval(), time.perf_counter() - start
 
 
+def describe(device: str) -> str:
+    """The device in words, with the torch build: results from different devices are not compared."""
+    if torch.device(device).type == "cuda":
+        return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
+    return f"CPU ({torch.get_num_threads()} threads), torch {torch.__version__}"
+
+
+def exact_float32(device: str) -> None:
+    """On a GPU, float32 convolutions and products without TF32: figures comparable to the CPU's."""
+    if torch.device(device).type == "cuda":
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+
+
+def synchronize(device: str) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=5)
@@ -86,6 +106,7 @@ def main() -> None:
     parser.add_argument("--nets", default=",".join(NETS))
     parser.add_argument("--data", default="fashion-mnist", choices=("fashion-mnist", "mnist"))
     parser.add_argument("--out", default="results/low-latency")
+    parser.add_argument("--device", default="cpu", help="where nets are converted and evaluated")
     parser.add_argument(
         "--methods", help="method specs for the plain nets, separated by semicolons (default: all of METHODS)"
     )
@@ -96,21 +117,25 @@ def main() -> None:
     test = load_dataset(args.data, "test").subset(args.limit)
     x_test = test.x.reshape(-1, 1, 28, 28)
     calibration = train.x[:5000].reshape(-1, 1, 28, 28)
-    results: dict = {}
+    exact_float32(args.device)
+    results: dict = {"device": describe(args.device), "nets": {}}
+    print(f"converting and evaluating on {results['device']}")
     rows = []
     for name in args.nets.split(","):
         model, seconds = trained(name, train, args.epochs, out, args.data)
+        model.to(args.device)
         ann = accuracy(model, x_test, test.y)
         print(f"{name}: ANN {100 * ann:.2f}% ({'cached' if not seconds else f'trained in {seconds:.0f} s'})")
-        results[name] = {"ann_accuracy": ann, "methods": {}}
+        results["nets"][name] = {"ann_accuracy": ann, "methods": {}}
         levels = NETS[name][1]
         specs = args.methods.split(";") if args.methods and levels is None else METHODS[levels]
         for spec in specs:
             start = time.perf_counter()
             snn = sp.convert(model, calibration, spec)
+            synchronize(args.device)
             converted = time.perf_counter() - start
             ev = sp.evaluate(snn, (x_test, test.y), TIMESTEPS, ann=model, progress=False)
-            results[name]["methods"][spec] = {
+            results["nets"][name]["methods"][spec] = {
                 "convert_seconds": converted,
                 "accuracy": ev.accuracy,
                 "agreement": ev.agreement,
