@@ -259,15 +259,40 @@ def test_the_weight_fit_sees_what_the_snn_does(monkeypatch, net):
     assert len(checked) == (2 if net == "pooled" else 3) and all(c > 0 for c in checked)
 
 
-def test_spike_trains_too_large_for_memory_fall_back_to_the_rate_model(monkeypatch):
+def simulated_layers(monkeypatch, **options) -> tuple[list[bool], sp.SpikingNetwork]:
+    """Convert ``pooled_net`` with ``calibrated`` at T = 3: per weight fit, in order, whether it got simulated
+    rates; and the network."""
     import spikeport.methods.calibrated as calibrated
 
     model = pooled_net(nn.ReLU())
     x = torch.rand(32, 1, 11, 11)
     model(x)
-    on_rates = sp.convert(model, x, "calibrated", timesteps=3, simulated_fit=False).state_dict()
+    given = []
+    real_fit_parameters = calibrated.fit_parameters
+
+    def recording(*args, exact=None, **kwargs):
+        given.append(exact is not None)
+        return real_fit_parameters(*args, exact=exact, **kwargs)
+
+    monkeypatch.setattr(calibrated, "fit_parameters", recording)
+    snn = sp.convert(model, x, "calibrated", timesteps=3, **options)
+    return given, snn
+
+
+@pytest.mark.parametrize("simulated", [True, False])
+def test_simulated_fit_is_what_the_option_says(monkeypatch, simulated):
+    """Every hidden layer's fit gets the simulated rates with the option on (also the first layer, on the
+    analog input), none with it off; the read-out's never (its mean current is its value: exact already)."""
+    given, _ = simulated_layers(monkeypatch, simulated_fit=simulated)
+    assert given == [simulated, simulated, False]
+
+
+def test_spike_trains_too_large_for_memory_fall_back_to_the_rate_model(monkeypatch):
+    """Over the budget, a layer reading spikes is fitted on the rate model alone, and a note says so; the first
+    layer reads the analog input, which is recorded anyway: it stays simulated."""
+    import spikeport.methods.calibrated as calibrated
+
     monkeypatch.setattr(calibrated, "SPIKE_TRAINS_BUDGET", 0)
-    snn = sp.convert(model, x, "calibrated", timesteps=3)
+    given, snn = simulated_layers(monkeypatch)
     assert any("weights fitted on the rate model alone" in note for note in snn.info["notes"])
-    fallen_back = snn.state_dict()
-    assert all(torch.equal(fallen_back[k], on_rates[k]) for k in on_rates)
+    assert given == [True, False, False]  # the first layer, the second (spikes), the read-out

@@ -119,8 +119,8 @@ def fit_parameters(
     ``target`` the ANN's values there. ``exact``, given sample indices, returns the true output there (no
     gradients needed): the loss is then taken at the true output while gradients flow through the model
     (``output(layer(...))``), a straight-through estimator. Weights that are exactly zero stay zero (a pruned
-    network stays pruned, and its synapse counts hold). Returns the mean squared error before and after; the parameters are left
-    as they were when the fit does not lower it.
+    network stays pruned, and its synapse counts hold). Returns the mean squared error before and after; the
+    parameters are left as they were when the fit does not lower it.
     """
     parameters = [p for group in groups for p in group["params"]]
     count = target.shape[0]
@@ -192,6 +192,7 @@ class SpikingInputs:
         self.input_name = next(n.name for n in snn.graph_module.graph.nodes if n.op == "placeholder")
         neurons = [(node.name, neuron) for node, neuron in snn.neuron_nodes() if node.name in names]
         self.handles = [neuron.register_forward_hook(self._hook(name)) for name, neuron in neurons]
+        self.trains = trains
         self.spike_values = {name: spike_size(neuron) for name, neuron in neurons} if trains else {}
         self.spikes: dict[str, list[Tensor]] = {name: [] for name in self.spike_values}
         self.batch = 0
@@ -219,6 +220,8 @@ class SpikingInputs:
 
     def spike_trains(self) -> dict[str, SpikeTrains]:
         """With ``trains``: the recorded neuron layers' spike trains (the input node's: its constant value)."""
+        if not self.trains:
+            return {}
         trains = {
             name: SpikeTrains(joined_batches(s), self.spike_values[name]) for name, s in self.spikes.items()
         }
