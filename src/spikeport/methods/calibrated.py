@@ -169,7 +169,9 @@ class Calibrated(RateMethod):
         )
         snn = self.fitted_snn(fit)
         reads = spiking_reads(fit.prepared, current) if record else set()
-        spiking_inputs = SpikingInputs(snn, reads, trains=self.simulated_fit and self.trains_fit(fit, reads))
+        spiking_inputs = SpikingInputs(
+            snn, reads, trains=self.simulated_fit and self.trains_fit_in_memory(fit, reads)
+        )
         pending: set[str] = set()
         for node, neuron in snn.neuron_nodes():
             if node.name in current:
@@ -195,7 +197,7 @@ class Calibrated(RateMethod):
         targets = {name: joined_batches(f.targets) for name, f in layer_fits.items()}
         return targets, recorded, spiking_inputs.spike_trains()
 
-    def trains_fit(self, fit: Fit, reads: set[str]) -> bool:
+    def trains_fit_in_memory(self, fit: Fit, reads: set[str]) -> bool:
         """Whether the spike trains that the layers of one depth read fit in memory (a byte per spike slot)."""
         sizes = [prod(n.meta["sample_shape"]) for n in fit.prepared.activation_nodes() if n.name in reads]
         needed = sum(sizes) * self.timesteps * self.calibration_limit
@@ -218,7 +220,7 @@ class Calibrated(RateMethod):
 
         The model's current is the synapses' output on the time-averaged inputs plus the bias current that
         this depth's first pass set (it stays in the network): the SNN's mean current, exactly (the ops
-        between neuron layers are linear, and a gated max-pool's outputs sum to the max-pool of its inputs'
+        between neuron layers are affine, and a gated max-pool's outputs sum to the max-pool of its inputs'
         sums). With ``simulated_fit`` the loss is taken at the rates of the neurons simulated on the recorded
         spike trains (``weight_fit.simulated_rates``: exact at T), the model giving only the gradients.
         """
