@@ -14,7 +14,7 @@ import json
 import time
 from pathlib import Path
 
-import torch
+from low_latency import exact_float32, synchronize  # bench/low_latency.py: the same device handling
 
 import spikeport as sp
 from spikeport.demo import demo_model
@@ -28,17 +28,13 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", default="bench/results/demo_bars.json")
     args = parser.parse_args()
-    cuda = torch.device(args.device).type == "cuda"
-    if cuda:
-        torch.backends.cudnn.allow_tf32 = False
-        torch.backends.cuda.matmul.allow_tf32 = False
+    exact_float32(args.device)
     model = demo_model(progress=False).to(args.device)
     results = {}
     for spec in SPECS:
         start = time.perf_counter()
         snn = sp.convert(model, "mnist:train", spec, calibration_samples=5000)
-        if cuda:
-            torch.cuda.synchronize()
+        synchronize(args.device)
         converted = time.perf_counter() - start
         ev = sp.evaluate(snn, "mnist:test", TIMESTEPS, ann=model, progress=False)
         cells = {t: (100 * ev.accuracy[t], 100 * ev.agreement[t]) for t in TIMESTEPS}
