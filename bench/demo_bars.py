@@ -14,7 +14,7 @@ import json
 import time
 from pathlib import Path
 
-from low_latency import exact_float32, synchronize  # bench/low_latency.py: the same device handling
+from devices import exact_float32, synchronize
 
 import spikeport as sp
 from spikeport.demo import demo_model

@@ -26,6 +26,7 @@ from collections import defaultdict
 
 import torch
 from benchlib import interleaved_medians, save_json
+from devices import synchronize
 
 import spikeport as sp
 from spikeport.models import mnist_cnn, resnet20, vgg16
@@ -45,11 +46,6 @@ def build(name: str, batch: int, device: str):
     x = torch.rand(batch, *shape)
     snn = sp.convert(model, x, "percentile")
     return model, snn, x
-
-
-def synchronize(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
 
 
 def medians_on(functions: dict, device: str, repeats: int) -> dict[str, float]:

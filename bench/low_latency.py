@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import torch
+from devices import describe, exact_float32, synchronize
 from torch import nn
 
 import spikeport as sp
@@ -78,25 +79,6 @@ def trained(
     train_classifier(model, x, train.y, epochs=epochs, lr=2e-3, seed=0, progress=False)
     torch.save(model.state_dict(), path)
     return model.eval(), time.perf_counter() - start
-
-
-def describe(device: str) -> str:
-    """The device in words, with the torch build: results from different devices are not compared."""
-    if torch.device(device).type == "cuda":
-        return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
-    return f"CPU ({torch.get_num_threads()} threads), torch {torch.__version__}"
-
-
-def exact_float32(device: str) -> None:
-    """On a GPU, float32 convolutions and products without TF32: figures comparable to the CPU's."""
-    if torch.device(device).type == "cuda":
-        torch.backends.cudnn.allow_tf32 = False
-        torch.backends.cuda.matmul.allow_tf32 = False
-
-
-def synchronize(device: str) -> None:
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def main() -> None:

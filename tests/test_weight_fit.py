@@ -13,7 +13,15 @@ from torch import fx, nn
 import spikeport as sp
 from spikeport.graph.prepare import prepare
 from spikeport.graph.subgraph import feeding_subgraph
-from spikeport.methods.weight_fit import Adam, fit_parameters, rate_model, trainable_groups
+from spikeport.methods import weight_fit
+from spikeport.methods.weight_fit import (
+    Adam,
+    fit_parameters,
+    packed_steps,
+    rate_model,
+    trainable_groups,
+    unpacked_steps,
+)
 from spikeport.neurons.dynamics import Reset, if_scan
 
 
@@ -134,6 +142,33 @@ def test_the_fit_takes_its_loss_at_the_exact_output_when_given():
     _, true_error_without = fit(False)
     assert true_error_without == pytest.approx(shift**2, rel=1e-4)  # nothing to fit in the model's eyes
     assert true_error < 0.1 * true_error_without
+
+
+@given(steps=st.integers(1, 40), seed=st.integers(0, 2**16), rate=st.floats(0.0, 1.0))
+def test_spike_trains_packed_eight_steps_to_a_byte_unpack_to_themselves(steps, seed, rate):
+    generator = torch.Generator().manual_seed(seed)
+    spikes = torch.rand(3, steps, 2, 5, generator=generator) < rate
+    packed = packed_steps(spikes)
+    assert packed.dtype == torch.uint8 and packed.shape == (3, -(-steps // 8), 2, 5)
+    assert torch.equal(unpacked_steps(packed, steps), spikes)
+
+
+def test_the_fit_simulates_once_per_refresh_and_once_for_each_error(monkeypatch):
+    """The exact output is costly (a simulation of every sample): the fit takes it on every sample once
+    before (the error before and the first corrections), once per refresh and once after."""
+    monkeypatch.setattr(weight_fit, "ITERATIONS", 250)
+    monkeypatch.setattr(weight_fit, "EXACT_REFRESH", 100)
+    torch.manual_seed(0)
+    layer = fx.symbolic_trace(nn.Sequential(nn.Linear(4, 2)))
+    x = torch.rand(300, 4)
+    seen = []
+
+    def exact(pick):
+        seen.append(len(pick))
+        return layer(x[pick]) + 0.1
+
+    fit_parameters(layer, trainable_groups(layer, layer), [x], torch.zeros(300, 2), lambda m: m, exact=exact)
+    assert sum(seen) == 300 * 4  # before, at steps 100 and 200, after
 
 
 def test_the_fits_adam_is_torchs_bit_for_bit():

@@ -198,9 +198,10 @@ class Calibrated(RateMethod):
         return targets, recorded, spiking_inputs.spike_trains()
 
     def trains_fit_in_memory(self, fit: Fit, reads: set[str]) -> bool:
-        """Whether the spike trains that the layers of one depth read fit in memory (a byte per spike slot)."""
+        """Whether the spike trains that the layers of one depth read fit in memory (a bit per spike slot,
+        a neuron's steps padded to whole bytes)."""
         sizes = [prod(n.meta["sample_shape"]) for n in fit.prepared.activation_nodes() if n.name in reads]
-        needed = sum(sizes) * self.timesteps * self.calibration_limit
+        needed = sum(sizes) * -(-self.timesteps // 8) * self.calibration_limit
         if needed <= SPIKE_TRAINS_BUDGET:
             return True
         fit.prepared.notes.append(

@@ -142,21 +142,25 @@ def fit_parameters(
         for start in range(0, count, 256):
             yield torch.arange(start, min(count, start + 256), device=target.device)
 
-    def error() -> float:
+    def error(corrections: Tensor | None = None) -> float:
         with torch.no_grad():
-            total = sum(float((predict(part) - target[part]).square().sum()) for part in parts())
+            total = sum(float((predict(part, corrections) - target[part]).square().sum()) for part in parts())
             return total / max(1, target.numel())
 
     def differences() -> Tensor:
         with torch.no_grad():
             return torch.cat([exact(part) - output(layer(*(x[part] for x in inputs))) for part in parts()])
 
-    before = error()
+    # The first exact pass serves twice: the error before, and the corrections of the first steps.
+    corrections = differences() if exact is not None else None
+    before = error(corrections)
+    refresh = exact is not None and EXACT_REFRESH > 0
+    if not refresh:
+        corrections = None  # the model alone, or the exact output on every mini-batch
     optimizer = Adam(groups)
-    corrections = None
     with torch.enable_grad():
         for step in range(ITERATIONS):
-            if exact is not None and EXACT_REFRESH and step % EXACT_REFRESH == 0:
+            if refresh and step > 0 and step % EXACT_REFRESH == 0:
                 corrections = differences()
             pick = torch.randint(count, (min(BATCH_SIZE, count),), generator=generator).to(target.device)
             loss = nn.functional.mse_loss(predict(pick, corrections), target[pick])
@@ -203,7 +207,7 @@ class SpikingInputs:
             per_step = out.reshape(steps, self.batch, *out.shape[1:])
             self.parts[name].append(per_step.mean(dim=0).contiguous())
             if name in self.spikes:
-                self.spikes[name].append(per_step.ne(0).transpose(0, 1).contiguous())  # [B, T, ...]
+                self.spikes[name].append(packed_steps(per_step.ne(0).transpose(0, 1)))  # [B, T / 8, ...]
 
         return hook
 
@@ -216,17 +220,19 @@ class SpikingInputs:
         """The recorded averages, one ``[samples, ...]`` tensor per node."""
         for handle in self.handles:
             handle.remove()
-        return {name: joined_batches(parts) for name, parts in self.parts.items()}
+        self.averages = {name: joined_batches(parts) for name, parts in self.parts.items()}
+        return self.averages
 
     def spike_trains(self) -> dict[str, SpikeTrains]:
-        """With ``trains``: the recorded neuron layers' spike trains (the input node's: its constant value)."""
+        """With ``trains``, after ``close``: the recorded neuron layers' spike trains (the input node's: its
+        constant value, the recorded average itself)."""
         if not self.trains:
             return {}
         trains = {
             name: SpikeTrains(joined_batches(s), self.spike_values[name]) for name, s in self.spikes.items()
         }
-        if self.input_name in self.parts:
-            trains[self.input_name] = SpikeTrains(joined_batches(self.parts[self.input_name]), None)
+        if self.input_name in self.averages:
+            trains[self.input_name] = SpikeTrains(self.averages[self.input_name], None)
         return trains
 
 
@@ -236,8 +242,9 @@ def spike_size(neuron) -> Tensor:
 
 
 class SpikeTrains:
-    """A node's recorded output over T steps, per sample: spikes as booleans ``[samples, T, ...]`` with the
-    value one spike carries (ANN units), or a constant analog value ``[samples, ...]`` (``value`` None)."""
+    """A node's recorded output over T steps, per sample: spikes packed eight steps to a byte
+    (``packed_steps``, ``[samples, ceil(T / 8), ...]``) with the value one spike carries (ANN units), or a
+    constant analog value ``[samples, ...]`` (``value`` None)."""
 
     def __init__(self, recorded: Tensor, value: Tensor | None):
         self.recorded, self.value = recorded, value
@@ -247,9 +254,31 @@ class SpikeTrains:
         if self.value is None:
             x = self.recorded[pick]
             return x.unsqueeze(0).expand(timesteps, *x.shape)
-        counts = self.recorded[pick].transpose(0, 1).to(self.value.dtype).cumsum_(dim=0)
+        spikes = unpacked_steps(self.recorded[pick], timesteps)
+        counts = spikes.transpose(0, 1).to(self.value.dtype).cumsum_(dim=0)
         steps = torch.arange(1, timesteps + 1, dtype=counts.dtype, device=counts.device)
         return counts.div_(steps.reshape(-1, *[1] * (counts.dim() - 1))).mul_(self.value)
+
+
+def packed_steps(spikes: Tensor) -> Tensor:
+    """Booleans ``[B, T, ...]`` as bytes ``[B, ceil(T / 8), ...]``, step 8j + k in bit k of byte j: spike
+    trains of a whole calibration set, held for the weight fit, take an eighth of the memory."""
+    batch, steps, *rest = spikes.shape
+    padding = spikes.new_zeros(batch, -steps % 8, *rest)
+    bits = torch.cat([spikes, padding], dim=1).reshape(batch, -1, 8, *rest).to(torch.uint8)
+    return (bits << _bit_positions(bits)).sum(dim=2, dtype=torch.uint8)
+
+
+def unpacked_steps(packed: Tensor, timesteps: int) -> Tensor:
+    """The inverse of ``packed_steps``: booleans ``[B, timesteps, ...]``."""
+    bits = (packed.unsqueeze(2) >> _bit_positions(packed.unsqueeze(2))) & 1
+    return bits.flatten(1, 2)[:, :timesteps].bool()
+
+
+def _bit_positions(like: Tensor) -> Tensor:
+    """0..7 along dimension 2, broadcastable against ``like``."""
+    shape = (1, 1, 8) + (1,) * (like.dim() - 3)
+    return torch.arange(8, dtype=torch.uint8, device=like.device).reshape(shape)
 
 
 def simulated_rates(
