@@ -51,6 +51,7 @@ from spikeport.methods.weight_fit import (
     SpikingInputs,
     fit_parameters,
     joined_batches,
+    packed_length,
     rate_model,
     simulated_rates,
     trainable_groups,
@@ -201,7 +202,7 @@ class Calibrated(RateMethod):
         """Whether the spike trains that the layers of one depth read fit in memory (a bit per spike slot,
         a neuron's steps padded to whole bytes)."""
         sizes = [prod(n.meta["sample_shape"]) for n in fit.prepared.activation_nodes() if n.name in reads]
-        needed = sum(sizes) * -(-self.timesteps // 8) * self.calibration_limit
+        needed = sum(sizes) * packed_length(self.timesteps) * self.calibration_limit
         if needed <= SPIKE_TRAINS_BUDGET:
             return True
         fit.prepared.notes.append(

@@ -151,12 +151,11 @@ def fit_parameters(
         with torch.no_grad():
             return torch.cat([exact(part) - output(layer(*(x[part] for x in inputs))) for part in parts()])
 
-    # The first exact pass serves twice: the error before, and the corrections of the first steps.
-    corrections = differences() if exact is not None else None
-    before = error(corrections)
+    # Refreshed corrections: the first exact pass serves twice, for the error before and the first steps.
+    # Without them the loss is the model's, or (EXACT_REFRESH 0) the exact output's on every mini-batch.
     refresh = exact is not None and EXACT_REFRESH > 0
-    if not refresh:
-        corrections = None  # the model alone, or the exact output on every mini-batch
+    corrections = differences() if refresh else None
+    before = error(corrections)
     optimizer = Adam(groups)
     with torch.enable_grad():
         for step in range(ITERATIONS):
@@ -264,15 +263,21 @@ def packed_steps(spikes: Tensor) -> Tensor:
     """Booleans ``[B, T, ...]`` as bytes ``[B, ceil(T / 8), ...]``, step 8j + k in bit k of byte j: spike
     trains of a whole calibration set, held for the weight fit, take an eighth of the memory."""
     batch, steps, *rest = spikes.shape
-    padding = spikes.new_zeros(batch, -steps % 8, *rest)
+    padding = spikes.new_zeros(batch, 8 * packed_length(steps) - steps, *rest)
     bits = torch.cat([spikes, padding], dim=1).reshape(batch, -1, 8, *rest).to(torch.uint8)
     return (bits << _bit_positions(bits)).sum(dim=2, dtype=torch.uint8)
 
 
 def unpacked_steps(packed: Tensor, timesteps: int) -> Tensor:
     """The inverse of ``packed_steps``: booleans ``[B, timesteps, ...]``."""
-    bits = (packed.unsqueeze(2) >> _bit_positions(packed.unsqueeze(2))) & 1
+    packed = packed.unsqueeze(2)
+    bits = (packed >> _bit_positions(packed)) & 1
     return bits.flatten(1, 2)[:, :timesteps].bool()
+
+
+def packed_length(timesteps: int) -> int:
+    """Bytes per neuron of ``timesteps`` packed steps."""
+    return -(-timesteps // 8)
 
 
 def _bit_positions(like: Tensor) -> Tensor:
