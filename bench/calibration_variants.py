@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import torch
-from peers import NETS, TIMESTEPS, measure, trained_net
+from peers import NETS, TIMESTEPS, data, measure, trained_net
 
 import spikeport as sp
 from spikeport.data import load_dataset
@@ -36,14 +36,20 @@ DEFAULT_VARIANTS = (
 
 
 def images(net: str):
-    """(calibration images, held-out images and labels, test images and labels) of the net's data set."""
+    """(calibration images, held-out images and labels, test images and labels): ``bench/peers.py``'s
+    calibration and test images, and the held-out training images."""
+    calibration, x, y = data(net, limit=10000)
     train = load_dataset(NETS[net][0], "train")
-    test = load_dataset(NETS[net][0], "test")
+    return calibration, (train.x[HELD_OUT].reshape(-1, 1, 28, 28), train.y[HELD_OUT]), (x, y)
 
-    def shaped(x: torch.Tensor) -> torch.Tensor:
-        return x.reshape(-1, 1, 28, 28)
 
-    return shaped(train.x[:5000]), (shaped(train.x[HELD_OUT]), train.y[HELD_OUT]), (shaped(test.x), test.y)
+def evaluated(snn, splits: dict, references: dict) -> dict:
+    """``peers.measure`` of the SNN on every split (accuracy and agreement with the ANN at T = 1..32)."""
+
+    def simulate(batch: torch.Tensor, steps: int) -> torch.Tensor:
+        return snn.simulate(batch, steps).readout
+
+    return {name: measure(simulate, x, y, references[name], timed=False) for name, (x, y) in splits.items()}
 
 
 def main() -> None:
@@ -70,14 +76,7 @@ def main() -> None:
         start = time.perf_counter()
         snn = sp.convert(model, calibration, spec)
         seconds = time.perf_counter() - start
-
-        def simulate(batch: torch.Tensor, steps: int, snn=snn) -> torch.Tensor:
-            return snn.simulate(batch, steps).readout
-
-        results[spec] = {
-            name: measure(simulate, x, y, references[name], timed=False) for name, (x, y) in splits.items()
-        }
-        results[spec]["convert_seconds"] = seconds
+        results[spec] = {**evaluated(snn, splits, references), "convert_seconds": seconds}
     print_table(results, {name: len(x) for name, (x, _) in splits.items()})
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps({"net": args.net, "variants": results}, indent=2))

@@ -17,11 +17,12 @@ import copy
 import time
 
 import torch
-from calibration_variants import images, print_table
-from peers import NETS, measure, trained_net
+from calibration_variants import evaluated, images, print_table
+from peers import NETS, trained_net
 from torch import fx, nn
 
 import spikeport as sp
+from spikeport.graph.assemble import broadcastable
 from spikeport.methods.weight_fit import Adam, rate_model
 from spikeport.neurons.integrate_fire import IFNeuron
 from spikeport.neurons.max_pool import SpikingMaxPool
@@ -38,9 +39,7 @@ class RateOf(nn.Module):
         n = self.neuron
         if n.bias is not None:
             x = x + n.bias
-        threshold = n.threshold
-        if threshold.numel() > 1:
-            threshold = threshold.reshape(-1, *[1] * (x.dim() - 2))
+        threshold = broadcastable(n.threshold, x.shape[1:], x.dtype)
         return rate_model(x, threshold, self.timesteps, n.initial_potential)
 
 
@@ -76,21 +75,18 @@ def main() -> None:
     snn = sp.convert(model, calibration, f"calibrated[timesteps={steps}]")
     converted = time.perf_counter() - start
 
-    def measured() -> dict:
-        def simulate(batch: torch.Tensor, t: int) -> torch.Tensor:
-            return snn.simulate(batch, t).readout
-
-        return {
-            name: measure(simulate, x, y, references[name], timed=False) for name, (x, y) in splits.items()
-        }
-
     def snn_logits() -> torch.Tensor:
         with torch.no_grad():
             return torch.cat(
-                [snn.simulate(calibration[i : i + 500], steps).readout[-1] for i in range(0, 5000, 500)]
+                [
+                    snn.simulate(calibration[i : i + 500], steps).readout[-1]
+                    for i in range(0, len(calibration), 500)
+                ]
             )
 
-    results = {f"calibrated[timesteps={steps}]": {**measured(), "convert_seconds": converted}}
+    results = {
+        f"calibrated[timesteps={steps}]": {**evaluated(snn, splits, references), "convert_seconds": converted}
+    }
     stand_in = rate_network(snn, steps)
     groups = [
         {"params": list(m.parameters()), "lr": args.lr * float(m.weight.detach().square().mean().sqrt())}
@@ -100,11 +96,14 @@ def main() -> None:
     optimizer = Adam(groups)
     generator = torch.Generator().manual_seed(0)
     start = time.perf_counter()
-    before = float((snn_logits() - target).square().mean())
+    logits = snn_logits()  # the SNN's, refreshed every args.refresh steps
+    before = float((logits - target).square().mean())
     for step in range(args.iterations):
         if step % args.refresh == 0:
+            if step > 0:
+                logits = snn_logits()
             with torch.no_grad():
-                corrections = snn_logits() - stand_in(calibration)
+                corrections = logits - stand_in(calibration)
         pick = torch.randint(len(calibration), (128,), generator=generator)
         with torch.enable_grad():
             loss = (stand_in(calibration[pick]) + corrections[pick] - target[pick]).square().mean()
@@ -115,7 +114,7 @@ def main() -> None:
     fitted = converted + time.perf_counter() - start
     print(f"logits' squared error against the ANN on the calibration images: {before:.4f} -> {after:.4f}")
     results[f"then end to end, {args.iterations} steps, lr {args.lr}"] = {
-        **measured(),
+        **evaluated(snn, splits, references),
         "convert_seconds": fitted,
     }
     print_table(results, {name: len(x) for name, (x, _) in splits.items()})
