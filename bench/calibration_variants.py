@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import torch
-from peers import NETS, TIMESTEPS, data, measure, trained_net
+from peers import NETS, TIMESTEPS, data, measure, simulating, trained_net
 
 import spikeport as sp
 from spikeport.data import load_dataset
@@ -45,10 +45,7 @@ def images(net: str):
 
 def evaluated(snn, splits: dict, references: dict) -> dict:
     """``peers.measure`` of the SNN on every split (accuracy and agreement with the ANN at T = 1..32)."""
-
-    def simulate(batch: torch.Tensor, steps: int) -> torch.Tensor:
-        return snn.simulate(batch, steps).readout
-
+    simulate = simulating(snn)
     return {name: measure(simulate, x, y, references[name], timed=False) for name, (x, y) in splits.items()}
 
 

@@ -7,6 +7,11 @@ it. Every recipe converts each net (``--nets``), calibrates on the first 5,000 t
 data set where it calibrates at all, and is measured by the same code on the same test images:
 
 - accuracy and agreement with the ANN after every step T = 1..32 (the table shows 1, 2, 4, 8, 16, 32);
+- spikes per image up to each T: the spikes of every neuron that replaced a ReLU (the read-out has none), counted
+  alike for all (spikeport's recorded counts, forward hooks on the peers' neurons; a sinabs multi-spike neuron's
+  step counts as many spikes as it sends), so each accuracy comes with what it costs;
+- spikeport's best against the best peer at each T, image by image: on how many test images only one of the two
+  is right, and the exact two-sided McNemar p-value of that split (is the difference more than chance?);
 - on the demo CNN only (speed is issue 8's comparison; the other nets answer issue 7's accuracy question):
   images per second at T = 64 (first 1,000 test images, batches of 100, the analog image at every step), and
   time to agreement: the first T at which the SNN agrees with the ANN on >= 99.5 % of the test images, and
@@ -31,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import subprocess
 import sys
@@ -54,8 +60,36 @@ NETS = {
 }
 TIMED_NETS = ("demo",)  # speed and time to agreement are measured on these
 
-# simulate(x, T) -> the network's output summed over steps 1..t, for every t: [T, B, classes]
-Simulate = Callable[[torch.Tensor, int], torch.Tensor]
+# simulate(x, T, count) -> (the network's output summed over steps 1..t, for every t: [T, B, classes],
+#                           with ``count`` the spikes of its neurons at each step summed over the batch: [T])
+Simulate = Callable[[torch.Tensor, int, bool], tuple[torch.Tensor, torch.Tensor | None]]
+
+
+class SpikeCounter:
+    """Counts the spikes of a peer's neurons through forward hooks, step by step, while ``counting``.
+
+    ``per_step(output, steps)`` turns one call's output into that call's spikes per step ([steps] or a
+    scalar for a call that is one step); the counts of consecutive calls are concatenated."""
+
+    def __init__(self, neurons: list[torch.nn.Module], per_step: Callable[[torch.Tensor, int], torch.Tensor]):
+        self.per_step, self.steps, self.counting, self.layers = per_step, 1, False, len(neurons)
+        self.calls: list[torch.Tensor] = []
+        for neuron in neurons:
+            neuron.register_forward_hook(self.hook)
+
+    def hook(self, module, inputs, output) -> None:
+        if self.counting:
+            self.calls.append(self.per_step(output.detach(), self.steps).double().reshape(-1))
+
+    def start(self, steps: int, counting: bool) -> None:
+        self.steps, self.counting, self.calls = steps, counting, []
+
+    def spikes(self) -> torch.Tensor | None:
+        """[steps] spikes over the batch (every layer called once per step, or once for all steps)."""
+        if not self.counting:
+            return None
+        counts = torch.stack(self.calls)  # [calls, steps per call]
+        return counts.reshape(-1, self.layers, counts.shape[1]).sum(1).reshape(-1)
 
 
 def ensure_venv(path: Path) -> Path:
@@ -99,11 +133,11 @@ def seconds_per_image(simulate: Simulate, x: torch.Tensor, steps: int, repeats: 
     images = x[:SPEED_IMAGES]
     times = []
     with torch.no_grad():
-        simulate(images[:100], steps)  # warm-up
+        simulate(images[:100], steps, False)  # warm-up
         for _ in range(repeats):
             start = time.perf_counter()
             for i in range(0, len(images), 100):
-                simulate(images[i : i + 100], steps)
+                simulate(images[i : i + 100], steps, False)
             times.append((time.perf_counter() - start) / len(images))
     return statistics.median(times)
 
@@ -111,20 +145,30 @@ def seconds_per_image(simulate: Simulate, x: torch.Tensor, steps: int, repeats: 
 def measure(
     simulate: Simulate, x: torch.Tensor, y: torch.Tensor, reference: torch.Tensor, timed: bool
 ) -> dict:
-    """Accuracy and agreement after every step up to 32, the first T at 99.5 % agreement, and (``timed``)
-    speed at T=64 and time to that agreement."""
+    """Accuracy, agreement and spikes per image after every step up to 32, the test images each T of the table
+    gets wrong, the first T at 99.5 % agreement, and (``timed``) speed at T=64 and time to that agreement."""
     steps = max(TIMESTEPS)
     correct = torch.zeros(steps)
     agree = torch.zeros(steps)
+    spikes = torch.zeros(steps, dtype=torch.float64)
+    wrong: dict[int, list[int]] = {t: [] for t in TIMESTEPS}
     start = time.perf_counter()
     with torch.no_grad():
         for i in range(0, len(x), 100):
-            prediction = simulate(x[i : i + 100], steps).argmax(-1)  # [T, B]
-            correct += (prediction == y[i : i + 100]).sum(1)
+            sums, batch_spikes = simulate(x[i : i + 100], steps, True)
+            prediction = sums.argmax(-1)  # [T, B]
+            right = prediction == y[i : i + 100]
+            correct += right.sum(1)
             agree += (prediction == reference[i : i + 100]).sum(1)
+            spikes += batch_spikes
+            for t in TIMESTEPS:
+                wrong[t] += (i + torch.nonzero(~right[t - 1]).flatten()).tolist()
+    cumulative = spikes.cumsum(0) / len(x)
     result = {
         "accuracy": {t: float(correct[t - 1]) / len(x) for t in range(1, steps + 1)},
         "agreement": {t: float(agree[t - 1]) / len(x) for t in range(1, steps + 1)},
+        "spikes_per_image": {t: float(cumulative[t - 1]) for t in range(1, steps + 1)},
+        "wrong": wrong,
         "evaluate_seconds": time.perf_counter() - start,
     }
     reached = [t for t, a in result["agreement"].items() if a >= AGREEMENT_TARGET]
@@ -141,7 +185,7 @@ def peer_side(net: str, limit: int, out: Path) -> None:
     """Runs inside the peer venv: SpikingJelly and sinabs conversions of ``net``."""
     import copy
 
-    from spikingjelly.activation_based import ann2snn, functional
+    from spikingjelly.activation_based import ann2snn, neuron
 
     model = trained_net(net)
     calibration, x, y = data(net, limit)
@@ -163,11 +207,7 @@ def peer_side(net: str, limit: int, out: Path) -> None:
         start = time.perf_counter()
         snn = ann2snn.FXConverter(recipe=recipe(), device="cpu").convert(copy.deepcopy(model)).eval()
         converted = time.perf_counter() - start
-
-        def simulate(batch: torch.Tensor, steps: int, snn=snn) -> torch.Tensor:
-            functional.reset_net(snn)
-            return torch.stack([snn(batch) for _ in range(steps)]).cumsum(0)
-
+        simulate = jelly_simulating(snn, [m for m in snn.modules() if isinstance(m, neuron.BaseNode)])
         results[label] = {**measure(simulate, x, y, reference, timed), "convert_seconds": converted}
     for label, normalize in (
         ("sinabs from_model", False),
@@ -175,6 +215,20 @@ def peer_side(net: str, limit: int, out: Path) -> None:
     ):
         results[label] = sinabs_recipe(model, calibration, normalize, x, y, reference, timed)
     out.write_text(json.dumps(results))
+
+
+def jelly_simulating(snn: torch.nn.Module, neurons: list[torch.nn.Module]) -> Simulate:
+    """A SpikingJelly network as ``measure`` runs it: one call per step, its IF neurons' binary spikes counted."""
+    from spikingjelly.activation_based import functional
+
+    counter = SpikeCounter(neurons, lambda out, steps: out.sum())
+
+    def simulate(batch: torch.Tensor, steps: int, count: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        functional.reset_net(snn)
+        counter.start(1, count)
+        return torch.stack([snn(batch) for _ in range(steps)]).cumsum(0), counter.spikes()
+
+    return simulate
 
 
 def relus_and_their_parameters(model: torch.nn.Module) -> tuple[list[str], list[str]]:
@@ -208,17 +262,32 @@ def sinabs_recipe(model, calibration, normalize: bool, x, y, reference, timed: b
     network = from_model(ann, input_shape=tuple(x.shape[1:]), batch_size=100)
     snn = network.spiking_model.eval()
     converted = time.perf_counter() - start
+    neurons = [layer for layer in snn.modules() if hasattr(layer, "num_timesteps")]  # IAFSqueeze
+    # [B * T, ...] sample-major; a value is how many spikes the neuron sent in that step
+    counter = SpikeCounter(neurons, lambda out, steps: out.reshape(-1, steps, out[0].numel()).sum((0, 2)))
 
-    def simulate(batch: torch.Tensor, steps: int) -> torch.Tensor:
+    def simulate(batch: torch.Tensor, steps: int, count: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         sinabs.reset_states(snn)
-        for layer in snn.modules():  # IAFSqueeze layers fold time into the batch: [B * T, ...]
-            if hasattr(layer, "num_timesteps"):
-                layer.num_timesteps, layer.batch_size = steps, -1
+        for layer in neurons:  # IAFSqueeze layers fold time into the batch: [B * T, ...]
+            layer.num_timesteps, layer.batch_size = steps, -1
+        counter.start(steps, count)
         frames = batch.unsqueeze(1).expand(batch.shape[0], steps, *batch.shape[1:]).flatten(0, 1)
         out = snn(frames).reshape(batch.shape[0], steps, -1)
-        return out.transpose(0, 1).cumsum(0)
+        return out.transpose(0, 1).cumsum(0), counter.spikes()
 
     return {**measure(simulate, x, y, reference, timed), "convert_seconds": converted}
+
+
+def simulating(snn) -> Simulate:
+    """A spikeport network as ``measure`` runs it: its read-out (running means: the same argmax as the sums)
+    and, when counting, the spikes of its neurons (not of its max-pools, which only pass spikes on)."""
+    neurons = [name for name, layer in snn.spiking_layers().items() if layer.is_neuron]
+
+    def simulate(batch: torch.Tensor, steps: int, count: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        run = snn.simulate(batch, steps, record=count)
+        return run.readout, sum(run.spikes[name] for name in neurons) if count else None
+
+    return simulate
 
 
 def our_side(net: str, limit: int) -> tuple[dict, float]:
@@ -238,11 +307,7 @@ def our_side(net: str, limit: int) -> tuple[dict, float]:
         start = time.perf_counter()
         snn = sp.convert(model, calibration, spec)
         converted = time.perf_counter() - start
-
-        def simulate(batch: torch.Tensor, steps: int) -> torch.Tensor:
-            return snn.simulate(batch, steps).readout  # running means: the same argmax as the sums
-
-        return {**measure(simulate, x, y, reference, timed), "convert_seconds": converted}
+        return {**measure(simulating(snn), x, y, reference, timed), "convert_seconds": converted}
 
     results = {f"spikeport {spec}": run(spec) for spec in ("calibrated", "ecc")}
     # calibrated's default T is one of these: that column is the default network, not converted again
@@ -252,11 +317,13 @@ def our_side(net: str, limit: int) -> tuple[dict, float]:
         for t in TIMESTEPS
     }
     results["spikeport calibrated[timesteps=T], tuned for each T"] = {
-        "accuracy": {t: r["accuracy"][t] for t, r in tuned.items()},
-        "agreement": {t: r["agreement"][t] for t, r in tuned.items()},
+        key: {t: r[key][t] for t, r in tuned.items()}
+        for key in ("accuracy", "agreement", "spikes_per_image", "wrong")
+    } | {
         "convert_seconds": max(r["convert_seconds"] for r in tuned.values()),
         "tuned": {
-            t: {k: v for k, v in r.items() if k not in ("accuracy", "agreement")} for t, r in tuned.items()
+            t: {k: v for k, v in r.items() if k not in ("accuracy", "agreement", "spikes_per_image", "wrong")}
+            for t, r in tuned.items()
         },
     }
     if timed:
@@ -275,8 +342,8 @@ def fs_recipe(model, calibration, x, y) -> dict:
     ev = sp.evaluate(snn, (x, y), codes, ann=model, progress=False)
     reached = [k for k in codes if ev.agreement[k] >= AGREEMENT_TARGET]
 
-    def simulate(batch: torch.Tensor, steps: int) -> torch.Tensor:
-        return snn.simulate(batch, steps).readout
+    def simulate(batch: torch.Tensor, steps: int, count: bool) -> tuple[torch.Tensor, None]:
+        return snn.simulate(batch, steps).readout, None
 
     return {
         "accuracy": ev.accuracy,
@@ -291,8 +358,9 @@ def fs_recipe(model, calibration, x, y) -> dict:
 def keyed_by_int(results: dict) -> dict:
     """JSON turns the T keys into strings; back to ints."""
     for r in results.values():
-        for key in ("accuracy", "agreement"):
-            r[key] = {int(t): a for t, a in r[key].items()}
+        for key in ("accuracy", "agreement", "spikes_per_image", "wrong"):
+            if key in r:
+                r[key] = {int(t): a for t, a in r[key].items()}
     return results
 
 
@@ -312,20 +380,76 @@ def report(net: str, ours: dict, peers: dict, ann: float, limit: int) -> dict:
         print(
             f"| {label} | " + " | ".join(cell(r, t) for t in TIMESTEPS) + f" | {r['convert_seconds']:.1f} |"
         )
-    best_peer = {t: max(r["accuracy"][t] for r in peers.values()) for t in TIMESTEPS}
-    ours_best = {t: max(r["accuracy"][t] for k, r in ours.items() if k in rate) for t in TIMESTEPS}
-    ahead = {t: ours_best[t] >= best_peer[t] for t in TIMESTEPS}
-    gaps = {t: round(100 * (ours_best[t] - best_peer[t]), 2) for t in TIMESTEPS}
+    print("\nSpikes per image, thousands (all neurons, steps 1..T):\n")
+    print("| method | " + " | ".join(f"T={t}" for t in TIMESTEPS) + " |")
+    print("|:---|" + "---:|" * len(TIMESTEPS))
+    for label, r in rate.items():
+        print(
+            f"| {label} | " + " | ".join(f"{r['spikes_per_image'][t] / 1000:.1f}" for t in TIMESTEPS) + " |"
+        )
+    best_peer = {t: best(peers, t) for t in TIMESTEPS}
+    ours_best = {t: best({k: r for k, r in ours.items() if k in rate}, t) for t in TIMESTEPS}
+    ahead = {t: ours[ours_best[t]]["accuracy"][t] >= peers[best_peer[t]]["accuracy"][t] for t in TIMESTEPS}
+    gaps = {
+        t: round(100 * (ours[ours_best[t]]["accuracy"][t] - peers[best_peer[t]]["accuracy"][t]), 2)
+        for t in TIMESTEPS
+    }
     error = 100 * (ann * (1 - ann) / limit) ** 0.5
     print(f"\nspikeport's best >= the best peer at every T: {all(ahead.values())} ({ahead})")
     print(
         f"spikeport's best - best peer, points: {gaps}; one image is {100 / limit:.2f} points, the binomial"
     )
     print(f"standard error of one accuracy at the ANN's level on these images {error:.2f} points")
-    summary = {"ann_accuracy": ann, "results": everything, "ahead": ahead, "gaps": gaps}
+    paired = {t: paired_comparison(ours[ours_best[t]], peers[best_peer[t]], t) for t in TIMESTEPS}
+    print("\nspikeport's best against the best peer, image by image:\n")
+    print(
+        "| T | spikeport's best | best peer | only spikeport right | only the peer right | McNemar p | spikes, spikeport / peer |"
+    )
+    print("|---:|:---|:---|---:|---:|---:|---:|")
+    for t, c in paired.items():
+        spikes = ours[ours_best[t]]["spikes_per_image"][t] / peers[best_peer[t]]["spikes_per_image"][t]
+        print(
+            f"| {t} | {ours_best[t]} | {best_peer[t]} | {c['only_ours']} | {c['only_peer']} | {c['p']:.2f} | {spikes:.2f} |"
+        )
+    default = ours["spikeport calibrated"]
+    print(
+        "\nAt the same spike budget: each peer's accuracy % at T, and spikeport calibrated's (one network, every"
+        "\nT) at the longest T' whose spikes per image are no more than the peer's at T, as peer / spikeport (T'):\n"
+    )
+    print("| peer | " + " | ".join(f"T={t}" for t in TIMESTEPS) + " |")
+    print("|:---|" + "---:|" * len(TIMESTEPS))
+    for label, r in peers.items():
+        cells = []
+        for t in TIMESTEPS:
+            matched = longest_within_budget(default, r["spikes_per_image"][t])
+            ours_cell = "—" if matched is None else f"{100 * default['accuracy'][matched]:.2f} ({matched})"
+            cells.append(f"{100 * r['accuracy'][t]:.2f} / {ours_cell}")
+        print(f"| {label} | " + " | ".join(cells) + " |")
+    summary = {"ann_accuracy": ann, "results": everything, "ahead": ahead, "gaps": gaps, "paired": paired}
     if net in TIMED_NETS:
         summary["speedup"] = report_speed(ours, peers)
     return summary
+
+
+def best(results: dict, t: int) -> str:
+    """The most accurate recipe at T (the first of equals)."""
+    return max(results, key=lambda label: results[label]["accuracy"][t])
+
+
+def longest_within_budget(result: dict, spikes: float) -> int | None:
+    """The longest simulation of ``result`` (T = 1..32) whose spikes per image do not exceed ``spikes``."""
+    within = [t for t, used in result["spikes_per_image"].items() if used <= spikes]
+    return max(within, default=None)
+
+
+def paired_comparison(ours: dict, peer: dict, t: int) -> dict:
+    """On how many test images exactly one of two recipes is right at T, and the exact two-sided McNemar
+    p-value: the chance of a split at least this uneven if each such image were a fair coin."""
+    ours_wrong, peer_wrong = set(ours["wrong"][t]), set(peer["wrong"][t])
+    only_ours, only_peer = len(peer_wrong - ours_wrong), len(ours_wrong - peer_wrong)
+    n = only_ours + only_peer
+    tail = sum(math.comb(n, k) for k in range(min(only_ours, only_peer) + 1)) / 2**n
+    return {"only_ours": only_ours, "only_peer": only_peer, "p": min(1.0, 2 * tail)}
 
 
 def report_speed(ours: dict, peers: dict) -> float | None:
@@ -360,10 +484,18 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=10000)
     parser.add_argument("--venv", default="results/peers-venv")
     parser.add_argument("--json", default="bench/results/peers.json")
+    parser.add_argument("--report", action="store_true", help="print the tables of an earlier run's --json")
     parser.add_argument("--peer-side", nargs=2, help=argparse.SUPPRESS)  # internal: NET OUT, in the venv
     args = parser.parse_args()
     if args.peer_side:
         peer_side(args.peer_side[0], args.limit, Path(args.peer_side[1]))
+        return
+    if args.report:
+        for net, summary in json.loads(Path(args.json).read_text())["nets"].items():
+            results = keyed_by_int(summary["results"])
+            ours = {k: r for k, r in results.items() if k.startswith("spikeport")}
+            peers = {k: r for k, r in results.items() if k not in ours}
+            report(net, ours, peers, summary["ann_accuracy"], args.limit)
         return
     nets = args.nets.split(",")
     unknown = [net for net in nets if net not in NETS]

@@ -56,3 +56,59 @@ def test_deep_bench_refuses_unknown_datasets_and_nets(tmp_path, capsys):
         with pytest.raises(SystemExit):
             deep.parse_arguments(argv)
         assert message in capsys.readouterr().err
+
+
+def test_peers_bench_counts_spikeport_spikes_as_evaluate_does():
+    """The peers comparison's spike counts for a spikeport network are those of ``sp.evaluate``, and its
+    wrong-image lists match its accuracy."""
+    import torch
+    from torch import nn
+
+    import spikeport as sp
+
+    peers = bench_module("peers")
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Flatten(), nn.Linear(12, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 3)
+    )
+    x, y = torch.rand(30, 12), torch.randint(0, 3, (30,))
+    snn = sp.convert(model, x, "ecc")
+    result = peers.measure(peers.simulating(snn), x, y, model(x).argmax(1).detach(), timed=False)
+    evaluation = sp.evaluate(snn, (x, y), peers.TIMESTEPS, ann=model, progress=False)
+    for t in peers.TIMESTEPS:
+        assert result["spikes_per_image"][t] == pytest.approx(evaluation.spikes_per_image[t])
+        assert 1 - len(result["wrong"][t]) / len(x) == pytest.approx(evaluation.accuracy[t])
+    assert result["spikes_per_image"][max(peers.TIMESTEPS)] > 0
+
+
+def test_peers_bench_spike_counter_reads_step_and_folded_layouts():
+    import torch
+    from torch import nn
+
+    peers = bench_module("peers")
+    layers = [nn.Identity(), nn.Identity()]
+    per_call = peers.SpikeCounter(layers, lambda out, steps: out.sum())  # one call per step
+    per_call.start(1, True)
+    for step in range(3):
+        for layer in layers:
+            layer(torch.full((2, 4), float(step)))
+    assert per_call.spikes().tolist() == [0.0, 16.0, 32.0]
+    folded = peers.SpikeCounter(layers, lambda out, steps: out.reshape(-1, steps, out[0].numel()).sum((0, 2)))
+    folded.start(3, True)  # [B * T, ...], sample-major: each layer called once for all steps
+    counts = torch.tensor([0.0, 1.0, 2.0]).repeat(2).reshape(6, 1).expand(6, 4)
+    for layer in layers:
+        layer(counts)
+    assert folded.spikes().tolist() == [0.0, 16.0, 32.0]
+    folded.start(3, False)
+    layers[0](counts)
+    assert folded.spikes() is None
+
+
+def test_peers_bench_mcnemar_p_values():
+    peers = bench_module("peers")
+    split = {"wrong": {8: [0, 1, 2, 3, 4]}}
+    none_wrong = {"wrong": {8: []}}
+    assert peers.paired_comparison(none_wrong, split, 8) == {"only_ours": 5, "only_peer": 0, "p": 2 / 32}
+    assert peers.paired_comparison(split, split, 8)["p"] == 1.0
+    even = peers.paired_comparison({"wrong": {8: [0, 1]}}, {"wrong": {8: [2, 3]}}, 8)
+    assert (even["only_ours"], even["only_peer"], even["p"]) == (2, 2, 1.0)
