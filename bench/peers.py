@@ -12,6 +12,8 @@ data set where it calibrates at all, and is measured by the same code on the sam
   step counts as many spikes as it sends), so each accuracy comes with what it costs;
 - spikeport's best against the best peer at each T, image by image: on how many test images only one of the two
   is right, and the exact two-sided McNemar p-value of that split (is the difference more than chance?);
+- each peer's accuracy at T next to spikeport's default ``calibrated`` network at the longest T' (up to 32) whose
+  spikes per image are no more than the peer's at T: who is more accurate for the same spikes;
 - on the demo CNN only (speed is issue 8's comparison; the other nets answer issue 7's accuracy question):
   images per second at T = 64 (first 1,000 test images, batches of 100, the analog image at every step), and
   time to agreement: the first T at which the SNN agrees with the ANN on >= 99.5 % of the test images, and
@@ -30,6 +32,7 @@ and after ``normalize_weights`` (99th percentile, Rueckauer 2017; each ReLU's pa
 nearest module before it, a BatchNorm where there is one: scaling its weight and bias scales its output).
 Run: python bench/peers.py [--nets demo,fashion-cnn,fashion-vgg-bn-max] [--limit 10000]
      [--venv results/peers-venv] [--json bench/results/peers.json]
+     python bench/peers.py --report [--json ...]   # an earlier run's tables again, from its JSON
 """
 
 from __future__ import annotations
