@@ -374,6 +374,7 @@ def cell(r: dict, t: int) -> str:
 
 
 def report(net: str, ours: dict, peers: dict, ann: float, limit: int) -> dict:
+    """Prints the net's tables (accuracy, spikes, image by image, same budget, speed); returns its summary."""
     everything = {**ours, **peers}
     print(f"\n{net}: {NETS[net][0]}, {limit} test images; ANN {100 * ann:.2f}%. Accuracy % (agreement %):\n")
     print("| method | " + " | ".join(f"T={t}" for t in TIMESTEPS) + " | convert s |")
@@ -390,31 +391,53 @@ def report(net: str, ours: dict, peers: dict, ann: float, limit: int) -> dict:
         print(
             f"| {label} | " + " | ".join(f"{r['spikes_per_image'][t] / 1000:.1f}" for t in TIMESTEPS) + " |"
         )
-    best_peer = {t: best(peers, t) for t in TIMESTEPS}
-    ours_best = {t: best({k: r for k, r in ours.items() if k in rate}, t) for t in TIMESTEPS}
-    ahead = {t: ours[ours_best[t]]["accuracy"][t] >= peers[best_peer[t]]["accuracy"][t] for t in TIMESTEPS}
-    gaps = {
-        t: round(100 * (ours[ours_best[t]]["accuracy"][t] - peers[best_peer[t]]["accuracy"][t]), 2)
-        for t in TIMESTEPS
-    }
+    ours_rate = {k: r for k, r in ours.items() if k in rate}
+    best_ours = {t: ours_rate[best(ours_rate, t)] for t in TIMESTEPS}
+    best_peer = {t: peers[best(peers, t)] for t in TIMESTEPS}
+    gaps = {t: round(100 * (best_ours[t]["accuracy"][t] - best_peer[t]["accuracy"][t]), 2) for t in TIMESTEPS}
+    ahead = {t: gap >= 0 for t, gap in gaps.items()}
     error = 100 * (ann * (1 - ann) / limit) ** 0.5
     print(f"\nspikeport's best >= the best peer at every T: {all(ahead.values())} ({ahead})")
     print(
         f"spikeport's best - best peer, points: {gaps}; one image is {100 / limit:.2f} points, the binomial"
     )
     print(f"standard error of one accuracy at the ANN's level on these images {error:.2f} points")
-    paired = {t: paired_comparison(ours[ours_best[t]], peers[best_peer[t]], t) for t in TIMESTEPS}
+    paired = report_paired(ours_rate, peers)
+    report_same_budget(ours["spikeport calibrated"], peers)
+    summary = {
+        "ann_accuracy": ann,
+        "test_images": limit,
+        "results": everything,
+        "ahead": ahead,
+        "gaps": gaps,
+        "paired": paired,
+    }
+    if net in TIMED_NETS:
+        summary["speedup"] = report_speed(ours, peers)
+    return summary
+
+
+def report_paired(ours: dict, peers: dict) -> dict[int, dict]:
+    """spikeport's best against the best peer at each T, image by image; returns the comparisons."""
     print("\nspikeport's best against the best peer, image by image:\n")
     print(
-        "| T | spikeport's best | best peer | only spikeport right | only the peer right | McNemar p | spikes, spikeport / peer |"
+        "| T | spikeport's best | best peer | only spikeport right | only the peer right | McNemar p "
+        "| spikes, spikeport / peer |"
     )
     print("|---:|:---|:---|---:|---:|---:|---:|")
-    for t, c in paired.items():
-        spikes = ours[ours_best[t]]["spikes_per_image"][t] / peers[best_peer[t]]["spikes_per_image"][t]
+    paired = {}
+    for t in TIMESTEPS:
+        mine, theirs = best(ours, t), best(peers, t)
+        paired[t] = c = paired_comparison(ours[mine], peers[theirs], t)
+        spikes = ours[mine]["spikes_per_image"][t] / peers[theirs]["spikes_per_image"][t]
         print(
-            f"| {t} | {ours_best[t]} | {best_peer[t]} | {c['only_ours']} | {c['only_peer']} | {c['p']:.2f} | {spikes:.2f} |"
+            f"| {t} | {mine} | {theirs} | {c['only_ours']} | {c['only_peer']} | {c['p']:.2f} | {spikes:.2f} |"
         )
-    default = ours["spikeport calibrated"]
+    return paired
+
+
+def report_same_budget(default: dict, peers: dict) -> None:
+    """Each peer's accuracy at T next to spikeport's default network with no more spikes per image."""
     print(
         "\nAt the same spike budget: each peer's accuracy % at T, and spikeport calibrated's (one network, every"
         "\nT) at the longest T' whose spikes per image are no more than the peer's at T, as peer / spikeport (T'):\n"
@@ -428,10 +451,6 @@ def report(net: str, ours: dict, peers: dict, ann: float, limit: int) -> dict:
             ours_cell = "—" if matched is None else f"{100 * default['accuracy'][matched]:.2f} ({matched})"
             cells.append(f"{100 * r['accuracy'][t]:.2f} / {ours_cell}")
         print(f"| {label} | " + " | ".join(cells) + " |")
-    summary = {"ann_accuracy": ann, "results": everything, "ahead": ahead, "gaps": gaps, "paired": paired}
-    if net in TIMED_NETS:
-        summary["speedup"] = report_speed(ours, peers)
-    return summary
 
 
 def best(results: dict, t: int) -> str:
@@ -498,7 +517,7 @@ def main() -> None:
             results = keyed_by_int(summary["results"])
             ours = {k: r for k, r in results.items() if k.startswith("spikeport")}
             peers = {k: r for k, r in results.items() if k not in ours}
-            report(net, ours, peers, summary["ann_accuracy"], args.limit)
+            report(net, ours, peers, summary["ann_accuracy"], summary.get("test_images", args.limit))
         return
     nets = args.nets.split(",")
     unknown = [net for net in nets if net not in NETS]
