@@ -62,6 +62,7 @@ NETS = {
     "fashion-vgg-bn-max": ("fashion-mnist", "vgg-bn-max"),
 }
 TIMED_NETS = ("demo",)  # speed and time to agreement are measured on these
+PER_STEP_KEYS = ("accuracy", "agreement", "spikes_per_image", "wrong")  # a recipe's results keyed by T
 
 # simulate(x, T, count) -> (the network's output summed over steps 1..t, for every t: [T, B, classes],
 #                           with ``count`` the spikes of its neurons at each step summed over the batch: [T])
@@ -320,14 +321,10 @@ def our_side(net: str, limit: int) -> tuple[dict, float]:
         for t in TIMESTEPS
     }
     results["spikeport calibrated[timesteps=T], tuned for each T"] = {
-        key: {t: r[key][t] for t, r in tuned.items()}
-        for key in ("accuracy", "agreement", "spikes_per_image", "wrong")
+        key: {t: r[key][t] for t, r in tuned.items()} for key in PER_STEP_KEYS
     } | {
         "convert_seconds": max(r["convert_seconds"] for r in tuned.values()),
-        "tuned": {
-            t: {k: v for k, v in r.items() if k not in ("accuracy", "agreement", "spikes_per_image", "wrong")}
-            for t, r in tuned.items()
-        },
+        "tuned": {t: {k: v for k, v in r.items() if k not in PER_STEP_KEYS} for t, r in tuned.items()},
     }
     if timed:
         results["spikeport fs"] = fs_recipe(model, calibration, x, y)
@@ -361,8 +358,8 @@ def fs_recipe(model, calibration, x, y) -> dict:
 def keyed_by_int(results: dict) -> dict:
     """JSON turns the T keys into strings; back to ints."""
     for r in results.values():
-        for key in ("accuracy", "agreement", "spikes_per_image", "wrong"):
-            if key in r:
+        for key in PER_STEP_KEYS:
+            if key in r:  # fs reports no spikes or wrong images here
                 r[key] = {int(t): a for t, a in r[key].items()}
     return results
 
@@ -377,24 +374,24 @@ def report(net: str, ours: dict, peers: dict, ann: float, limit: int) -> dict:
     """Prints the net's tables (accuracy, spikes, image by image, same budget, speed); returns its summary."""
     everything = {**ours, **peers}
     print(f"\n{net}: {NETS[net][0]}, {limit} test images; ANN {100 * ann:.2f}%. Accuracy % (agreement %):\n")
-    print("| method | " + " | ".join(f"T={t}" for t in TIMESTEPS) + " | convert s |")
-    print("|:---|" + "---:|" * (len(TIMESTEPS) + 1))
+    print_header("method", "convert s")
     rate = {k: r for k, r in everything.items() if k != "spikeport fs"}
     for label, r in rate.items():
         print(
             f"| {label} | " + " | ".join(cell(r, t) for t in TIMESTEPS) + f" | {r['convert_seconds']:.1f} |"
         )
     print("\nSpikes per image, thousands (all neurons, steps 1..T):\n")
-    print("| method | " + " | ".join(f"T={t}" for t in TIMESTEPS) + " |")
-    print("|:---|" + "---:|" * len(TIMESTEPS))
+    print_header("method")
     for label, r in rate.items():
         print(
             f"| {label} | " + " | ".join(f"{r['spikes_per_image'][t] / 1000:.1f}" for t in TIMESTEPS) + " |"
         )
     ours_rate = {k: r for k, r in ours.items() if k in rate}
-    best_ours = {t: ours_rate[best(ours_rate, t)] for t in TIMESTEPS}
-    best_peer = {t: peers[best(peers, t)] for t in TIMESTEPS}
-    gaps = {t: round(100 * (best_ours[t]["accuracy"][t] - best_peer[t]["accuracy"][t]), 2) for t in TIMESTEPS}
+    pairs = {t: (best(ours_rate, t), best(peers, t)) for t in TIMESTEPS}  # spikeport's best, the best peer
+    gaps = {
+        t: round(100 * (ours_rate[mine]["accuracy"][t] - peers[theirs]["accuracy"][t]), 2)
+        for t, (mine, theirs) in pairs.items()
+    }
     ahead = {t: gap >= 0 for t, gap in gaps.items()}
     error = 100 * (ann * (1 - ann) / limit) ** 0.5
     print(f"\nspikeport's best >= the best peer at every T: {all(ahead.values())} ({ahead})")
@@ -402,7 +399,7 @@ def report(net: str, ours: dict, peers: dict, ann: float, limit: int) -> dict:
         f"spikeport's best - best peer, points: {gaps}; one image is {100 / limit:.2f} points, the binomial"
     )
     print(f"standard error of one accuracy at the ANN's level on these images {error:.2f} points")
-    paired = report_paired(ours_rate, peers)
+    paired = report_paired(ours_rate, peers, pairs)
     report_same_budget(ours["spikeport calibrated"], peers)
     summary = {
         "ann_accuracy": ann,
@@ -417,8 +414,9 @@ def report(net: str, ours: dict, peers: dict, ann: float, limit: int) -> dict:
     return summary
 
 
-def report_paired(ours: dict, peers: dict) -> dict[int, dict]:
-    """spikeport's best against the best peer at each T, image by image; returns the comparisons."""
+def report_paired(ours: dict, peers: dict, pairs: dict[int, tuple[str, str]]) -> dict[int, dict]:
+    """spikeport's best against the best peer at each T (``pairs``: their labels), image by image; returns
+    the comparisons."""
     print("\nspikeport's best against the best peer, image by image:\n")
     print(
         "| T | spikeport's best | best peer | only spikeport right | only the peer right | McNemar p "
@@ -426,8 +424,7 @@ def report_paired(ours: dict, peers: dict) -> dict[int, dict]:
     )
     print("|---:|:---|:---|---:|---:|---:|---:|")
     paired = {}
-    for t in TIMESTEPS:
-        mine, theirs = best(ours, t), best(peers, t)
+    for t, (mine, theirs) in pairs.items():
         paired[t] = c = paired_comparison(ours[mine], peers[theirs], t)
         spikes = ours[mine]["spikes_per_image"][t] / peers[theirs]["spikes_per_image"][t]
         print(
@@ -442,8 +439,7 @@ def report_same_budget(default: dict, peers: dict) -> None:
         "\nAt the same spike budget: each peer's accuracy % at T, and spikeport calibrated's (one network, every"
         "\nT) at the longest T' whose spikes per image are no more than the peer's at T, as peer / spikeport (T'):\n"
     )
-    print("| peer | " + " | ".join(f"T={t}" for t in TIMESTEPS) + " |")
-    print("|:---|" + "---:|" * len(TIMESTEPS))
+    print_header("peer")
     for label, r in peers.items():
         cells = []
         for t in TIMESTEPS:
@@ -451,6 +447,13 @@ def report_same_budget(default: dict, peers: dict) -> None:
             ours_cell = "—" if matched is None else f"{100 * default['accuracy'][matched]:.2f} ({matched})"
             cells.append(f"{100 * r['accuracy'][t]:.2f} / {ours_cell}")
         print(f"| {label} | " + " | ".join(cells) + " |")
+
+
+def print_header(first: str, *last: str) -> None:
+    """A markdown table's header: ``first``, a column per T of the table, then ``last``."""
+    columns = [first, *(f"T={t}" for t in TIMESTEPS), *last]
+    print("| " + " | ".join(columns) + " |")
+    print("|:---|" + "---:|" * (len(columns) - 1))
 
 
 def best(results: dict, t: int) -> str:
