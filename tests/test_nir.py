@@ -121,3 +121,18 @@ def test_what_nir_cannot_express_is_refused_clearly():
     )
     with pytest.raises(sp.ConversionError, match="grouped conv"):
         sp.export_nir(sp.convert(grouped, x, "max"))
+
+
+@pytest.mark.parametrize("threshold", [0.0, -1.0, float("nan")])
+def test_import_refuses_thresholds_that_are_not_positive(threshold):
+    graph = sp.export_nir(sp.convert(ResidualCNN().eval(), torch.rand(8, 1, 8, 8), "max"))
+    graph.nodes["relu"].v_threshold = np.full_like(graph.nodes["relu"].v_threshold, threshold)
+    with pytest.raises(sp.ConversionError, match="IF node 'relu': thresholds must be finite and > 0"):
+        sp.import_nir(graph)
+
+
+def test_import_refuses_non_finite_weights():
+    graph = sp.export_nir(sp.convert(ResidualCNN().eval(), torch.rand(8, 1, 8, 8), "max"))
+    graph.nodes["fc"].weight[0, 0] = np.nan
+    with pytest.raises(sp.ConversionError, match="NIR graph does not import: .*non-finite"):
+        sp.import_nir(graph)

@@ -11,7 +11,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 import spikeport as sp
-from spikeport.serialize import FORMAT
+from spikeport.serialize import FORMAT, _checksum, _join, _split
 
 
 class Mixed(nn.Module):
@@ -68,7 +68,8 @@ def test_the_file_is_safetensors_with_a_json_description(tmp_path):
 
     with safe_open(str(path), framework="pt") as handle:
         metadata = handle.metadata()
-    assert metadata["format"] == FORMAT and metadata["version"] == "2"
+    assert metadata["format"] == FORMAT and metadata["version"] == "3"
+    assert metadata["checksum"].startswith("sha256:")
     network = json.loads(metadata["network"])
     assert network["class"] == "SpikingNetwork"
     neurons = [m for m in network["graph"]["modules"].values() if m["type"] == "IFNeuron"]
@@ -77,6 +78,7 @@ def test_the_file_is_safetensors_with_a_json_description(tmp_path):
 
 
 def rewrite(path, tmp_path, **changes):
+    """The file with its metadata changed and its checksum made to match: a crafted file, not a damaged one."""
     from safetensors import safe_open
 
     with safe_open(str(path), framework="pt") as handle:
@@ -84,6 +86,9 @@ def rewrite(path, tmp_path, **changes):
     metadata.update(changes)
     out = tmp_path / "changed.spk"
     save_file(load_file(str(path)), str(out), metadata=metadata)
+    header, data = _split(out.read_bytes())
+    header["__metadata__"]["checksum"] = _checksum(header, data)
+    out.write_bytes(_join(header, data))
     return out
 
 
@@ -91,9 +96,9 @@ def test_versions_and_damage_are_one_line_errors(tmp_path):
     snn, _ = next(networks())
     path = sp.save(snn, tmp_path / "net.spk")
     with pytest.raises(
-        sp.SaveFormatError, match="version 3, .* reads version 2 \\(newer: upgrade spikeport\\)"
+        sp.SaveFormatError, match="version 4, .* reads version 3 \\(newer: upgrade spikeport\\)"
     ):
-        sp.load(rewrite(path, tmp_path, version="3"))
+        sp.load(rewrite(path, tmp_path, version="4"))
     network = json.loads(load_metadata(path)["network"])
     first = next(iter(network["graph"]["modules"]))
     network["graph"]["modules"][first]["type"] = "Evil"

@@ -27,3 +27,14 @@ class InputShapeError(SpikeportError):
 
 class SaveFormatError(SpikeportError):
     """A saved file is not a spikeport file, is corrupt, or comes from an incompatible version."""
+
+
+class OptionError(SpikeportError, ValueError):
+    """An option or argument has a value of the wrong kind or range (names the option and what it takes).
+
+    Also a ``ValueError``, so callers that caught the ``ValueError`` spikeport raised before keep working.
+    """
+
+
+class InputError(SpikeportError, ValueError):
+    """Data given to convert, evaluate or a network is unusable as it is (non-finite, wrong dtype, bad labels)."""

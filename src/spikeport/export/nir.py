@@ -36,6 +36,7 @@ import torch
 from torch import Tensor, fx, nn
 
 from spikeport.errors import ConversionError
+from spikeport.export.checks import invalid_values
 from spikeport.network import SpikingNetwork
 from spikeport.neurons import IFNeuron, Reset
 
@@ -345,7 +346,12 @@ class _Importer:
                     )
                 root.add_module(target, nn.ReLU())  # the neuron's place; assembly puts the IF neuron here
                 values[name] = graph.call_module(target, (value,))
-                thresholds[values[name].name] = _per_channel(torch.from_numpy(np.asarray(node.v_threshold)))
+                threshold = torch.from_numpy(np.asarray(node.v_threshold))
+                if not bool((torch.isfinite(threshold) & (threshold > 0)).all()):
+                    raise NIRExportError(
+                        f"IF node '{name}': thresholds must be finite and > 0, got {threshold.min().item()}"
+                    )
+                thresholds[values[name].name] = _per_channel(threshold)
                 meta = node.metadata or {}
                 resets.add("soft" if meta.get("spikeport.reset") == "subtract" else "hard")
                 potentials.add(float(meta.get("spikeport.initial_potential", 0.0)))
@@ -375,6 +381,9 @@ class _Importer:
             spike_values=ones,
             info={"method": "nir", "coding": "rate", "notes": prepared.notes},
         )
+        problem = invalid_values(snn)
+        if problem:
+            raise NIRExportError(f"NIR graph does not import: {problem}")
         snn.__dict__["ann"] = None  # no source ANN: pass ann= to sp.evaluate for agreement
         return snn
 
