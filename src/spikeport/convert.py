@@ -36,7 +36,9 @@ def calibration_batches(
     """
 
     def batches() -> Iterator[Tensor]:
-        source = as_batches(calibration, batch_size=batch_size, limit=limit, split_default="train")
+        source = as_batches(
+            calibration, batch_size=batch_size, limit=limit, split_default="train", role="calibration"
+        )
         for x, _ in shard(source) if sharded else source:
             yield x.to(device=device, dtype=dtype)
 

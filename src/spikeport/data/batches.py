@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
+import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from spikeport.data.arrays import ArrayDataset
 from spikeport.data.specs import load_dataset
-from spikeport.errors import DataError
+from spikeport.errors import DataError, InputError
 
 Batch = tuple[Tensor, Tensor | None]
 DataSource = str | ArrayDataset | Dataset | DataLoader | Tensor | tuple[Tensor, Tensor | None]
@@ -85,19 +86,51 @@ def _limited(batches: Iterator[Batch], limit: int | None) -> Iterator[Batch]:
             return  # before pulling another, maybe costly, batch
 
 
+def _check_batch(x: Tensor, index: int, first: int, role: str) -> None:
+    """Refuse integer images and non-finite values: either silently changes every threshold and result."""
+    if not (x.is_floating_point() or x.is_complex()):
+        low, high = (int(x.min()), int(x.max())) if x.numel() else (0, 0)
+        raise InputError(
+            f"{role} batch {index} is {str(x.dtype).removeprefix('torch.')} with values {low}..{high}, but the "
+            "network takes floats; fix: scale it as the network was trained on, e.g. x.float() / 255"
+        )
+    if bool(torch.isfinite(x).all()):
+        return
+    where = (~torch.isfinite(x)).nonzero()[0].tolist()
+    value = x[tuple(where)].item()
+    raise InputError(
+        f"{role} batch {index} has a non-finite value ({value}) at sample {first + where[0]}, "
+        f"element ({', '.join(map(str, where[1:]))}): one such value skews every threshold and result; "
+        "fix: clean or drop such samples"
+    )
+
+
+def _checked(batches: Iterator[Batch], role: str) -> Iterator[Batch]:
+    first = 0
+    for index, (x, y) in enumerate(batches):
+        _check_batch(x, index, first, role)
+        first += len(x)
+        yield x, y
+
+
 def as_batches(
-    data: DataSource, batch_size: int = 256, limit: int | None = None, split_default: str = "test"
+    data: DataSource,
+    batch_size: int = 256,
+    limit: int | None = None,
+    split_default: str = "test",
+    role: str = "evaluation",
 ) -> Iterator[Batch]:
     """Yield ``(x, y)`` batches (``y`` int64, or None without labels), at most ``limit`` samples in all.
 
     A DataLoader's batches come as it makes them (its own batch size); everything else is cut into
     ``batch_size`` pieces in order. A spec string loads ``split_default`` unless it names a split.
+    Integer or non-finite inputs raise InputError, naming ``role`` (what the data is for) and the spot.
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise DataError(f"batch_size must be a positive integer, got {batch_size!r}")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
         raise DataError(f"limit must be None or an integer >= 0, got {limit!r}")
-    return _limited(_source(data, batch_size, split_default), limit)
+    return _checked(_limited(_source(data, batch_size, split_default), limit), role)
 
 
 __all__ = ["Batch", "DataSource", "as_batches"]

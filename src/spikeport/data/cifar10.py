@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -16,10 +17,44 @@ BATCHES = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_bat
 ROW = 3 * 32 * 32  # one image: the R, G and B planes of 32x32, each row-major
 
 
+# The only globals a CIFAR-10 batch's pickle names: numpy's array, dtype and scalar rebuilders (under
+# numpy 1's and numpy 2's module names), and _codecs.encode, with which Python 3 writes bytes at
+# protocol 2. Anything else could run code, so it is refused.
+ALLOWED_GLOBALS = {
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "scalar"),
+    ("numpy._core.numeric", "_frombuffer"),
+    ("_codecs", "encode"),
+}
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    """Unpickles numpy arrays, lists and dicts only, so a forged batch file cannot run code."""
+
+    def __init__(self, file: BinaryIO, path: Path) -> None:
+        super().__init__(file, encoding="bytes")
+        self.path = path
+
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) not in ALLOWED_GLOBALS:
+            raise DataError(
+                f"{self.path}: refuses to unpickle {module}.{name}; a CIFAR-10 batch holds only numpy "
+                "arrays, lists and dicts; use the python-version batches of the official archive"
+            )
+        return super().find_class(module, name)
+
+
 def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         with open(path, "rb") as f:
-            batch = pickle.load(f, encoding="bytes")
+            batch = _BatchUnpickler(f, path).load()
+    except DataError:
+        raise
     except Exception as error:  # a damaged pickle can raise almost anything
         raise DataError(
             f"{path}: not a readable CIFAR-10 batch ({type(error).__name__}); re-download it"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import zlib
 from pathlib import Path
@@ -45,11 +46,11 @@ def read_idx(path: str | Path, magic: int) -> np.ndarray:
     if len(raw) < header:
         raise DataError(f"{path}: truncated IDX header ({len(raw)} bytes); re-download the file")
     shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims))
-    expected = header + int(np.prod(shape, dtype=np.int64))
+    expected = header + math.prod(shape)  # Python ints: a forged header cannot overflow past the check
     if len(raw) != expected:
         problem = "truncated" if len(raw) < expected else "has trailing bytes"
         raise DataError(
-            f"{path}: {problem}: header announces shape {shape} = {expected} bytes, file has {len(raw)}; "
+            f"{path}: {problem}: header announces dims {shape} = {expected} bytes, file has {len(raw)}; "
             "re-download it"
         )
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
