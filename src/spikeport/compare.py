@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from torch import nn
 
 from spikeport.convert import convert
+from spikeport.errors import OptionError
 from spikeport.evaluate import evaluate
 from spikeport.evaluation import Evaluation
 from spikeport.methods import make_method, parse_method
 from spikeport.metrics import EnergyModel
+from spikeport.options import positive_ints
 
 DEFAULT_METHODS = ("ecc", "rmp", "percentile")
 DEFAULT_TIMESTEPS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -68,7 +70,7 @@ def method_specs(methods: Sequence[str] | Mapping[str, str]) -> dict[str, str]:
     """Label -> method spec; a list of specs labels each by itself. Specs are checked before any work."""
     specs = dict(methods) if isinstance(methods, Mapping) else {spec: spec for spec in methods}
     if not specs:
-        raise ValueError("compare needs at least one method, e.g. methods=['ecc', 'rmp', 'percentile']")
+        raise OptionError("compare needs at least one method, e.g. methods=['ecc', 'rmp', 'percentile']")
     for spec in specs.values():
         name, options = parse_method(spec)
         make_method(name, **options)  # unknown names and options fail here, not after other conversions
@@ -80,10 +82,10 @@ def compare(
     calibration,
     data,
     methods: Sequence[str] | Mapping[str, str] = DEFAULT_METHODS,
-    timesteps: Sequence[int] = DEFAULT_TIMESTEPS,
+    timesteps: int | Iterable[int] = DEFAULT_TIMESTEPS,
     *,
     ann: nn.Module | None = None,
-    codes: Sequence[int] = DEFAULT_CODES,
+    codes: int | Iterable[int] = DEFAULT_CODES,
     calibration_samples: int | None = None,
     limit: int | None = None,
     batch_size: int = 100,
@@ -100,6 +102,7 @@ def compare(
     codes for, instead of ``timesteps``; tables and plots place both by latency.
     """
     specs = method_specs(methods)
+    timesteps, codes = positive_ints(timesteps, "timesteps"), positive_ints(codes, "codes")
     evaluations: dict[str, Evaluation] = {}
     seconds: dict[str, dict[str, float]] = {}
     for label, spec in specs.items():

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor, nn
@@ -10,10 +11,11 @@ from tqdm.auto import tqdm
 
 from spikeport import distributed
 from spikeport.data import as_batches
-from spikeport.errors import DataError
+from spikeport.errors import DataError, InputError, OptionError
 from spikeport.evaluation import Evaluation, LayerReport
 from spikeport.metrics import EnergyModel
 from spikeport.network import SpikingNetwork, module_device
+from spikeport.options import positive_ints
 
 
 class _Tally:
@@ -57,15 +59,56 @@ def _on_device(snn: SpikingNetwork, x: Tensor, y: Tensor | None) -> tuple[Tensor
 
 
 @torch.no_grad()
-def _ann_predictions(ann: nn.Module, x: Tensor) -> Tensor:
-    """The reference ANN's classes for ``x``, computed wherever the ANN's weights are."""
-    return ann(x.to(module_device(ann))).argmax(dim=-1).to(x.device)
+def _ann_predictions(ann: nn.Module, x: Tensor, classes: int) -> Tensor:
+    """The reference ANN's classes for ``x``, computed wherever the ANN's weights are; an ANN with another
+    number of classes than the network is refused (its agreement would read about 0, not an error)."""
+    out = ann(x.to(module_device(ann)))
+    if out.shape[-1] != classes:
+        raise OptionError(
+            f"ann= outputs {out.shape[-1]} classes, the network {classes}; pass the ANN it was converted from"
+        )
+    return out.argmax(dim=-1).to(x.device)
+
+
+@contextmanager
+def _evaluating(ann: nn.Module | None) -> Iterator[None]:
+    """``ann`` in eval mode while it serves as reference, every module's own mode restored after: the model
+    is the caller's (one in the middle of training must stay in train mode)."""
+    modes = [(module, module.training) for module in ann.modules()] if ann is not None else []
+    if ann is not None:
+        ann.eval()
+    try:
+        yield
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
+def _check_labels(y: Tensor, batch: int, samples: int, classes: int) -> None:
+    """Labels must be class indices of the network, one per sample: any other would count as a wrong answer,
+    silently."""
+    if y.shape != (samples,):
+        raise InputError(
+            f"labels of batch {batch} have shape {list(y.shape)}; give one class index per sample, [{samples}]"
+        )
+    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        raise InputError(
+            f"labels of batch {batch} are {str(y.dtype).removeprefix('torch.')}; give integer class indices "
+            f"0..{classes - 1}"
+        )
+    bad = ((y < 0) | (y >= classes)).nonzero()
+    if len(bad):
+        sample = int(bad[0, 0])
+        raise InputError(
+            f"batch {batch} has label {int(y[sample])} at sample {sample}, but the network has "
+            f"{classes} classes (labels 0..{classes - 1})"
+        )
 
 
 def evaluate(
     snn: SpikingNetwork,
     data,
-    timesteps: Sequence[int] = (1, 2, 4, 8, 16, 32, 64, 128),
+    timesteps: int | Iterable[int] = (1, 2, 4, 8, 16, 32, 64, 128),
     ann: nn.Module | None = None,
     *,
     batch_size: int = 100,
@@ -78,30 +121,44 @@ def evaluate(
     ``data``: anything ``spikeport.data.as_batches`` accepts (default split: test). Labels are optional;
     without them only agreement and costs are reported. ``ann`` defaults to the ANN the network was
     converted from (BN folded), so agreement is always available. ``agreement[T]`` is the fraction of inputs on which
-    the SNN after T steps predicts the ANN's class: the conversion loss, independent of labels.
+    the SNN after T steps predicts the ANN's class: the conversion loss, independent of labels. ``ann`` is
+    run in eval mode and left in the mode it came in. ``timesteps``: an int or several (``[16]``, not ``"16"``).
     """
-    steps = sorted({int(t) for t in timesteps})
-    if not steps or steps[0] < 1:
-        raise ValueError(f"timesteps must be positive integers, got {list(timesteps)}")
+    steps = positive_ints(timesteps, "timesteps")
     energy = energy or EnergyModel()
-    if snn.coding == "temporal":
-        return _evaluate_codes(snn, data, steps, ann, batch_size, limit, energy, progress)
-    tally = _Tally(steps[-1])
     ann = ann if ann is not None else snn.ann
-    if ann is not None:
-        ann = ann.eval()
+    with _evaluating(ann):
+        if snn.coding == "temporal":
+            return _evaluate_codes(snn, data, steps, ann, batch_size, limit, energy, progress)
+        return _evaluate_rates(snn, data, steps, ann, batch_size, limit, energy, progress)
+
+
+def _evaluate_rates(
+    snn: SpikingNetwork,
+    data,
+    steps: list[int],
+    ann: nn.Module | None,
+    batch_size: int,
+    limit: int | None,
+    energy: EnergyModel,
+    progress: bool,
+) -> Evaluation:
+    """``evaluate`` for a rate code: one run of max(T) steps per batch gives every T."""
+    tally = _Tally(steps[-1])
     progress = progress and distributed.is_main()
     bar = tqdm(desc=f"simulating T={steps[-1]}", unit="img", disable=not progress, leave=False)
-    for x, y in distributed.shard(as_batches(data, batch_size=batch_size, limit=limit)):
+    for index, (x, y) in distributed.shard(enumerate(as_batches(data, batch_size=batch_size, limit=limit))):
         x, y = _on_device(snn, x, y)
         sim = snn.simulate(x, steps[-1], record=True)
         predictions = sim.readout.argmax(dim=-1)  # [T, B]
+        classes = sim.readout.shape[-1]
         if y is None:
             tally.labelled = False
         else:
+            _check_labels(y, index, len(x), classes)
             tally.correct += (predictions == y.unsqueeze(0)).sum(dim=1).double().cpu()
         if ann is not None:
-            reference = _ann_predictions(ann, x)
+            reference = _ann_predictions(ann, x, classes)
             tally.agree += (predictions == reference.unsqueeze(0)).sum(dim=1).double().cpu()
             if y is not None:
                 tally.ann_correct += int((reference == y).sum())
@@ -211,13 +268,10 @@ def _evaluate_codes(
     """``evaluate`` for a temporal code: one run per code length K, each a complete pass through the net."""
     missing = [k for k in codes if k not in snn.supported_steps()]
     if missing:
-        raise ValueError(
+        raise OptionError(
             f"this FS network has no codes for K = {', '.join(map(str, missing))}; it runs K = "
             f"{', '.join(map(str, snn.supported_steps()))}"
         )
-    ann = ann if ann is not None else snn.ann
-    if ann is not None:
-        ann = ann.eval()
     n, ann_correct, labelled = 0, 0, True
     correct = dict.fromkeys(codes, 0)
     agree = dict.fromkeys(codes, 0)
@@ -230,16 +284,19 @@ def _evaluate_codes(
         disable=not (progress and distributed.is_main()),
         leave=False,
     )
-    for x, y in distributed.shard(as_batches(data, batch_size=batch_size, limit=limit)):
+    for index, (x, y) in distributed.shard(enumerate(as_batches(data, batch_size=batch_size, limit=limit))):
         x, y = _on_device(snn, x, y)
+        runs = {k: snn.simulate(x, k, record=True) for k in codes}
+        classes = runs[codes[0]].readout.shape[-1]
+        if y is not None:
+            _check_labels(y, index, len(x), classes)
         reference = None
         if ann is not None:
-            reference = _ann_predictions(ann, x)
+            reference = _ann_predictions(ann, x, classes)
             if y is not None:
                 ann_correct += int((reference == y).sum())
         labelled = labelled and y is not None
-        for k in codes:
-            sim = snn.simulate(x, k, record=True)
+        for k, sim in runs.items():
             prediction = sim.readout[-1].argmax(dim=-1)
             if y is not None:
                 correct[k] += int((prediction == y).sum())

@@ -9,10 +9,11 @@ import torch
 from torch import Tensor, fx, nn
 
 from spikeport.encoding import Encoding, encode_chunk
-from spikeport.errors import InputShapeError
+from spikeport.errors import InputError, InputShapeError
 from spikeport.graph.canonical import views_to_reshapes
 from spikeport.graph.static_prefix import split_at_static_prefix
 from spikeport.neurons import IFNeuron, SpikingLayer, SpikingMaxPool
+from spikeport.options import positive_int
 from spikeport.simulation_clock import SimulationClock
 
 DEFAULT_MEMORY_BUDGET = None  # bytes of activations per chunk of time steps; None: default_memory_budget()
@@ -182,12 +183,23 @@ class SpikingNetwork(nn.Module):
             return x
         return x.contiguous(memory_format=fmt)
 
-    def check_input(self, x: Tensor) -> None:
-        if not isinstance(x, Tensor) or tuple(x.shape[1:]) != self.input_shape or x.dim() < 1:
+    def check_input(self, x: Tensor) -> Tensor:
+        """``x`` as the network computes on it: a non-empty float batch of the converted shape, cast to the
+        network's dtype (a float64 batch for a float32 network is what users mean, not an error). Integer
+        input is refused: pixels 0..255 need the scaling the ANN was trained with, which we cannot guess."""
+        if not isinstance(x, Tensor) or x.dim() < 1 or tuple(x.shape[1:]) != self.input_shape:
             got = list(x.shape) if isinstance(x, Tensor) else type(x).__name__
             raise InputShapeError(
                 f"expected input of shape [B, {', '.join(map(str, self.input_shape))}], got {got}"
             )
+        if not x.is_floating_point():
+            raise InputError(
+                f"input x is {str(x.dtype).removeprefix('torch.')}, the network takes floats; scale it as the "
+                "ANN was trained on, e.g. x.float() / 255"
+            )
+        if x.shape[0] == 0:
+            raise InputError(f"input x is an empty batch (shape {list(x.shape)}); pass at least one sample")
+        return x.to(self.dtype)
 
     def chunk_steps(self, batch: int, timesteps: int, device: torch.device | str = "cpu") -> int:
         """Time steps per chunk: within the memory budget and, on CPU, cache-friendly."""
@@ -200,18 +212,19 @@ class SpikingNetwork(nn.Module):
         return max(1, min(timesteps, steps))
 
     def forward(self, x: Tensor, timesteps: int = 32) -> Tensor:
+        """The read-out after every step, ``[timesteps, B, ...]``; float ``x`` is cast to the network's dtype."""
         return self.simulate(x, timesteps).readout
 
     @torch.no_grad()
     def simulate(
         self, x: Tensor, timesteps: int, *, record: bool = False, chunk: int | None = None
     ) -> Simulation:
-        """Run ``timesteps`` steps on the analog batch ``x``; ``record`` also counts spikes and SOPs."""
+        """Run ``timesteps`` steps on the analog batch ``x`` (cast to the network's dtype); ``record`` also
+        counts spikes and SOPs."""
         from spikeport.simulate import run
 
-        self.check_input(x)
-        if timesteps < 1:
-            raise ValueError(f"timesteps must be >= 1, got {timesteps}")
+        x = self.check_input(x)
+        timesteps = positive_int(timesteps, "timesteps")
         chunk = chunk or self.chunk_steps(x.shape[0], timesteps, x.device)
         return run(self, x, timesteps, record=record, chunk=chunk)
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, fx
 
+from spikeport.errors import OptionError
 from spikeport.network import Simulation, SpikingNetwork
 from spikeport.neurons.fs import FSNeuron
+from spikeport.options import positive_int
 
 
 class FSNetwork(SpikingNetwork):
@@ -60,17 +62,19 @@ class FSNetwork(SpikingNetwork):
         return dense + self.product_ops_per_sample
 
     def forward(self, x: Tensor, timesteps: int | None = None) -> Tensor:
-        return self.simulate(x, timesteps or self.default_steps).readout
+        """The decoded read-out, ``[1, B, ...]``, of the K = ``timesteps`` code (None: the converted K)."""
+        return self.simulate(x, timesteps).readout
 
     @torch.no_grad()
     def simulate(
         self, x: Tensor, timesteps: int | None = None, *, record: bool = False, chunk: int | None = None
     ) -> Simulation:
-        """Run the K-step code (``timesteps`` = K) on ``x``; per-step counters cover the K code steps."""
-        steps = timesteps or self.default_steps
-        self.check_input(x)
+        """Run the K-step code (``timesteps`` = K; None: the converted K) on ``x``, cast to the network's dtype;
+        per-step counters cover the K code steps."""
+        steps = self.default_steps if timesteps is None else positive_int(timesteps, "timesteps")
+        x = self.check_input(x)
         if steps not in self.supported_steps():
-            raise ValueError(
+            raise OptionError(
                 f"this FS network has codes for K = {', '.join(map(str, self.supported_steps()))}, not {steps}"
             )
         layers = self.spiking_layers()

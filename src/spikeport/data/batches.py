@@ -28,7 +28,7 @@ def _split(item: object) -> Batch:
         return item, None
     if isinstance(item, list | tuple) and item and isinstance(item[0], Tensor):
         labels = item[1] if len(item) > 1 and isinstance(item[1], Tensor) else None
-        return item[0], None if labels is None else labels.long()
+        return item[0], None if labels is None else _labels(labels)
     raise DataError(
         f"a batch must be a tensor or an (inputs, labels) pair of tensors, got {type(item).__name__}"
     )
@@ -36,7 +36,12 @@ def _split(item: object) -> Batch:
 
 def _slices(x: Tensor, y: Tensor | None, batch_size: int) -> Iterator[Batch]:
     for start in range(0, len(x), batch_size):
-        yield x[start : start + batch_size], None if y is None else y[start : start + batch_size].long()
+        yield x[start : start + batch_size], None if y is None else _labels(y[start : start + batch_size])
+
+
+def _labels(y: Tensor) -> Tensor:
+    """Integer labels as int64; others as given, for the evaluator to refuse (``.long()`` would floor 0.7 to 0)."""
+    return y if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool else y.long()
 
 
 def _from_loader(loader: Iterable) -> Iterator[Batch]:

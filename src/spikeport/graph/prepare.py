@@ -8,6 +8,7 @@ from functools import cached_property
 from torch import Tensor, fx, nn
 
 from spikeport.errors import ConversionError
+from spikeport.fs_codes import FITTED_ACTIVATIONS
 from spikeport.graph.canonical import (
     canonicalize_activations,
     canonicalize_pools,
@@ -90,4 +91,10 @@ def prepare(model: nn.Module, example: Tensor) -> PreparedModel:
             f"{products} product(s) of two signals (e.g. gates): analog ops, counted apart from spikes"
         )
     input_shape = propagate_shapes(gm, example)
-    return PreparedModel(gm, input_shape, notes)
+    prepared = PreparedModel(gm, input_shape, notes)
+    if not prepared.activation_nodes():  # a network of synapses only: nothing would spike
+        raise ConversionError(
+            "the model has no activation to convert into spiking neurons; spikeport converts ReLU (every "
+            f"method) and, with method='fs', {', '.join(sorted(FITTED_ACTIVATIONS))} (LeakyReLU with slope 0.01 only)"
+        )
+    return prepared

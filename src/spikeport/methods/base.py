@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from torch import Tensor, nn
 
-from spikeport.errors import ConversionError
+from spikeport.errors import ConversionError, OptionError
 from spikeport.graph.canonical import max_pools_before_activations, max_pools_to_average
 from spikeport.graph.ops import Role, describe
 from spikeport.graph.prepare import PreparedModel
@@ -26,7 +26,7 @@ from spikeport.qcfs import QCFS
 
 if TYPE_CHECKING:
     from spikeport.network import SpikingNetwork
-from spikeport.options import parse_options
+from spikeport.options import Fraction, check_fields, parse_options
 
 Batches = Callable[[], Iterator[Tensor]]  # re-iterable calibration input: each call starts a new pass
 
@@ -41,6 +41,10 @@ class Method:
     # Replace every max-pool by an average pool of the same window before calibration: simpler SNNs, but a
     # different network from the ANN given (agreement is still measured against the original).
     max_to_avg: bool = False
+
+    def __post_init__(self) -> None:
+        """Every option checked against its type hint: from a method spec and from Python alike."""
+        check_fields(self, f"method {self.name!r}")
 
     def transform(self, prepared: PreparedModel) -> None:
         """Rewrite the prepared graph before calibration (subclasses add theirs, e.g. weight quantisation)."""
@@ -73,19 +77,10 @@ class RateMethod(Method):
     """A rate-coded method: integrate-and-fire neurons whose thresholds come from calibration."""
 
     reset: Reset | str = Reset.SOFT
-    initial_potential: float = (
-        0.0  # membrane at t=0, as a fraction of the threshold (0.5 = half-threshold start)
-    )
+    initial_potential: Fraction = 0.0  # membrane at t=0, a fraction of the threshold (0.5: half-way start)
     # Max-pool the input currents before the neurons (ReLU -> max-pool becomes max-pool -> ReLU, the same
     # ANN): the spiking pool then settles at once instead of after tens of steps, with fewer neurons.
     pool_before_neurons: bool = False
-
-    def __post_init__(self) -> None:
-        self.reset = Reset.parse(self.reset)
-        if not 0.0 <= self.initial_potential < 1.0:
-            raise ValueError(
-                f"initial_potential is a fraction of the threshold in [0, 1), got {self.initial_potential}"
-            )
 
     def transform(self, prepared: PreparedModel) -> None:
         super().transform(prepared)
@@ -135,7 +130,7 @@ def parse_method(spec: str) -> tuple[str, dict]:
     """
     name, options = parse_options(spec, "method spec")
     if not re.fullmatch(r"[\w-]+", name):
-        raise ValueError(f"method spec {spec!r} is not NAME or NAME[option=value, ...]")
+        raise OptionError(f"method spec {spec!r} is not NAME or NAME[option=value, ...]")
     return name, options
 
 
@@ -144,12 +139,12 @@ def make_method(name: str, **options) -> Method:
     from spikeport.methods import METHODS
 
     if name not in METHODS:
-        raise ValueError(f"unknown method {name!r}; available: {', '.join(sorted(METHODS))}")
+        raise OptionError(f"unknown method {name!r}; available: {', '.join(sorted(METHODS))}")
     cls = METHODS[name]
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(options) - known)
     if unknown:
-        raise ValueError(
+        raise OptionError(
             f"method {name!r} has no option(s) {', '.join(unknown)}; its options: {', '.join(sorted(known))}"
         )
     return cls(**options)

@@ -16,6 +16,7 @@ from spikeport.graph.prepare import PreparedModel
 from spikeport.methods.base import Batches, RateMethod
 from spikeport.methods.statistics import data_based_thresholds
 from spikeport.neurons import Reset
+from spikeport.options import Percentile
 
 
 @dataclass
@@ -30,12 +31,7 @@ class MaxNorm(RateMethod):
 @dataclass
 class PercentileNorm(RateMethod):
     name: ClassVar[str] = "percentile"
-    percentile: float = 99.9
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not 0.0 < self.percentile <= 100.0:
-            raise ValueError(f"percentile must be in (0, 100], got {self.percentile}")
+    percentile: Percentile = 99.9
 
     def thresholds(self, prepared: PreparedModel, batches: Batches) -> dict[str, Tensor]:
         return data_based_thresholds(prepared, batches, self.channelwise, self.percentile)

@@ -58,6 +58,7 @@ from spikeport.methods.weight_fit import (
 )
 from spikeport.network import SpikingNetwork
 from spikeport.neurons.dynamics import Reset, if_scan
+from spikeport.options import Count, Fraction, Percentile
 
 
 @dataclass
@@ -76,20 +77,15 @@ class Fit:
 class Calibrated(RateMethod):
     name: ClassVar[str] = "calibrated"
     channelwise: bool = True
-    initial_potential: float = 0.5
+    initial_potential: Fraction = 0.5
     pool_before_neurons: bool = True
-    percentile: float | None = 99.9  # None: the maximum
-    timesteps: int = 8  # the T the fit aims at
+    percentile: Percentile | None = 99.9  # None: the maximum
+    timesteps: Count = 8  # the T the fit aims at
     correction: bool = True  # bias currents that cancel the mean error at T
     search: bool = True  # thresholds chosen on the SNN's own error at T (else the percentile's)
-    calibration_limit: int = 2048  # calibration samples simulated per fitting pass (one per depth)
+    calibration_limit: Count = 2048  # calibration samples simulated per fitting pass (one per depth)
     weights: bool = True  # weight calibration: each layer's synapses fitted to its spiking inputs at T
     simulated_fit: bool = True  # the weight fit's loss at the simulated neurons' rates, not the rate model's
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.timesteps < 1:
-            raise ValueError(f"timesteps must be >= 1, got {self.timesteps}")
 
     def thresholds(self, prepared: PreparedModel, batches: Batches) -> dict[str, Tensor]:
         return data_based_thresholds(prepared, batches, self.channelwise, self.percentile)

@@ -13,34 +13,32 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 from torch import Tensor
 
+from spikeport.errors import OptionError
 from spikeport.graph.prepare import PreparedModel
 from spikeport.graph.quantize import quantize_weights
 from spikeport.methods.base import Batches, RateMethod
 from spikeport.methods.statistics import data_based_thresholds
+from spikeport.options import Fraction, Percentile, Range
 
 
 @dataclass
 class ECC(RateMethod):
     name: ClassVar[str] = "ecc"
-    thresholding: float = 0.5  # initial membrane as a fraction of Vth: 0.5 rounds the rate, 0 floors it
-    percentile: float | None = None  # None: normalise by the maximum activation
-    weight_bits: int | None = None  # None: float weights
+    thresholding: Fraction = 0.5  # initial membrane as a fraction of Vth: 0.5 rounds the rate, 0 floors it
+    percentile: Percentile | None = None  # None: normalise by the maximum activation
+    weight_bits: Annotated[int, Range(2)] | None = None  # None: float weights
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.initial_potential not in (0.0, self.thresholding):
-            raise ValueError(
+            raise OptionError(
                 "for ecc, thresholding is the initial membrane potential; pass thresholding=, not both"
             )
         self.initial_potential = self.thresholding
-        super().__post_init__()
-        if self.percentile is not None and not 0.0 < self.percentile <= 100.0:
-            raise ValueError(f"percentile must be in (0, 100] or None (maximum), got {self.percentile}")
-        if self.weight_bits is not None and (not isinstance(self.weight_bits, int) or self.weight_bits < 2):
-            raise ValueError(f"weight_bits must be an integer >= 2 or None, got {self.weight_bits!r}")
 
     def transform(self, prepared: PreparedModel) -> None:
         super().transform(prepared)

@@ -16,13 +16,13 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Annotated, ClassVar, Literal
 
 import torch
 from torch import Tensor
 
 from spikeport.encoding import Encoding
-from spikeport.errors import ConversionError
+from spikeport.errors import ConversionError, OptionError
 from spikeport.fs_codes import FITTED_ACTIVATIONS, FSActivation, activation_name, fitted_codes
 from spikeport.fs_fit import fit_code
 from spikeport.graph.assemble import positive_thresholds
@@ -33,8 +33,7 @@ from spikeport.methods.base import Batches, Method
 from spikeport.methods.statistics import observe_activations
 from spikeport.network import SpikingNetwork
 from spikeport.neurons.fs import MAX_BINARY_STEPS, FSCode, FSNeuron
-
-INPUT_CODINGS = ("analog", "fs")
+from spikeport.options import Percentile, Range
 
 
 class AbsMaxStatistic(MaxStatistic):
@@ -79,25 +78,14 @@ class InputSample(MaxStatistic):
 class FS(Method):
     name: ClassVar[str] = "fs"
     coding: ClassVar[str] = "temporal"
-    steps: int = 8  # K, the code length a plain ``snn(x)`` runs (evaluate takes any K the codes have)
-    percentile: float | None = None  # None: code ReLU inputs up to their maximum
-    rounding: str = "nearest"  # binary codes: "nearest" (half a unit start) or "floor"
-    input_coding: str = "analog"
+    # K, the code length a plain ``snn(x)`` runs (evaluate takes any K the codes have)
+    steps: Annotated[int, Range(1, MAX_BINARY_STEPS)] = 8
+    percentile: Percentile | None = None  # None: code ReLU inputs up to their maximum
+    rounding: Literal["nearest", "floor"] = "nearest"  # binary codes: half a unit start, or none
+    input_coding: Literal["analog", "fs"] = "analog"
     # Codes of fitted activations: "shipped" (the library's, fitted over a fixed range, every K) or "layer"
     # (fitted for K=steps to each layer's own calibration inputs: their range and their distribution).
-    fit: str = "shipped"
-
-    def __post_init__(self) -> None:
-        if self.percentile is not None and not 0.0 < self.percentile <= 100.0:
-            raise ValueError(f"percentile must be in (0, 100] or None (maximum), got {self.percentile}")
-        if self.rounding not in ("nearest", "floor"):
-            raise ValueError(f"rounding must be 'nearest' or 'floor', got {self.rounding!r}")
-        if self.fit not in ("shipped", "layer"):
-            raise ValueError(f"fit must be 'shipped' or 'layer', got {self.fit!r}")
-        if self.input_coding not in INPUT_CODINGS:
-            raise ValueError(f"input_coding must be one of {INPUT_CODINGS}, got {self.input_coding!r}")
-        if not isinstance(self.steps, int) or not 1 <= self.steps <= MAX_BINARY_STEPS:
-            raise ValueError(f"steps (K) must be an integer in 1..{MAX_BINARY_STEPS}, got {self.steps!r}")
+    fit: Literal["shipped", "layer"] = "shipped"
 
     def check(self, prepared: PreparedModel) -> None:
         modules = dict(prepared.graph_module.named_modules())
@@ -119,7 +107,7 @@ class FS(Method):
 
     def build(self, prepared: PreparedModel, batches: Batches, **network) -> SpikingNetwork:
         if Encoding.parse(network.pop("encoding", Encoding.ANALOG)) is not Encoding.ANALOG:
-            raise ValueError(
+            raise OptionError(
                 "method 'fs' injects the analog input or codes it itself (input_coding='fs'); "
                 "Poisson encoding is for rate-coded methods"
             )

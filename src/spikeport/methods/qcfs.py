@@ -16,13 +16,14 @@ from spikeport.errors import ConversionError
 from spikeport.graph.prepare import PreparedModel
 from spikeport.methods.base import Batches, RateMethod
 from spikeport.methods.statistics import data_based_thresholds
+from spikeport.options import Fraction
 from spikeport.qcfs import QCFS
 
 
 @dataclass
 class QCFSConversion(RateMethod):
     name: ClassVar[str] = "qcfs"
-    initial_potential: float = 0.5
+    initial_potential: Fraction = 0.5
 
     def check(self, prepared: PreparedModel) -> None:
         super().check(prepared)

@@ -9,7 +9,7 @@ are balanced together in one pass, so a plain chain needs one pass per layer.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import torch
 from torch import Tensor
@@ -19,6 +19,7 @@ from spikeport.graph.observers import MaxStatistic, threshold_level, threshold_s
 from spikeport.graph.prepare import PreparedModel
 from spikeport.methods.base import Batches, RateMethod
 from spikeport.methods.statistics import reduce_statistics
+from spikeport.options import Count, Percentile, Positive
 
 
 def activation_depths(prepared: PreparedModel) -> dict[str, int]:
@@ -69,33 +70,19 @@ def _ignore(currents: Tensor) -> None:
     """The observer of a layer calibrated later: it only needs to stay silent."""
 
 
-CURRENTS = ("step", "mean")
-
-
 @dataclass
 class RMP(RateMethod):
     name: ClassVar[str] = "rmp"
-    alpha: float = 1.0  # threshold scale: Vth = alpha * max input current
-    calibration_timesteps: int = 32  # steps simulated per calibration pass
+    alpha: Positive = 1.0  # threshold scale: Vth = alpha * max input current
+    calibration_timesteps: Count = 32  # steps simulated per calibration pass
     # None: the largest input current observed (the paper). A percentile of the positive currents instead
     # ignores rare bursts.
-    percentile: float | None = None
+    percentile: Percentile | None = None
     # "step": the current of single steps (the paper). "mean": each sample's current averaged over the
     # calibration run. In deep nets, synchronous spikes make single-step currents far larger than the rates
     # they carry, and every too-high threshold makes the next layer's bursts larger still: thresholds grow
     # with depth and the SNN needs many more steps. Averaged currents do not compound.
-    current: str = "step"
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.alpha <= 0:
-            raise ValueError(f"alpha must be positive, got {self.alpha}")
-        if self.calibration_timesteps < 1:
-            raise ValueError(f"calibration_timesteps must be >= 1, got {self.calibration_timesteps}")
-        if self.percentile is not None and not 0 < self.percentile <= 100:
-            raise ValueError(f"percentile must be in (0, 100], got {self.percentile}")
-        if self.current not in CURRENTS:
-            raise ValueError(f"current is one of {CURRENTS}, got {self.current!r}")
+    current: Literal["step", "mean"] = "step"
 
     def thresholds(self, prepared: PreparedModel, batches: Batches) -> dict[str, Tensor]:
         depths = activation_depths(prepared)
