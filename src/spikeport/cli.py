@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 from spikeport.compare import DEFAULT_CODES, DEFAULT_METHODS, DEFAULT_TIMESTEPS
 from spikeport.cpu_allocator import keep_freed_memory
 from spikeport.distributed import default_device, finish, init_from_environment, is_main
-from spikeport.errors import DataError, SpikeportError
+from spikeport.errors import DataError, OptionError, SaveFormatError, SpikeportError
 from spikeport.methods.base import parse_method
 from spikeport.options import split_specs
 
@@ -17,6 +18,58 @@ MODEL_HELP = "a .pt2 file (torch.export), an .onnx file, a Keras .keras/.h5 file
 
 
 DEVICE_HELP = "cpu, cuda or cuda:N (default: the GPU when there is one; under torchrun each process's own)"
+# The pip command that brings a missing optional module.
+INSTALL_HINTS = {
+    "onnx": "pip install spikeport[onnx]",
+    "h5py": "pip install spikeport[keras]",
+    "nir": "pip install spikeport[nir]",
+    "triton": "pip install spikeport[gpu]",
+}
+
+
+class UsageError(Exception):
+    """A command line that argparse refused; reported as one line like every other error."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors raised, not printed after the usage: main prints them as one line."""
+
+    def error(self, message: str):
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+def _positive(text: str) -> int:
+    """A count (samples, epochs, levels, steps...): zero or less is a typo, refused before any work."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def _device(text: str) -> str:
+    """A device this machine has: torch would refuse it only mid-run, with a traceback."""
+    import torch
+
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"unknown device {text!r}; give cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise argparse.ArgumentTypeError(
+                "no CUDA device here (this torch is a CPU build or no GPU is visible); use --device cpu"
+            )
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise argparse.ArgumentTypeError(
+                f"no {text} here: {count} CUDA device(s), cuda:0 to cuda:{count - 1}"
+            )
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise argparse.ArgumentTypeError("no MPS device here; use --device cpu")
+    return text
 
 
 def _timesteps(text: str) -> list[int]:
@@ -32,9 +85,8 @@ def _timesteps(text: str) -> list[int]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="spikeport", description="Convert ANNs to spiking networks and measure them."
-    )
+    parser = _Parser(prog="spikeport", description="Convert ANNs to spiking networks and measure them.")
+    parser.add_argument("--debug", action="store_true", help="on an error, show its traceback")
     commands = parser.add_subparsers(dest="command", required=True)
 
     demo = commands.add_parser(
@@ -42,7 +94,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--out", default="spikeport-demo", help="folder for the plot, table and JSON")
     demo.add_argument(
-        "--limit", type=int, default=2000, help="evaluate the first N test images (default 2000; 10000 = all)"
+        "--limit",
+        type=_positive,
+        default=2000,
+        help="evaluate the first N test images (default 2000; 10000 = all)",
     )
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -51,8 +106,8 @@ def _parser() -> argparse.ArgumentParser:
         "model", help="package.module:factory[options], e.g. spikeport.models:resnet20[width=8]"
     )
     train.add_argument("--data", required=True, help="dataset spec; trains on its train split, tests on test")
-    train.add_argument("--epochs", type=int, default=10)
-    train.add_argument("--batch-size", type=int, default=128)
+    train.add_argument("--epochs", type=_positive, default=10)
+    train.add_argument("--batch-size", type=_positive, default=128)
     train.add_argument("--optimizer", choices=["adamw", "sgd"], default="adamw")
     train.add_argument("--lr", type=float, help="peak learning rate (default 2e-3 for adamw, 0.1 for sgd)")
     train.add_argument("--weight-decay", type=float, default=5e-4)
@@ -62,12 +117,12 @@ def _parser() -> argparse.ArgumentParser:
         default="auto",
         help="auto: random crops and flips for colour images of 32x32 and more, none otherwise",
     )
-    train.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-    train.add_argument("--limit", type=int, help="train on the first N training samples only")
+    train.add_argument("--device", type=_device, help="cpu or cuda (default: cuda when available)")
+    train.add_argument("--limit", type=_positive, help="train on the first N training samples only")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument(
         "--qcfs",
-        type=int,
+        type=_positive,
         metavar="L",
         help="train with QCFS activations of L levels (convert with --qcfs L)",
     )
@@ -80,7 +135,7 @@ def _parser() -> argparse.ArgumentParser:
     convert.add_argument("model", help=MODEL_HELP)
     convert.add_argument("--weights", help="state_dict file for a factory model")
     convert.add_argument(
-        "--qcfs", type=int, metavar="L", help="the weights were trained with `spikeport train --qcfs L`"
+        "--qcfs", type=_positive, metavar="L", help="the weights were trained with `spikeport train --qcfs L`"
     )
     convert.add_argument("--data", required=True, help="calibration data spec, e.g. mnist:train or npz:FILE")
     convert.add_argument(
@@ -97,13 +152,13 @@ def _parser() -> argparse.ArgumentParser:
     convert.add_argument("--alpha", type=float, help="rmp: threshold scale")
     convert.add_argument("--percentile", type=float, help="percentile: which percentile (default 99.9)")
     convert.add_argument(
-        "--calibration-timesteps", type=int, help="rmp: steps simulated per calibration pass"
+        "--calibration-timesteps", type=_positive, help="rmp: steps simulated per calibration pass"
     )
     convert.add_argument(
         "--thresholding", type=float, help="ecc: initial membrane as a fraction of Vth (default 0.5)"
     )
-    convert.add_argument("--weight-bits", type=int, help="ecc: quantise weights to N signed bits")
-    convert.add_argument("--steps", type=int, help="fs: code length K a plain run uses (default 8)")
+    convert.add_argument("--weight-bits", type=_positive, help="ecc: quantise weights to N signed bits")
+    convert.add_argument("--steps", type=_positive, help="fs: code length K a plain run uses (default 8)")
     convert.add_argument("--rounding", choices=["nearest", "floor"], help="fs: binary code rounding")
     convert.add_argument(
         "--input-coding", choices=["analog", "fs"], help="fs: inject the input, or code it with FS neurons"
@@ -114,9 +169,9 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="replace max-pools by average pools (default: spiking max-pools)",
     )
-    convert.add_argument("--calibration-samples", type=int, help="use the first N calibration samples")
+    convert.add_argument("--calibration-samples", type=_positive, help="use the first N calibration samples")
     convert.add_argument("--encoding", choices=["analog", "poisson"], default="analog")
-    convert.add_argument("--device", help=DEVICE_HELP)
+    convert.add_argument("--device", type=_device, help=DEVICE_HELP)
     convert.add_argument("-o", "--output", required=True, help="where to save the network (.spk)")
 
     evaluate = commands.add_parser("evaluate", help="accuracy, agreement, spikes, SOPs and energy at each T")
@@ -127,9 +182,9 @@ def _parser() -> argparse.ArgumentParser:
         type=_timesteps,
         help="T for rate-coded networks (default 8,16,32,64,128), code lengths K for fs (default: its codes)",
     )
-    evaluate.add_argument("--limit", type=int, help="first N samples only")
-    evaluate.add_argument("--batch-size", type=int, default=100)
-    evaluate.add_argument("--device", help=DEVICE_HELP)
+    evaluate.add_argument("--limit", type=_positive, help="first N samples only")
+    evaluate.add_argument("--batch-size", type=_positive, default=100)
+    evaluate.add_argument("--device", type=_device, help=DEVICE_HELP)
     evaluate.add_argument("--json", help="write the evaluation as JSON")
     evaluate.add_argument("--plot", help="write accuracy-vs-T and accuracy-vs-SOPs as PNG")
     evaluate.add_argument("--quiet", action="store_true")
@@ -153,10 +208,10 @@ def _parser() -> argparse.ArgumentParser:
         default=list(DEFAULT_CODES),
         help="code lengths K for temporal methods (fs), where their codes exist",
     )
-    compare.add_argument("--limit", type=int, help="first N test samples only")
-    compare.add_argument("--calibration-samples", type=int, default=5000, help="default 5000")
-    compare.add_argument("--batch-size", type=int, default=100)
-    compare.add_argument("--device", help=DEVICE_HELP)
+    compare.add_argument("--limit", type=_positive, help="first N test samples only")
+    compare.add_argument("--calibration-samples", type=_positive, default=5000, help="default 5000")
+    compare.add_argument("--batch-size", type=_positive, default=100)
+    compare.add_argument("--device", type=_device, help=DEVICE_HELP)
     compare.add_argument("--cost", choices=["sops", "energy"], default="sops", help="x axis of the plot")
     compare.add_argument("--out", default="spikeport-compare", help="folder for table, plot and JSON")
     compare.add_argument("--quiet", action="store_true")
@@ -165,10 +220,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     fit.add_argument("activation", help="an activation name, or 'all'")
     fit.add_argument("--steps", type=_timesteps, default=[8], help="code lengths K, e.g. 8,16 (default 8)")
-    fit.add_argument("--iterations", type=int, default=600, help="gradient steps per start")
+    fit.add_argument("--iterations", type=_positive, default=600, help="gradient steps per start")
     fit.add_argument(
         "--out", help="JSON file to add the codes to (default: the user's code library, used by conversions)"
     )
+    for command in commands.choices.values():  # --debug after the command too; SUPPRESS keeps the top one
+        command.add_argument(
+            "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+        )
     return parser
 
 
@@ -197,6 +256,7 @@ def _convert(args: argparse.Namespace) -> None:
     import spikeport as sp
 
     model = _model_with_qcfs(args).to(args.device or default_device())
+    _note_random_weights(args)
     names = [
         "reset",
         "initial_potential",
@@ -229,6 +289,17 @@ def _convert(args: argparse.Namespace) -> None:
         print(f"note: {note}")
 
 
+def _note_random_weights(args: argparse.Namespace) -> None:
+    """A factory without --weights converts its random initialisation: legal, but rarely what was meant."""
+    from spikeport.frontends.dispatch import builds_random_weights
+
+    if args.weights is None and is_main() and builds_random_weights(args.model):
+        print(
+            f"spikeport: warning: {args.model} has no --weights: converting its random initialisation",
+            file=sys.stderr,
+        )
+
+
 def _model_with_qcfs(args: argparse.Namespace):
     """The model to convert; with --qcfs L, rebuilt with QCFS activations before its weights load."""
     import spikeport as sp
@@ -249,7 +320,7 @@ def _train(args: argparse.Namespace) -> None:
 
     from spikeport.data import load_dataset
     from spikeport.frontends.dispatch import load_model
-    from spikeport.train import accuracy, default_augmentation, train_classifier
+    from spikeport.train import accuracy, default_augmentation, read_checkpoint, train_classifier
 
     device = args.device or default_device()
     model = load_model(args.model)
@@ -257,6 +328,7 @@ def _train(args: argparse.Namespace) -> None:
         import spikeport as sp
 
         model = sp.qcfs.prepare(model, levels=args.qcfs)
+    read_checkpoint(args.checkpoint, model)  # a bad one fails now, not after loading the data
     train_set, test_set = load_dataset(args.data, "train"), load_dataset(args.data, "test")
     if train_set.y is None:
         raise DataError(f"{args.data} has no labels; training needs (x, y) data")
@@ -295,10 +367,28 @@ def _train(args: argparse.Namespace) -> None:
     print(f"weights: {output} (use: --weights {output})")
 
 
+def _load_network(args: argparse.Namespace):
+    """The network to evaluate; a model file given instead gets told how to convert it."""
+    import spikeport as sp
+    from spikeport.frontends.dispatch import MODEL_SUFFIXES, WEIGHT_SUFFIXES
+
+    try:
+        return sp.load(args.network, device=args.device or default_device())
+    except SaveFormatError:
+        path = Path(args.network)
+        if not path.is_file() or path.suffix.lower() not in MODEL_SUFFIXES + WEIGHT_SUFFIXES:
+            raise
+    model = f"{path}" if path.suffix.lower() in MODEL_SUFFIXES else f"package.module:factory --weights {path}"
+    raise SaveFormatError(
+        f"evaluate takes a network saved by `spikeport convert`; convert {path.name} first: "
+        f"spikeport convert {model} --data ... -o net.spk"
+    ) from None
+
+
 def _evaluate(args: argparse.Namespace) -> None:
     import spikeport as sp
 
-    snn = sp.load(args.network, device=args.device or default_device())
+    snn = _load_network(args)
     steps = args.timesteps
     if steps is None and snn.coding == "temporal":
         steps = [k for k in DEFAULT_CODES if k in snn.supported_steps()] or [snn.default_steps]
@@ -324,6 +414,7 @@ def _compare(args: argparse.Namespace) -> None:
     from spikeport.frontends.dispatch import load_model
 
     model = load_model(args.model, args.weights).to(args.device or default_device())
+    _note_random_weights(args)
     calibration = args.calibration or _calibration_spec(args.data)
     print(f"calibrating on {calibration} (first {args.calibration_samples}), testing on {args.data}")
     comparison = sp.compare(
@@ -351,16 +442,23 @@ def _compare(args: argparse.Namespace) -> None:
 def _fit_fs(args: argparse.Namespace) -> None:
     import json
 
-    from spikeport.fs_codes import FITTED_ACTIVATIONS, read_library, user_codes_dir
+    from spikeport.fs_codes import (
+        FITTED_ACTIVATIONS,
+        SHIPPED_CODES,
+        fits_as_well,
+        read_library,
+        user_codes_dir,
+    )
     from spikeport.fs_fit import fit_code
 
     names = sorted(FITTED_ACTIVATIONS) if args.activation == "all" else [args.activation]
     unknown = [n for n in names if n not in FITTED_ACTIVATIONS]
     if unknown:
-        raise ValueError(
+        raise OptionError(
             f"no FS fit for {unknown[0]!r}; activations: {', '.join(sorted(FITTED_ACTIVATIONS))} "
             "(relu needs none: its binary code is exact)"
         )
+    shipped, notes = read_library(SHIPPED_CODES), []
     print("| activation | K | range | max error | RMS error | seconds |\n|:---|---:|:---|---:|---:|---:|")
     for name in names:
         path = Path(args.out) if args.out else user_codes_dir() / f"{name}.json"
@@ -376,30 +474,114 @@ def _fit_fs(args: argparse.Namespace) -> None:
             path.parent.mkdir(parents=True, exist_ok=True)
             ordered = {a: {str(k): v[k] for k in sorted(v)} for a, v in sorted(library.items())}
             path.write_text(json.dumps(ordered, indent=1) + "\n")
+            theirs = shipped.get(name, {}).get(steps)
+            if not args.out and not fits_as_well(result.to_dict(), theirs):
+                notes.append(
+                    f"note: {name} K={steps}: RMS error {result.rms_error:.4f} is worse than the shipped code's "
+                    f"{theirs['rms_error']:.4f}, so conversions keep the shipped code (more --iterations?)"
+                )
     print(f"codes written to {path if len(names) == 1 or args.out else user_codes_dir()}")
+    for note in notes:
+        print(note)
+
+
+# Output options of each command: (attribute, option, whether it names a folder). Checked before any work,
+# so a bad path fails in a second rather than after the whole simulation.
+OUTPUTS = {
+    "demo": [("out", "--out", True)],
+    "train": [("output", "-o", False), ("checkpoint", "--checkpoint", False)],
+    "convert": [("output", "-o", False)],
+    "evaluate": [("json", "--json", False), ("plot", "--plot", False)],
+    "compare": [("out", "--out", True)],
+    "fit-fs": [("out", "--out", False)],
+}
+
+
+def check_output(path: str | Path, option: str, *, folder: bool = False) -> None:
+    """Refuse an output path that cannot be written: a file that is a folder (or the reverse), or a place
+    under a file or without write permission. Missing folders are fine: the writers create them."""
+    path = Path(path)
+    if folder and path.exists() and not path.is_dir():
+        raise OptionError(f"{option} {path} is a file; give a folder")
+    if not folder and path.is_dir():
+        raise OptionError(f"{option} {path} is a folder; give a file name")
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing != path and not existing.is_dir():
+        raise OptionError(f"{option} {path}: {existing} is a file, so nothing can be written under it")
+    if not os.access(existing, os.W_OK | (os.X_OK if existing.is_dir() else 0)):
+        raise OptionError(f"{option} {path}: {existing} is not writable (permission denied)")
+
+
+def _close_progress_bars() -> None:
+    """End the progress bars an error interrupted, so that its message starts on a line of its own."""
+    from tqdm import tqdm
+
+    bars = list(getattr(tqdm, "_instances", ()))
+    for bar in bars:
+        bar.close()  # a bar that is not left clears its line and returns to its start
+    if bars and not sys.stderr.isatty():
+        print(file=sys.stderr)  # a log keeps the bar's text: end its line
+
+
+def _message(error: BaseException) -> str:
+    """``error`` as one line: spikeport's own messages whole, other exceptions' first line, with the
+    package to install for a missing module and the way to the traceback for anything unexpected."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    text = " ".join(lines) if isinstance(error, SpikeportError) else (lines[0] if lines else "")
+    if isinstance(error, ModuleNotFoundError) and error.name and not error.name.startswith("spikeport"):
+        name = error.name.split(".")[0]
+        return f"{text} (missing package: {INSTALL_HINTS.get(name, f'pip install {name}')})"
+    if isinstance(error, OSError) and error.filename is not None:
+        return f"{error.filename}: {error.strerror or text}"
+    if isinstance(error, (SpikeportError, ValueError, OSError, RuntimeError, ImportError)):
+        return text or type(error).__name__
+    return f"{type(error).__name__}: {text} (unexpected: rerun with --debug for the traceback)"
+
+
+def _run(args: argparse.Namespace) -> None:
+    for attribute, option, folder in OUTPUTS[args.command]:
+        if getattr(args, attribute) is not None:
+            check_output(getattr(args, attribute), option, folder=folder)
+    if args.command == "demo":
+        from spikeport.demo import run_demo
+
+        run_demo(Path(args.out), limit=args.limit, progress=not args.quiet)
+    elif args.command == "train":
+        _train(args)
+    elif args.command == "convert":
+        _convert(args)
+    elif args.command == "evaluate":
+        _evaluate(args)
+    elif args.command == "compare":
+        _compare(args)
+    elif args.command == "fit-fs":
+        _fit_fs(args)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    """Run one command; every failure is one line on stderr and exit code 2 (``--debug``: the traceback)."""
+    try:
+        args = _parser().parse_args(argv)
+    except UsageError as error:
+        print(f"spikeport: error: {error}", file=sys.stderr)
+        return 2
     keep_freed_memory()  # this process simulates: reuse freed tensors instead of faulting pages in again
     try:
         init_from_environment()  # under torchrun: one process group, data sharded by batch
-        if args.command == "demo":
-            from spikeport.demo import run_demo
-
-            run_demo(Path(args.out), limit=args.limit, progress=not args.quiet)
-        elif args.command == "train":
-            _train(args)
-        elif args.command == "convert":
-            _convert(args)
-        elif args.command == "evaluate":
-            _evaluate(args)
-        elif args.command == "compare":
-            _compare(args)
-        elif args.command == "fit-fs":
-            _fit_fs(args)
-    except (SpikeportError, ValueError) as error:
-        print(f"spikeport: error: {error}", file=sys.stderr)
+        _run(args)
+    except KeyboardInterrupt:
+        _close_progress_bars()
+        if args.debug:
+            raise
+        print("spikeport: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:
+        _close_progress_bars()
+        if args.debug:
+            raise
+        print(f"spikeport: error: {_message(error)}", file=sys.stderr)
         return 2
     finally:
         finish()

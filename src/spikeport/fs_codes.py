@@ -3,7 +3,7 @@
 ReLU needs no fitting (the binary code is an exact quantiser). Every other activation has a code per
 number of steps K, fitted by ``spikeport.fs_fit`` over a fixed input range: the shipped ones live in the
 package (``neurons/fs_codes.json``); ``spikeport fit-fs`` writes refitted or additional ones to the user's
-cache, which take precedence.
+cache (see ``library`` for when they take precedence).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from spikeport.errors import SaveFormatError
 from spikeport.neurons.fs import FSCode
 
 SHIPPED_CODES = Path(__file__).parent / "neurons" / "fs_codes.json"
@@ -103,20 +104,51 @@ def code_from_dict(raw: dict) -> FSCode:
 
 
 def read_library(path: Path) -> dict[str, dict[int, dict]]:
-    """``{activation: {K: {"code": ..., "max_error": ..., "rms_error": ...}}}`` from a JSON file."""
+    """``{activation: {K: {"code": ..., "max_error": ..., "rms_error": ...}}}`` from a JSON file.
+
+    A file that is not such a library is a ``SaveFormatError`` naming it: conversions read the user's
+    library, so a damaged file must say which one to delete.
+    """
     if not path.is_file():
         return {}
-    raw = json.loads(path.read_text())
-    return {name: {int(k): entry for k, entry in by_steps.items()} for name, by_steps in raw.items()}
+    try:
+        raw = json.loads(path.read_text())
+        codes = {name: {int(k): entry for k, entry in by_steps.items()} for name, by_steps in raw.items()}
+        for by_steps in codes.values():
+            for entry in by_steps.values():
+                code_from_dict(entry["code"])
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as error:
+        reason = f"{type(error).__name__}: {error}".splitlines()[0]
+        raise SaveFormatError(
+            f"{path} is not a readable FS code library ({reason}): delete it; "
+            f"`spikeport fit-fs {path.stem}` then refits its codes"
+        ) from None
+    return codes
 
 
 def library() -> dict[str, dict[int, dict]]:
-    """Shipped codes, overridden and extended by the user's refitted ones."""
+    """Shipped codes, extended by the user's fitted ones and overridden where those fit at least as well.
+
+    A user code replaces the shipped one of the same activation and K only when its RMS error (over the
+    same range) is not larger: a refit with too few iterations, or one that found a worse optimum, would
+    otherwise silently degrade every conversion. Codes for a K that ships none are always added.
+    """
     merged = read_library(SHIPPED_CODES)
     for path in sorted(user_codes_dir().glob("*.json")) if user_codes_dir().is_dir() else []:
         for name, by_steps in read_library(path).items():
-            merged.setdefault(name, {}).update(by_steps)
+            for steps, entry in by_steps.items():
+                if fits_as_well(entry, merged.get(name, {}).get(steps)):
+                    merged.setdefault(name, {})[steps] = entry
     return merged
+
+
+def fits_as_well(entry: dict, shipped: dict | None) -> bool:
+    """Whether a user code may replace ``shipped`` (None: nothing to replace): not a larger RMS error over the
+    same input range (an entry without its error or range never replaces one)."""
+    if shipped is None:
+        return True
+    same_range = (entry.get("low"), entry.get("high")) == (shipped.get("low"), shipped.get("high"))
+    return same_range and entry.get("rms_error", math.inf) <= shipped.get("rms_error", math.inf)
 
 
 def fitted_codes(name: str) -> dict[int, FSCode]:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from spikeport.errors import OptionError
 from spikeport.fs_codes import FSActivation
 from spikeport.neurons.fs import FSCode, fs_scan
 
@@ -214,6 +215,8 @@ def fit_code(
     With ``samples`` (inputs the activation sees, e.g. from calibration), three quarters of the fitting
     points are their quantiles, so the fit is weighted as the data are, and the RMS error is the data's.
     """
+    if steps < 1 or iterations < 1:  # zero iterations would return a start, unfitted, as a fitted code
+        raise OptionError(f"fit_code needs steps >= 1 and iterations >= 1, got {steps} and {iterations}")
     begin = time.perf_counter()
     x = torch.linspace(activation.low, activation.high, grid, dtype=torch.float64)
     if samples is not None:

@@ -14,6 +14,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from spikeport.errors import SaveFormatError
+
 AUGMENTATIONS = ("none", "crop", "crop-flip")
 
 
@@ -113,12 +115,33 @@ def _optimizer(name: str, model: nn.Module, lr: float, weight_decay: float) -> t
     raise ValueError(f"optimizer is 'adamw' or 'sgd', got {name!r}")
 
 
+def read_checkpoint(path: str | Path | None, model: nn.Module) -> dict | None:
+    """The state in a checkpoint ``train_classifier`` wrote, with ``model`` loaded from it; None when there is
+    none yet. A file that cannot be resumed is a SaveFormatError naming it (torch's errors name no file)."""
+    if path is None or not Path(path).is_file():
+        return None
+    fix = "delete it to train from scratch, or give another checkpoint"
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # torch's messages on garbage are paragraphs about weights_only
+        raise SaveFormatError(f"checkpoint {path} is not a training checkpoint (unreadable); {fix}") from None
+    keys = {"epoch", "model", "optimizer", "schedule", "generator", "torch_rng"}
+    if not isinstance(state, dict) or not keys <= set(state):
+        raise SaveFormatError(f"checkpoint {path} is not a checkpoint of `spikeport train`; {fix}")
+    try:
+        model.load_state_dict(state["model"])
+    except (RuntimeError, TypeError) as error:
+        lines = str(error).strip().splitlines()  # torch: a title, then one line per mismatch
+        reason = (lines[1:] or lines)[0].strip()[:160]
+        raise SaveFormatError(f"checkpoint {path} is of another model ({reason}); {fix}") from None
+    return state
+
+
 def _resume(checkpoint, model, optim, schedule, generator) -> int:
     """Load a checkpoint written by ``train_classifier`` if there is one; returns the epoch to start at."""
-    if checkpoint is None or not Path(checkpoint).is_file():
+    state = read_checkpoint(checkpoint, model)
+    if state is None:
         return 0
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    model.load_state_dict(state["model"])
     optim.load_state_dict(state["optimizer"])
     schedule.load_state_dict(state["schedule"])
     generator.set_state(state["generator"])

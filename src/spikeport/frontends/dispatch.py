@@ -11,6 +11,10 @@ from torch import nn
 from spikeport.errors import ConversionError
 from spikeport.options import parse_options
 
+# Suffixes of the model files load_model reads, and of the state dicts that go with factories.
+MODEL_SUFFIXES = (".pt2", ".onnx", ".keras", ".h5", ".hdf5")
+WEIGHT_SUFFIXES = (".pt", ".pth")
+
 
 def load_model(source: str | Path, weights: str | Path | None = None) -> nn.Module:
     """A model from a ``.pt2`` file (torch.export), an ``.onnx`` file, a Keras file or ``package.module:factory[options]``.
@@ -21,8 +25,8 @@ def load_model(source: str | Path, weights: str | Path | None = None) -> nn.Modu
     (loaded with ``weights_only=True``).
     """
     text = str(source)
-    suffix = Path(text).suffix.lower()
-    if text.endswith(".pt2"):
+    suffix = Path(text).suffix.lower()  # case-insensitive: MODEL.PT2 is as good as model.onnx
+    if suffix == ".pt2":
         from spikeport.frontends.torch_export import load_exported
 
         model = load_exported(text)
@@ -34,7 +38,7 @@ def load_model(source: str | Path, weights: str | Path | None = None) -> nn.Modu
         from spikeport.frontends.keras import load_keras  # lazy: h5py is an optional dependency
 
         model = load_keras(text)
-    elif ":" in text and not Path(text).exists():
+    elif is_reference(text):
         model = _from_factory(text)
     else:
         raise ConversionError(
@@ -46,17 +50,37 @@ def load_model(source: str | Path, weights: str | Path | None = None) -> nn.Modu
     return model.eval()
 
 
-def _from_factory(reference: str) -> nn.Module:
-    """``package.module:factory``, optionally with keyword arguments: ``...:resnet20[width=8, bias=false]``."""
+def is_reference(source: str | Path) -> bool:
+    """Whether ``source`` names ``package.module:attribute`` rather than a file."""
+    text = str(source)
+    return ":" in text and not Path(text).exists() and Path(text).suffix.lower() not in MODEL_SUFFIXES
+
+
+def builds_random_weights(source: str | Path) -> bool:
+    """Whether ``source`` is a factory function, whose model starts from its random initialisation (a
+    module instance or a file brings its own weights)."""
+    if not is_reference(source):
+        return False
+    factory, _, _ = _resolve(str(source))
+    return not isinstance(factory, nn.Module) and callable(factory)
+
+
+def _resolve(reference: str) -> tuple[object, str, dict]:
+    """The object ``package.module:name[options]`` names, the target without options, and the options."""
     try:
         target, options = parse_options(reference, "model factory")
     except ValueError as error:
         raise ConversionError(str(error)) from None
     module_name, _, attribute = target.partition(":")
     try:
-        factory = getattr(importlib.import_module(module_name), attribute)
+        return getattr(importlib.import_module(module_name), attribute), target, options
     except (ImportError, AttributeError) as error:
         raise ConversionError(f"cannot import {reference!r}: {error}") from None
+
+
+def _from_factory(reference: str) -> nn.Module:
+    """``package.module:factory``, optionally with keyword arguments: ``...:resnet20[width=8, bias=false]``."""
+    factory, target, options = _resolve(reference)
     if isinstance(factory, nn.Module) or not callable(factory):
         if options:
             raise ConversionError(f"{target!r} is not a factory function, so it takes no options")
