@@ -1,6 +1,8 @@
 """Options, step counts, inputs and labels of the wrong kind or range fail at once with one named line, never
 deep inside PyTorch or as a silently wrong result."""
 
+import re
+
 import pytest
 import torch
 from torch import nn
@@ -79,6 +81,22 @@ def test_the_python_api_checks_options_the_same_way(data):
         sp.convert(mlp(), data[0], method="rmp", alpha=float("nan"))
     with pytest.raises(OptionError, match="channelwise is true or false, got 'yes'"):
         sp.convert(mlp(), data[0], method="max", channelwise="yes")
+
+
+@pytest.mark.parametrize(
+    ("keywords", "message"),
+    [
+        ({"seed": 1.5}, "seed is an integer, got 1.5"),
+        ({"memory_budget": 0}, "memory_budget must be >= 1, got 0"),
+        ({"encoding_scale": float("inf")}, "encoding_scale is a finite number, got inf"),
+        ({"calibration_samples": 0}, "calibration_samples must be >= 1, got 0"),
+        ({"batch_size": True}, "batch_size is an integer, got True"),
+        ({"encoding": "bogus"}, "encoding must be 'analog' or 'poisson', got 'bogus'"),
+    ],
+)
+def test_convert_checks_its_own_keywords(data, keywords, message):
+    with pytest.raises(OptionError, match=re.escape(message)):
+        sp.convert(mlp(), data[0], method="max", **keywords)
 
 
 def test_written_option_values_are_read_as_their_type():

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from enum import Enum
 
+from spikeport.errors import OptionError
+
 
 class Choice(str, Enum):
     """An enum whose members users may also name as plain strings."""
@@ -14,4 +16,4 @@ class Choice(str, Enum):
             return cls(value)
         except ValueError:
             options = " or ".join(repr(member.value) for member in cls)
-            raise ValueError(f"{cls.__name__.lower()} must be {options}, got {value!r}") from None
+            raise OptionError(f"{cls.__name__.lower()} must be {options}, got {value!r}") from None

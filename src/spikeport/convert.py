@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -15,6 +16,7 @@ from spikeport.errors import CalibrationError, ConversionError
 from spikeport.graph.prepare import prepare
 from spikeport.methods import make_method, parse_method
 from spikeport.network import DEFAULT_MEMORY_BUDGET, SpikingNetwork, module_device
+from spikeport.options import Count, Positive, check_fields
 
 
 def model_dtype(model: nn.Module) -> torch.dtype:
@@ -45,6 +47,20 @@ def calibration_batches(
     return batches
 
 
+@dataclass
+class _ConvertSettings:
+    """``convert``'s own keywords, checked like method options (a seed of 1.5, a budget of 0 bytes...)."""
+
+    encoding_scale: Positive
+    seed: int
+    calibration_samples: Count | None
+    batch_size: Count
+    memory_budget: Count | None
+
+    def __post_init__(self) -> None:
+        check_fields(self, "sp.convert")
+
+
 def convert(
     model: nn.Module,
     calibration,
@@ -67,6 +83,7 @@ def convert(
     into ``method`` (``"max[reset=soft]"``); keywords win. Calibration runs where the model's weights are
     (move the model to a GPU to calibrate there), and the network comes back on that device.
     """
+    _ConvertSettings(encoding_scale, seed, calibration_samples, batch_size, memory_budget)
     name, written = parse_method(method)
     strategy = make_method(name, **{**written, **options})
     if not isinstance(model, nn.Module):
