@@ -28,7 +28,7 @@ def model():
 def run(method: str) -> dict:
     x, y = data()
     snn = sp.convert(model(), x[:60], method, batch_size=16)  # 4 batches: uneven shares
-    steps = [2, 8] if snn.coding == "temporal" else [1, 4, 16]
+    steps = [2, 8] if snn.coding.name == "temporal" else [1, 4, 16]
     ev = sp.evaluate(snn, (x, y), steps, batch_size=20, progress=False).to_dict()  # 5 batches
     ev["method"].pop("notes", None)  # they say how long calibration took
     return ev

@@ -110,7 +110,7 @@ def test_binary_digits_are_the_spikes_of_the_binary_code():
     assert torch.equal(binary_digits(levels, steps).float(), spikes)
 
 
-def quantised_ann(model: nn.Module, snn: sp.FSNetwork, steps: int) -> nn.Module:
+def quantised_ann(model: nn.Module, snn: sp.SpikingNetwork, steps: int) -> nn.Module:
     """The canonical ANN with every ReLU replaced by the K-bit quantiser its FS neurons implement."""
     return ann_with_fs_functions(
         snn, lambda neuron: lambda x: quantised_relu(x, neuron.scale, steps, neuron.rounding)
@@ -161,7 +161,7 @@ def test_depthwise_network_saves_and_loads_exactly(tmp_path):
     snn = sp.convert(model, x, "fs", steps=10, channelwise=True)
     torch.testing.assert_close(snn(x)[-1], quantised_ann(model, snn, 10)(x), rtol=1e-5, atol=1e-5)
     loaded = sp.load(sp.save(snn, tmp_path / "fs.spk"))
-    assert isinstance(loaded, sp.FSNetwork)
+    assert isinstance(loaded.coding, sp.TemporalCoding)
     assert torch.equal(loaded(x, timesteps=6), snn(x, timesteps=6))
     first = sp.evaluate(snn, x, timesteps=[4, 10], progress=False)
     assert sp.evaluate(loaded, x, timesteps=[4, 10], progress=False) == first

@@ -55,7 +55,7 @@ def test_staircase_breakpoints_recover_a_step_function():
     assert breakpoints.tolist() == pytest.approx([-1.0, 2.0], abs=8 / 256)
 
 
-def coded_ann(snn: sp.FSNetwork, steps: int) -> nn.Module:
+def coded_ann(snn: sp.SpikingNetwork, steps: int) -> nn.Module:
     """The ANN with each activation replaced by the function its FS code computes (decoded, float32)."""
 
     def decoded(neuron: FSNeuron):

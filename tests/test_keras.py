@@ -169,7 +169,7 @@ def test_smooth_activations_import_exactly_and_convert_with_fs(tmp_path, suffix)
     with pytest.raises(sp.ConversionError, match="method='fs'"):
         sp.convert(module, torch.from_numpy(x).permute(0, 3, 1, 2), "ecc")
     snn = sp.convert(module, torch.from_numpy(x).permute(0, 3, 1, 2), "fs", steps=16)
-    assert isinstance(snn, sp.FSNetwork)
+    assert snn.coding.name == "temporal"
 
 
 def layout_model():

@@ -86,7 +86,7 @@ def test_smooth_activations_and_products_import_for_fs(tmp_path):
     x = torch.rand(5, 6)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), model(x), atol=1e-5, rtol=1e-5)
-    assert isinstance(sp.convert(loaded, x, "fs", steps=16), sp.FSNetwork)
+    assert isinstance(sp.convert(loaded, x, "fs", steps=16).coding, sp.TemporalCoding)
     with pytest.raises(sp.ConversionError, match="method='fs'"):  # SiLU arrives as x * sigmoid(x)
         sp.convert(loaded, x, "rmp")
 

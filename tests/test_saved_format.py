@@ -51,13 +51,13 @@ def test_round_trip_is_bit_exact_and_needs_no_pickle(tmp_path, monkeypatch, inde
     monkeypatch.setattr(torch, "load", refuse)
     loaded = sp.load(path)
     assert type(loaded) is type(snn)
-    steps = 9 if snn.coding == "rate" else 8
+    steps = 9 if snn.coding.name == "rate" else 8
     assert torch.equal(loaded(x, timesteps=steps), snn(x, timesteps=steps))
     assert loaded.info == json.loads(json.dumps(snn.info))
     for name, layer in snn.spiking_layers().items():
         assert torch.equal(layer.fanout, loaded.spiking_layers()[name].fanout)
     assert torch.equal(loaded.ann(x), snn.ann(x))  # agreement after loading is against the same ANN
-    timesteps = [4, 9] if snn.coding == "rate" else [4, 8]
+    timesteps = [4, 9] if snn.coding.name == "rate" else [4, 8]
     assert sp.evaluate(loaded, x, timesteps, progress=False) == sp.evaluate(snn, x, timesteps, progress=False)
 
 
@@ -71,7 +71,7 @@ def test_the_file_is_safetensors_with_a_json_description(tmp_path):
     assert metadata["format"] == FORMAT and metadata["version"] == "3"
     assert metadata["checksum"].startswith("sha256:")
     network = json.loads(metadata["network"])
-    assert network["class"] == "SpikingNetwork"
+    assert network["coding"] == {"name": "rate", "settings": {"encoding": "analog", "encoding_scale": 1.0, "seed": 0}}
     neurons = [m for m in network["graph"]["modules"].values() if m["type"] == "IFNeuron"]
     assert neurons and all(m["arguments"]["reset"] == "soft" for m in neurons)
     assert any(name.startswith("ann/") for name in load_file(str(path)))

@@ -315,6 +315,6 @@ def test_smooth_activations_and_gates_from_a_pt2_file_convert_with_fs(tmp_path):
     with torch.no_grad():
         assert torch.equal(loaded(x), model(x))
     snn = sp.convert(loaded, x, "fs", steps=16)
-    assert isinstance(snn, sp.FSNetwork)
+    assert isinstance(snn.coding, sp.TemporalCoding)
     with pytest.raises(sp.ConversionError, match="method='fs'"):
         sp.convert(loaded, x, "ecc")

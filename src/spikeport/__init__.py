@@ -14,6 +14,7 @@ import os as _os
 _os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 from spikeport import qcfs
+from spikeport.coding import Coding, RateCoding, Simulation, TemporalCoding
 from spikeport.compare import Comparison, compare
 from spikeport.convert import convert
 from spikeport.cpu_allocator import keep_freed_memory
@@ -30,26 +31,27 @@ from spikeport.evaluation import Evaluation, LayerReport
 from spikeport.export.nir import export_nir, import_nir
 from spikeport.frontends import load_model
 from spikeport.metrics import EnergyModel
-from spikeport.network import Simulation, SpikingNetwork
-from spikeport.network_fs import FSNetwork
+from spikeport.network import SpikingNetwork
 from spikeport.serialize import load, save
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CalibrationError",
+    "Coding",
     "Comparison",
     "ConversionError",
     "DataError",
     "EnergyModel",
     "Evaluation",
-    "FSNetwork",
     "InputShapeError",
     "LayerReport",
+    "RateCoding",
     "SaveFormatError",
     "Simulation",
     "SpikeportError",
     "SpikingNetwork",
+    "TemporalCoding",
     "compare",
     "convert",
     "evaluate",

@@ -17,6 +17,7 @@ from spikeport.options import split_specs
 MODEL_HELP = "a .pt2 file (torch.export), an .onnx file, a Keras .keras/.h5 file, or package.module:factory"
 
 
+EVALUATE_TIMESTEPS = (8, 16, 32, 64, 128)  # what `evaluate` runs a rate-coded network for by default
 DEVICE_HELP = "cpu, cuda or cuda:N (default: the GPU when there is one; under torchrun each process's own)"
 # The pip command that brings a missing optional module.
 INSTALL_HINTS = {
@@ -389,13 +390,11 @@ def _evaluate(args: argparse.Namespace) -> None:
     import spikeport as sp
 
     snn = _load_network(args)
-    steps = args.timesteps
-    if steps is None and snn.coding == "temporal":
-        steps = [k for k in DEFAULT_CODES if k in snn.supported_steps()] or [snn.default_steps]
+    steps = args.timesteps or snn.coding.evaluation_steps(snn, list(EVALUATE_TIMESTEPS), list(DEFAULT_CODES))
     ev = sp.evaluate(
         snn,
         args.data,
-        steps or [8, 16, 32, 64, 128],
+        steps,
         batch_size=args.batch_size,
         limit=args.limit,
         progress=not args.quiet,

@@ -109,9 +109,7 @@ def compare(
         start = time.perf_counter()
         snn = convert(model, calibration, spec, calibration_samples=calibration_samples, **options)
         converted = time.perf_counter()
-        steps = timesteps
-        if snn.coding == "temporal":
-            steps = [k for k in codes if k in snn.supported_steps()] or [snn.default_steps]
+        steps = snn.coding.evaluation_steps(snn, timesteps, codes)
         evaluations[label] = evaluate(
             snn,
             data,

@@ -1,4 +1,5 @@
-"""sp.evaluate: one simulation of max(T) steps per batch gives the results for every T."""
+"""sp.evaluate: accuracy, agreement, spikes, SOPs and energy at every step count, in as few runs as the
+coding allows (a rate code: one run of max(T) steps per batch answers every T)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from spikeport import distributed
+from spikeport.coding import Run
 from spikeport.data import as_batches
 from spikeport.errors import DataError, InputError, OptionError
 from spikeport.evaluation import Evaluation, LayerReport
@@ -18,37 +20,74 @@ from spikeport.network import SpikingNetwork, module_device
 from spikeport.options import positive_ints
 
 
-class _Tally:
-    """Per-step sums over the whole evaluation set."""
+def _zeros(size: int) -> Tensor:
+    return torch.zeros(size, dtype=torch.float64)
 
-    def __init__(self, steps: int):
-        self.steps = steps
-        self.correct = torch.zeros(steps, dtype=torch.float64)
-        self.agree = torch.zeros(steps, dtype=torch.float64)
-        self.spikes: dict[str, Tensor] = {}
-        self.sops: dict[str, Tensor] = {}
-        self.input_sops = torch.zeros(steps, dtype=torch.float64)
-        self.input_macs = torch.zeros(steps, dtype=torch.float64)
+
+class _RunTally:
+    """Sums over the evaluation set for one run: hits per read-out row, events and costs per step."""
+
+    def __init__(self, run: Run, rows: int, layers: list[str]):
+        self.run = run
+        self.correct, self.agree = _zeros(rows), _zeros(rows)
+        self.spikes = {name: _zeros(run.steps) for name in layers}
+        self.sops = {name: _zeros(run.steps) for name in layers}
+        self.input_sops, self.input_macs = _zeros(run.steps), _zeros(run.steps)
+
+    def add(self, sim, y: Tensor | None, reference: Tensor | None) -> None:
+        predictions = sim.readout.argmax(dim=-1)  # [rows, B]
+        if y is not None:
+            self.correct += (predictions == y.unsqueeze(0)).sum(dim=1).double().cpu()
+        if reference is not None:
+            self.agree += (predictions == reference.unsqueeze(0)).sum(dim=1).double().cpu()
+        for name in self.spikes:
+            self.spikes[name] += sim.spikes[name].double().cpu()
+            self.sops[name] += sim.sops[name].double().cpu()
+        if sim.input_sops is not None:
+            self.input_sops += sim.input_sops.cpu()
+        if sim.input_macs is not None:
+            self.input_macs += sim.input_macs.cpu()
+
+    def tensors(self) -> list[Tensor]:
+        return [
+            self.correct,
+            self.agree,
+            *self.spikes.values(),
+            *self.sops.values(),
+            self.input_sops,
+            self.input_macs,
+        ]
+
+    def replace(self, tensors: Iterator[Tensor]) -> None:
+        """Take the summed tensors back, in ``tensors``' order."""
+        self.correct, self.agree = next(tensors), next(tensors)
+        self.spikes = {name: next(tensors) for name in self.spikes}
+        self.sops = {name: next(tensors) for name in self.sops}
+        self.input_sops, self.input_macs = next(tensors), next(tensors)
+
+
+class _Tally:
+    """Every run's sums, the ANN's hits and the sample count; reduced over processes in one all_reduce."""
+
+    def __init__(self, tallies: list[_RunTally]):
+        self.runs = tallies
         self.ann_correct = 0
         self.samples = 0
         self.labelled = True
 
-    def add(self, name: str, table: dict[str, Tensor], per_step: Tensor) -> None:
-        table[name] = table.get(name, torch.zeros(self.steps, dtype=torch.float64)) + per_step.double().cpu()
-
-    def all_reduce(self, layers: list[str]) -> None:
+    def all_reduce(self) -> None:
         """Sum the tallies of every torch.distributed process (counts: exact in any order)."""
         if not distributed.active():
             return
-        for table in (self.spikes, self.sops):
-            for name in layers:
-                table[name] = distributed.all_sum(
-                    table.get(name, torch.zeros(self.steps, dtype=torch.float64))
-                )
-        for field in ("correct", "agree", "input_sops", "input_macs"):
-            setattr(self, field, distributed.all_sum(getattr(self, field)))
-        counts = torch.tensor([self.ann_correct, self.samples, int(not self.labelled)], dtype=torch.float64)
-        self.ann_correct, self.samples, unlabelled = (int(v) for v in distributed.all_sum(counts))
+        parts = [t for run in self.runs for t in run.tensors()]
+        parts.append(
+            torch.tensor([self.ann_correct, self.samples, int(not self.labelled)], dtype=torch.float64)
+        )
+        summed = distributed.all_sum(torch.cat(parts))
+        pieces = iter(summed.split([t.numel() for t in parts]))
+        for run in self.runs:
+            run.replace(pieces)
+        self.ann_correct, self.samples, unlabelled = (int(v) for v in next(pieces))
         self.labelled = unlabelled == 0
 
 
@@ -116,63 +155,52 @@ def evaluate(
     energy: EnergyModel | None = None,
     progress: bool = True,
 ) -> Evaluation:
-    """Accuracy, agreement with ``ann``, spikes, SOPs and energy at each T in ``timesteps``.
+    """Accuracy, agreement with ``ann``, spikes, SOPs and energy at each step count in ``timesteps``.
 
     ``data``: anything ``spikeport.data.as_batches`` accepts (default split: test). Labels are optional;
     without them only agreement and costs are reported. ``ann`` defaults to the ANN the network was
     converted from (BN folded), so agreement is always available. ``agreement[T]`` is the fraction of inputs on which
     the SNN after T steps predicts the ANN's class: the conversion loss, independent of labels. ``ann`` is
-    run in eval mode and left in the mode it came in. ``timesteps``: an int or several (``[16]``, not ``"16"``).
+    run in eval mode and left in the mode it came in. ``timesteps``: an int or several (``[16]``, not ``"16"``);
+    for a temporal code, code lengths K.
     """
     steps = positive_ints(timesteps, "timesteps")
+    coding = snn.coding
+    coding.check_steps(snn, steps)
     energy = energy or EnergyModel()
     ann = ann if ann is not None else snn.ann
+    runs = coding.runs(steps)
+    layers = list(snn.spiking_layers())
+    rows = [1 + max(coding.readout_row(run, p) for p in run.points) for run in runs]
+    tally = _Tally([_RunTally(run, r, layers) for run, r in zip(runs, rows, strict=True)])
+    bar = tqdm(
+        desc=f"simulating {coding.steps_symbol}={','.join(str(run.steps) for run in runs)}",
+        unit="img",
+        disable=not (progress and distributed.is_main()),
+        leave=False,
+    )
     with _evaluating(ann):
-        if snn.coding == "temporal":
-            return _evaluate_codes(snn, data, steps, ann, batch_size, limit, energy, progress)
-        return _evaluate_rates(snn, data, steps, ann, batch_size, limit, energy, progress)
-
-
-def _evaluate_rates(
-    snn: SpikingNetwork,
-    data,
-    steps: list[int],
-    ann: nn.Module | None,
-    batch_size: int,
-    limit: int | None,
-    energy: EnergyModel,
-    progress: bool,
-) -> Evaluation:
-    """``evaluate`` for a rate code: one run of max(T) steps per batch gives every T."""
-    tally = _Tally(steps[-1])
-    progress = progress and distributed.is_main()
-    bar = tqdm(desc=f"simulating T={steps[-1]}", unit="img", disable=not progress, leave=False)
-    for index, (x, y) in distributed.shard(enumerate(as_batches(data, batch_size=batch_size, limit=limit))):
-        x, y = _on_device(snn, x, y)
-        sim = snn.simulate(x, steps[-1], record=True)
-        predictions = sim.readout.argmax(dim=-1)  # [T, B]
-        classes = sim.readout.shape[-1]
-        if y is None:
-            tally.labelled = False
-        else:
-            _check_labels(y, index, len(x), classes)
-            tally.correct += (predictions == y.unsqueeze(0)).sum(dim=1).double().cpu()
-        if ann is not None:
-            reference = _ann_predictions(ann, x, classes)
-            tally.agree += (predictions == reference.unsqueeze(0)).sum(dim=1).double().cpu()
-            if y is not None:
-                tally.ann_correct += int((reference == y).sum())
-        for name in sim.spikes:
-            tally.add(name, tally.spikes, sim.spikes[name])
-            tally.add(name, tally.sops, sim.sops[name])
-        if sim.input_sops is not None:
-            tally.input_sops += sim.input_sops.cpu()
-        if sim.input_macs is not None:
-            tally.input_macs += sim.input_macs.cpu()
-        tally.samples += x.shape[0]
-        bar.update(x.shape[0])
+        for index, (x, y) in distributed.shard(
+            enumerate(as_batches(data, batch_size=batch_size, limit=limit))
+        ):
+            x, y = _on_device(snn, x, y)
+            reference = None
+            for number, run_tally in enumerate(tally.runs):
+                sim = snn.simulate(x, run_tally.run.steps, record=True)
+                if number == 0:  # labels and the ANN's answers, once per batch
+                    classes = sim.readout.shape[-1]
+                    if y is not None:
+                        _check_labels(y, index, len(x), classes)
+                    if ann is not None:
+                        reference = _ann_predictions(ann, x, classes)
+                        if y is not None:
+                            tally.ann_correct += int((reference == y).sum())
+                run_tally.add(sim, y, reference)
+            tally.labelled = tally.labelled and y is not None
+            tally.samples += x.shape[0]
+            bar.update(x.shape[0])
     bar.close()
-    tally.all_reduce(list(snn.spiking_layers()))
+    tally.all_reduce()
     if tally.samples == 0:
         raise DataError("evaluation data is empty")
     return _summarise(snn, tally, steps, ann is not None, energy)
@@ -181,48 +209,63 @@ def _evaluate_rates(
 def _summarise(
     snn: SpikingNetwork, tally: _Tally, steps: list[int], with_ann: bool, energy: EnergyModel
 ) -> Evaluation:
-    n = tally.samples
-
-    def at(series: Tensor) -> dict[int, float]:
-        cumulative = series.cumsum(0)
-        return {t: float(cumulative[t - 1]) / n for t in steps}
-
-    total_spikes = at(sum(tally.spikes.values(), torch.zeros(tally.steps, dtype=torch.float64)))
-    total_sops = sum(tally.sops.values(), tally.input_sops.clone())
-    sops, macs = at(total_sops), at(tally.input_macs)
-    accuracy_curve = (tally.correct / n).tolist() if tally.labelled else [None] * tally.steps
-    agreement_curve = (tally.agree / n).tolist() if with_ann else [None] * tally.steps
-    layers = _layer_reports(
-        snn, steps, lambda name: at(tally.spikes[name]), lambda name: at(tally.sops[name])
-    )
-    ann_macs = snn.ann_macs_per_image
+    """Per-step-count figures from the runs' sums: each step count read where its run answers it."""
+    coding, n = snn.coding, tally.samples
+    accuracy, agreement, spikes, sops, macs = {}, {}, {}, {}, {}
+    layer_spikes: dict[str, dict[int, float]] = {name: {} for name in snn.spiking_layers()}
+    layer_sops: dict[str, dict[int, float]] = {name: {} for name in snn.spiking_layers()}
+    curves: dict[str, list] = {}
+    for run in tally.runs:
+        total_spikes = sum(run.spikes.values(), _zeros(run.run.steps)).cumsum(0)
+        total_sops = sum(run.sops.values(), run.input_sops.clone())
+        cumulative_sops, cumulative_macs = total_sops.cumsum(0), run.input_macs.cumsum(0)
+        per_layer = {name: (run.spikes[name].cumsum(0), run.sops[name].cumsum(0)) for name in run.spikes}
+        for point in run.run.points:
+            row, counted = coding.readout_row(run.run, point), coding.counted_steps(run.run, point) - 1
+            accuracy[point] = float(run.correct[row]) / n if tally.labelled else None
+            agreement[point] = float(run.agree[row]) / n if with_ann else None
+            spikes[point] = float(total_spikes[counted]) / n
+            sops[point], macs[point] = (
+                float(cumulative_sops[counted]) / n,
+                float(cumulative_macs[counted]) / n,
+            )
+            for name, (layer_spike_sums, layer_sop_sums) in per_layer.items():
+                layer_spikes[name][point] = float(layer_spike_sums[counted]) / n
+                layer_sops[name][point] = float(layer_sop_sums[counted]) / n
+        if coding.step_curves:  # a read-out after every step: keep each step's figures
+            curves = {
+                "accuracy": (run.correct / n).tolist() if tally.labelled else [None] * run.run.steps,
+                "agreement": (run.agree / n).tolist() if with_ann else [None] * run.run.steps,
+                "sops_per_image": (cumulative_sops / n).tolist(),
+                "energy_per_image": energy.energy(cumulative_sops / n, cumulative_macs / n).tolist(),
+            }
     neurons = _neuron_count(snn)
+    layers = _layer_reports(
+        snn,
+        steps,
+        lambda name: {t: layer_spikes[name][t] for t in steps},
+        lambda name: {t: layer_sops[name][t] for t in steps},
+    )
     return Evaluation(
         timesteps=steps,
         samples=n,
-        accuracy={t: accuracy_curve[t - 1] for t in steps},
-        agreement={t: agreement_curve[t - 1] for t in steps},
-        spikes_per_image=total_spikes,
-        sops_per_image=sops,
-        macs_per_image=macs,
+        accuracy={t: accuracy[t] for t in steps},
+        agreement={t: agreement[t] for t in steps},
+        spikes_per_image={t: spikes[t] for t in steps},
+        sops_per_image={t: sops[t] for t in steps},
+        macs_per_image={t: macs[t] for t in steps},
         energy_per_image={t: energy.energy(sops[t], macs[t]) for t in steps},
         ann_accuracy=(tally.ann_correct / n) if (with_ann and tally.labelled) else None,
-        ann_macs_per_image=ann_macs,
-        ann_energy_per_image=energy.energy(0, ann_macs),
+        ann_macs_per_image=snn.ann_macs_per_image,
+        ann_energy_per_image=energy.energy(0, snn.ann_macs_per_image),
         method=dict(snn.info),
         energy_model={"joules_per_sop": energy.joules_per_sop, "joules_per_mac": energy.joules_per_mac},
         layers=layers,
-        latency_steps={t: t for t in steps},
-        throughput={t: 1.0 / t for t in steps},
-        spikes_per_neuron={t: total_spikes[t] / neurons for t in steps},
-        curves={
-            "accuracy": accuracy_curve,
-            "agreement": agreement_curve,
-            "sops_per_image": (total_sops.cumsum(0) / n).tolist(),
-            "energy_per_image": energy.energy(
-                total_sops.cumsum(0) / n, tally.input_macs.cumsum(0) / n
-            ).tolist(),
-        },
+        curves=curves,
+        coding=coding.name,
+        latency_steps={t: coding.latency(t) for t in steps},
+        throughput={t: coding.throughput(t) for t in steps},
+        spikes_per_neuron={t: spikes[t] / neurons for t in steps},
     )
 
 
@@ -253,105 +296,3 @@ def _neuron_count(snn: SpikingNetwork) -> int:
     """Neurons of the network (max-pools emit events but are no neurons)."""
     layers = snn.spiking_layers().values()
     return max(1, sum(int(layer.fanout.numel()) for layer in layers if layer.is_neuron))
-
-
-def _evaluate_codes(
-    snn: SpikingNetwork,
-    data,
-    codes: list[int],
-    ann: nn.Module | None,
-    batch_size: int,
-    limit: int | None,
-    energy: EnergyModel,
-    progress: bool,
-) -> Evaluation:
-    """``evaluate`` for a temporal code: one run per code length K, each a complete pass through the net."""
-    missing = [k for k in codes if k not in snn.supported_steps()]
-    if missing:
-        raise OptionError(
-            f"this FS network has no codes for K = {', '.join(map(str, missing))}; it runs K = "
-            f"{', '.join(map(str, snn.supported_steps()))}"
-        )
-    n, ann_correct, labelled = 0, 0, True
-    correct = dict.fromkeys(codes, 0)
-    agree = dict.fromkeys(codes, 0)
-    spikes: dict[int, dict[str, float]] = {k: {} for k in codes}  # per layer, summed over the images
-    layer_sops: dict[int, dict[str, float]] = {k: {} for k in codes}
-    macs = dict.fromkeys(codes, 0.0)
-    bar = tqdm(
-        desc=f"simulating K={','.join(map(str, codes))}",
-        unit="img",
-        disable=not (progress and distributed.is_main()),
-        leave=False,
-    )
-    for index, (x, y) in distributed.shard(enumerate(as_batches(data, batch_size=batch_size, limit=limit))):
-        x, y = _on_device(snn, x, y)
-        runs = {k: snn.simulate(x, k, record=True) for k in codes}
-        classes = runs[codes[0]].readout.shape[-1]
-        if y is not None:
-            _check_labels(y, index, len(x), classes)
-        reference = None
-        if ann is not None:
-            reference = _ann_predictions(ann, x, classes)
-            if y is not None:
-                ann_correct += int((reference == y).sum())
-        labelled = labelled and y is not None
-        for k, sim in runs.items():
-            prediction = sim.readout[-1].argmax(dim=-1)
-            if y is not None:
-                correct[k] += int((prediction == y).sum())
-            if reference is not None:
-                agree[k] += int((prediction == reference).sum())
-            for name in sim.spikes:
-                spikes[k][name] = spikes[k].get(name, 0.0) + float(sim.spikes[name].sum())
-                layer_sops[k][name] = layer_sops[k].get(name, 0.0) + float(sim.sops[name].sum())
-            macs[k] += float(sim.input_macs.sum())
-        n += x.shape[0]
-        bar.update(x.shape[0])
-    bar.close()
-    if distributed.active():  # sum every counter over the processes (integer-valued: exact)
-        names = list(snn.spiking_layers())
-        counters = [n, ann_correct, int(not labelled)]
-        for k in codes:
-            counters += [correct[k], agree[k], macs[k]]
-            counters += [spikes[k].get(name, 0.0) for name in names] + [
-                layer_sops[k].get(name, 0.0) for name in names
-            ]
-        summed = iter(distributed.all_sum(torch.tensor(counters, dtype=torch.float64)).tolist())
-        n, ann_correct, labelled = int(next(summed)), int(next(summed)), next(summed) == 0
-        for k in codes:
-            correct[k], agree[k], macs[k] = int(next(summed)), int(next(summed)), next(summed)
-            spikes[k] = {name: next(summed) for name in names}
-            layer_sops[k] = {name: next(summed) for name in names}
-    if n == 0:
-        raise DataError("evaluation data is empty")
-    with_ann = ann is not None
-    neurons = _neuron_count(snn)
-    total_spikes = {k: sum(spikes[k].values()) / n for k in codes}
-    sops = {k: sum(layer_sops[k].values()) for k in codes}
-    layers = _layer_reports(
-        snn,
-        codes,
-        lambda name: {k: spikes[k][name] / n for k in codes},
-        lambda name: {k: layer_sops[k][name] / n for k in codes},
-    )
-    return Evaluation(
-        timesteps=codes,
-        samples=n,
-        accuracy={k: correct[k] / n if labelled else None for k in codes},
-        agreement={k: agree[k] / n if with_ann else None for k in codes},
-        spikes_per_image=total_spikes,
-        sops_per_image={k: sops[k] / n for k in codes},
-        macs_per_image={k: macs[k] / n for k in codes},
-        energy_per_image={k: energy.energy(sops[k] / n, macs[k] / n) for k in codes},
-        ann_accuracy=ann_correct / n if (with_ann and labelled) else None,
-        ann_macs_per_image=snn.ann_macs_per_image,
-        ann_energy_per_image=energy.energy(0, snn.ann_macs_per_image),
-        method=dict(snn.info),
-        energy_model={"joules_per_sop": energy.joules_per_sop, "joules_per_mac": energy.joules_per_mac},
-        layers=layers,
-        coding="temporal",
-        latency_steps={k: snn.latency(k) for k in codes},
-        throughput={k: snn.throughput(k) for k in codes},
-        spikes_per_neuron={k: total_spikes[k] / neurons for k in codes},
-    )

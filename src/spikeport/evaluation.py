@@ -6,6 +6,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from spikeport.coding import coding_named
+
 
 @dataclass
 class LayerReport:
@@ -44,8 +46,8 @@ class Evaluation:
     energy_model: dict = field(default_factory=dict)
     layers: list[LayerReport] = field(default_factory=list)
     curves: dict[str, list[float | None]] = field(default_factory=dict)
-    # "rate": T steps give a read-out after T steps. "temporal" (FS): ``timesteps`` are code lengths K, and
-    # the read-out exists after ``latency_steps[K]`` steps (K x the coded layers).
+    # The coding's name (``spikeport.coding``): "rate", T steps give a read-out after T steps; "temporal"
+    # (FS), ``timesteps`` are code lengths K and the read-out exists after ``latency_steps[K]`` steps.
     coding: str = "rate"
     latency_steps: dict[int, int] = field(default_factory=dict)
     throughput: dict[int, float] = field(default_factory=dict)  # images per time step, layers pipelined
@@ -56,21 +58,7 @@ class Evaluation:
 
         For a temporal code: the latency of the shortest code from which every evaluated code reaches it.
         """
-        if self.coding == "temporal":
-            values = getattr(self, metric)
-            reached = None
-            for k in sorted(self.timesteps, reverse=True):
-                if values[k] is None or values[k] < target:
-                    break
-                reached = k
-            return None if reached is None else self.latency_steps[reached]
-        curve = self.curves.get(metric)
-        if not curve or curve[-1] is None or curve[-1] < target:
-            return None
-        step = len(curve)
-        while step > 1 and curve[step - 2] is not None and curve[step - 2] >= target:
-            step -= 1
-        return step
+        return coding_named(self.coding).latency_reaching(self, target, metric)
 
     def to_dict(self) -> dict:
         return asdict(self)

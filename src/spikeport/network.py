@@ -1,18 +1,17 @@
-"""SpikingNetwork: the converted graph with neurons in place of activations."""
+"""SpikingNetwork: the converted graph with neurons in place of activations, run through its coding."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, fx, nn
 
-from spikeport.encoding import Encoding, encode_chunk
+from spikeport.coding import Coding, RateCoding, Simulation
 from spikeport.errors import InputError, InputShapeError
 from spikeport.graph.canonical import views_to_reshapes
 from spikeport.graph.static_prefix import split_at_static_prefix
-from spikeport.neurons import IFNeuron, SpikingLayer, SpikingMaxPool
+from spikeport.neurons import IFNeuron, SpikingLayer
 from spikeport.options import positive_int
 from spikeport.simulation_clock import SimulationClock
 
@@ -40,37 +39,36 @@ def default_memory_budget(device: torch.device) -> int:
     return CPU_MEMORY_BUDGET
 
 
-@dataclass
-class Simulation:
-    """What one run of ``timesteps`` steps produced; every per-step tensor covers the whole batch."""
+class _Detached:
+    """Holds a module outside the network's module tree: neither simulated nor in its state dict."""
 
-    readout: Tensor  # [T, B, ...] running mean of the output layer's input current (ANN units)
-    # Per spiking layer (neurons and max-pools): [T] events per step, and the synaptic ops they cause.
-    spikes: dict[str, Tensor] = field(default_factory=dict)
-    sops: dict[str, Tensor] = field(default_factory=dict)
-    input_sops: Tensor | None = None  # [T] synaptic ops of input spikes (Poisson encoding)
-    input_macs: Tensor | None = None  # [T] multiply-accumulates of the analog input current
+    def __init__(self, module: nn.Module | None):
+        self.module = module
 
 
 class SpikingNetwork(nn.Module):
-    """A converted SNN. ``snn(x, timesteps=T)`` returns the read-out after every step, ``[T, B, classes]``.
+    """A converted SNN: the ANN's graph with spiking layers in place of its activations, and its coding.
 
-    Time is folded into the batch: synaptic layers process all steps of a chunk at once, neurons scan over
-    them. The read-out is the output layer's membrane potential divided by the elapsed steps, so it is in
-    the ANN's units and its value after step t equals that of a separate run of t steps.
+    ``snn(x, timesteps=S)`` returns the read-outs of a run of S steps, ``[R, B, classes]`` in the ANN's units:
+    one row per step at which the output exists, the last row the answer after S steps. A rate code has a
+    read-out after every step (R = S, the running mean of the output layer's input current, so row t equals
+    a separate run of t steps); a temporal code has one, the decoded output of its S-step code (R = 1).
+    ``timesteps`` defaults to ``coding.default_steps``.
+
+    Time is folded into the batch: synaptic layers process all steps of a chunk at once, spiking layers
+    scan over them; ``coding`` (``spikeport.coding``) says how a run goes.
     """
-
-    coding = "rate"  # the read-out improves with every step; FSNetwork's exists after a fixed latency
 
     def __init__(
         self,
         graph_module: fx.GraphModule,
         input_shape: tuple[int, ...],
         input_fanout: Tensor,
+        coding: Coding | None = None,
         *,
-        encoding: Encoding | str = Encoding.ANALOG,
-        encoding_scale: float = 1.0,
-        seed: int = 0,
+        ann: nn.Module | None = None,
+        ann_macs_per_image: int = 0,
+        separable_prefix: bool = False,
         memory_budget: int | None = DEFAULT_MEMORY_BUDGET,
         info: dict | None = None,
     ):
@@ -79,9 +77,7 @@ class SpikingNetwork(nn.Module):
         self.graph_module = graph_module
         self.input_shape = tuple(input_shape)
         self.register_buffer("input_fanout", input_fanout.to(torch.float64), persistent=False)
-        self.encoding = Encoding.parse(encoding)
-        self.encoding_scale = float(encoding_scale)
-        self.seed = seed
+        self.coding = coding if coding is not None else RateCoding()
         self.memory_budget = memory_budget
         # How image batches are laid out in memory while they go through the network; None: automatic
         # (``simulation_layout``). torch.contiguous_format keeps the input's layout as given.
@@ -89,11 +85,12 @@ class SpikingNetwork(nn.Module):
         self.info = dict(info or {})
         # The canonical ANN (BN folded) this network came from, kept out of the module tree so it is neither
         # simulated nor in the state dict; evaluate() uses it for agreement when no ANN is given.
-        self.__dict__["ann"] = None
-        self.ann_macs_per_image = 0  # set by assembly: synapses of the ANN this network was converted from
-        # Set by assembly: the part before the first neurons never mixes with later values, so an analog
-        # input (the same at every step) can go through it once per batch.
-        self.separable_prefix = False
+        self._source = _Detached(ann)
+        self.ann_macs_per_image = ann_macs_per_image  # synapses of the ANN this network was converted from
+        # The part before the first neurons never mixes with later values, so an input that is the same at
+        # every step can go through it once per batch.
+        self.separable_prefix = separable_prefix
+        self._split_cache: dict = {}
         self.clock = SimulationClock()
         for layer in self.spiking_layers().values():
             layer.clock = self.clock
@@ -102,6 +99,11 @@ class SpikingNetwork(nn.Module):
             for n in graph_module.graph.nodes
             if "sample_shape" in n.meta
         )
+
+    @property
+    def ann(self) -> nn.Module | None:
+        """The ANN this network was converted from (BN folded), the reference for agreement."""
+        return self._source.module
 
     def neuron_nodes(self) -> list[tuple[fx.Node, IFNeuron]]:
         """Graph nodes of the neuron layers with their modules, in execution order."""
@@ -126,21 +128,17 @@ class SpikingNetwork(nn.Module):
         }
 
     def analog_macs_per_sample(self) -> Tensor:
-        """Synaptic ops fed by analog values at every step of an analog-input run (counted as MACs).
+        """Synaptic ops fed by analog values per sample and step of the output (the coding says which)."""
+        return self.coding.analog_macs_per_sample(self)
 
-        The input's own fan-out, plus that of any max-pool before the first neurons: with a static input
-        such a pool sends on analog maxima, not spikes.
-        """
-        total = self.input_fanout.sum()
-        for layer in self.spiking_layers().values():
-            if isinstance(layer, SpikingMaxPool) and layer.in_static_prefix:
-                total = total + layer.fanout.sum()
-        return total
+    def supported_steps(self) -> list[int] | None:
+        """The step counts this network can run (None: any)."""
+        return self.coding.supported_steps(self)
 
     @property
     def static_input(self) -> bool:
         """Whether the pre-neuron part of the graph runs once per batch instead of once per step."""
-        return self.separable_prefix and self.encoding is Encoding.ANALOG
+        return self.separable_prefix and self.coding.constant_input
 
     @property
     def dtype(self) -> torch.dtype:
@@ -155,18 +153,18 @@ class SpikingNetwork(nn.Module):
         """The graph split after its static prefix (``graph.static_prefix``), built once and kept while the
         graph and its modules stay the same."""
         key = (self.graph_module, tuple(map(id, self.graph_module.modules())))
-        cached = self.__dict__.get("_static_split")
+        cached = self._split_cache.get("split")
         if cached is None or cached[0][0] is not key[0] or cached[0][1] != key[1]:
             cached = (key, split_at_static_prefix(self.graph_module))
-            self.__dict__["_static_split"] = cached
+            self._split_cache["split"] = cached
         return cached[1]
 
     def _apply(self, fn, recurse=True):
         # .to(device) / .cuda() / .double() also move the reference ANN, which is kept out of the module
         # tree (not simulated, not saved) but must run where the network runs for agreement.
-        if self.__dict__.get("ann") is not None:
+        if self.ann is not None:
             self.ann._apply(fn)
-        self.__dict__.pop("_static_split", None)  # it may hold tensors (constants) that move
+        self._split_cache.clear()  # it may hold tensors (constants) that move
         return super()._apply(fn, recurse)
 
     def simulation_layout(self, x: Tensor) -> Tensor:
@@ -211,22 +209,17 @@ class SpikingNetwork(nn.Module):
             steps = min(steps, CPU_SAMPLES_PER_CALL // batch)
         return max(1, min(timesteps, steps))
 
-    def forward(self, x: Tensor, timesteps: int = 32) -> Tensor:
-        """The read-out after every step, ``[timesteps, B, ...]``; float ``x`` is cast to the network's dtype."""
+    def forward(self, x: Tensor, timesteps: int | None = None) -> Tensor:
+        """The read-outs of a run of ``timesteps`` steps, ``[R, B, ...]`` (see the class docstring)."""
         return self.simulate(x, timesteps).readout
 
     @torch.no_grad()
     def simulate(
-        self, x: Tensor, timesteps: int, *, record: bool = False, chunk: int | None = None
+        self, x: Tensor, timesteps: int | None = None, *, record: bool = False, chunk: int | None = None
     ) -> Simulation:
-        """Run ``timesteps`` steps on the analog batch ``x`` (cast to the network's dtype); ``record`` also
-        counts spikes and SOPs."""
-        from spikeport.simulate import run
-
+        """Run ``timesteps`` steps (default: the coding's) on the analog batch ``x``, cast to the network's
+        dtype; ``record`` also counts spikes and SOPs; ``chunk``: steps per chunk of a rate code."""
+        steps = self.coding.default_steps if timesteps is None else positive_int(timesteps, "timesteps")
         x = self.check_input(x)
-        timesteps = positive_int(timesteps, "timesteps")
-        chunk = chunk or self.chunk_steps(x.shape[0], timesteps, x.device)
-        return run(self, x, timesteps, record=record, chunk=chunk)
-
-    def encode(self, x: Tensor, steps: int, generator: torch.Generator | None) -> Tensor:
-        return encode_chunk(x, steps, self.encoding, generator, self.encoding_scale)
+        self.coding.check_steps(self, [steps])
+        return self.coding.simulate(self, x, steps, record=record, chunk=chunk)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from spikeport.coding import coding_named
 from spikeport.evaluation import Evaluation
 
 # Agreement levels at which tables report the latency (steps) and the SOPs spent to get there.
@@ -33,22 +34,15 @@ def method_label(method: dict) -> str:
     return label
 
 
-def _steps_header(ev: Evaluation) -> str:
-    return "K | latency" if ev.coding == "temporal" else "T"
-
-
-def _steps_cell(ev: Evaluation, t: int) -> str:
-    return f"{t} | {ev.latency_steps[t]}" if ev.coding == "temporal" else f"{t}"
-
-
 def evaluation_markdown(ev: Evaluation) -> str:
     """One row per T (or code length K): accuracy, loss against the ANN, agreement, spikes, SOPs, energy."""
     name = method_label(ev.method)
-    columns = _steps_header(ev).count("|") + 10
+    coding = coding_named(ev.coding)
+    columns = coding.steps_header().count("|") + 10
     header = (
         f"**{name}** on {ev.samples} samples — ANN accuracy {_pct(ev.ann_accuracy)}%, "
         f"ANN {_count(ev.ann_macs_per_image)} MACs / {ev.ann_energy_per_image * 1e6:.3f} µJ per image\n\n"
-        f"| {_steps_header(ev)} | accuracy % | Δ vs ANN | agreement % | spikes/img | spikes/neuron | SOPs/img | "
+        f"| {coding.steps_header()} | accuracy % | Δ vs ANN | agreement % | spikes/img | spikes/neuron | SOPs/img | "
         "MACs/img | energy/img µJ | energy vs ANN |\n"
         "|" + "---:|" * columns + "\n"
     )
@@ -59,22 +53,12 @@ def evaluation_markdown(ev: Evaluation) -> str:
         ratio = ev.energy_per_image[t] / ev.ann_energy_per_image if ev.ann_energy_per_image else float("nan")
         per_neuron = ev.spikes_per_neuron.get(t)
         rows.append(
-            f"| {_steps_cell(ev, t)} | {_pct(acc)} | {delta} | {_pct(ev.agreement[t])} | "
+            f"| {coding.steps_cell(ev, t)} | {_pct(acc)} | {delta} | {_pct(ev.agreement[t])} | "
             f"{_count(ev.spikes_per_image[t])} | {'–' if per_neuron is None else f'{per_neuron:.2f}'} | "
             f"{_count(ev.sops_per_image[t])} | {_count(ev.macs_per_image[t])} | "
             f"{ev.energy_per_image[t] * 1e6:.3f} | {ratio:.2f}× |"
         )
-    footer = ""
-    if ev.coding == "temporal":
-        footer += (
-            "\nK: code length (steps per layer); latency: steps until the output exists (K × coded layers); "
-            "pipelined, one image enters every K steps."
-        )
-        longest = ev.timesteps[-1]
-        per_layer = ", ".join(
-            f"{layer.name} {layer.spikes_per_image[longest] / layer.neurons:.2f}" for layer in ev.layers
-        )
-        footer += f"\nSpikes per neuron by layer at K={longest}: {per_layer}."
+    footer = coding.table_notes(ev)
     for target in LATENCY_TARGETS:
         steps = ev.latency(target)
         if steps is not None:
@@ -94,7 +78,7 @@ def plot_evaluations(evaluations: dict[str, Evaluation], path: str | Path, cost:
         raise ValueError(f"cost must be one of {', '.join(COSTS)}, got {cost!r}")
     key, cost_label, unit = COSTS[cost]
     for label, ev in evaluations.items():
-        if ev.coding == "rate" and key not in ev.curves:
+        if coding_named(ev.coding).step_curves and key not in ev.curves:
             raise ValueError(f"evaluation {label!r} has no per-step {key} (written by an older spikeport)")
     import matplotlib
 
@@ -107,8 +91,9 @@ def plot_evaluations(evaluations: dict[str, Evaluation], path: str | Path, cost:
     ann_drawn = False
     for label, ev in evaluations.items():
         metric = "accuracy" if ev.accuracy[ev.timesteps[0]] is not None else "agreement"
-        steps, curve, costs = _series(ev, metric, key)
-        style = "o-" if ev.coding == "temporal" else "-"
+        coding = coding_named(ev.coding)
+        steps, curve, costs = coding.series(ev, metric, key)
+        style = coding.plot_style
         by_steps.plot(steps, [100 * v for v in curve], style, label=label)
         by_sops.plot([unit * v for v in costs], [100 * v for v in curve], style, label=label)
         if ev.ann_accuracy is not None and not ann_drawn:
@@ -136,28 +121,13 @@ def plot_evaluations(evaluations: dict[str, Evaluation], path: str | Path, cost:
     return path
 
 
-def _series(ev: Evaluation, metric: str, key: str) -> tuple[list[int], list[float], list[float]]:
-    """(latency in steps, metric, cost) to plot: every step of a rate code, every evaluated code length K."""
-    if ev.coding == "temporal":
-        codes = ev.timesteps
-        values, costs = getattr(ev, metric), getattr(ev, key)
-        return [ev.latency_steps[k] for k in codes], [values[k] for k in codes], [costs[k] for k in codes]
-    curve = ev.curves[metric]
-    return list(range(1, len(curve) + 1)), curve, ev.curves[key]
-
-
 def _reached(ev: Evaluation, target: float, metric: str) -> str:
     """Steps until ``metric`` stays at ``target``, the SOPs per image and energy vs the ANN by then."""
     steps = ev.latency(target, metric)
     if steps is None:
         longest = max(ev.latency_steps.values(), default=len(ev.curves.get(metric, [])))
         return f"not within {longest} | – | –"
-    if ev.coding == "temporal":
-        code = next(k for k in ev.timesteps if ev.latency_steps[k] == steps)
-        sops, energy = ev.sops_per_image[code], ev.energy_per_image[code]
-    else:
-        sops = ev.curves["sops_per_image"][steps - 1]
-        energy = ev.curves["energy_per_image"][steps - 1] if "energy_per_image" in ev.curves else None
+    sops, energy = coding_named(ev.coding).cost_at(ev, steps)
     ratio = f"{energy / ev.ann_energy_per_image:.2f}×" if energy and ev.ann_energy_per_image else "–"
     return f"{steps} | {_count(sops)} | {ratio}"
 

@@ -1,17 +1,17 @@
 """sp.save / sp.load: a converted network to a file and back, bit-exactly, without pickle.
 
 Format ``spikeport-snn`` version 3 is one safetensors file: the tensors (weights, thresholds, coding scales,
-fan-outs) by name, and in the header's metadata a JSON description of the network: its class and
+fan-outs) by name, and in the header's metadata a JSON description of the network: its coding and
 settings, its graph (nodes in order, each module with its constructor arguments) and the graph of the ANN it
 was converted from (for agreement). Layout of the metadata:
 
 - ``format``: ``"spikeport-snn"``, ``version``: ``"3"``, ``spikeport``: the writer's version;
-- ``network``: JSON ``{"class", "input_shape", "settings", "attributes", "info", "graph", "ann"}``; tensors
-  of the network's graph are named ``snn/<module path>#<name>``, those of the ANN ``ann/...``;
+- ``network``: JSON ``{"coding": {"name", "settings"}, "input_shape", "settings", "info", "graph", "ann"}``;
+  tensors of the network's graph are named ``snn/<module path>#<name>``, those of the ANN ``ann/...``;
 - ``checksum``: ``sha256:<hex>`` of the header without it (JSON, keys sorted, no spaces) and the data bytes.
 
-The header is written with sorted keys, so the same network always gives the same bytes. Version 2 (the
-same without a checksum) still loads.
+The header is written with sorted keys, so the same network always gives the same bytes. Version 2 files
+(no checksum; a network class, FSNetwork or SpikingNetwork, where version 3 names the coding) still load.
 
 What loading guarantees, for any file (tested by fuzzing saved headers):
 - no code from the file runs: no pickle; graphs rebuilt from the allow-lists of
@@ -33,33 +33,21 @@ from pathlib import Path
 
 import torch
 
+from spikeport.coding import coding_from_settings
 from spikeport.errors import SaveFormatError
 from spikeport.export.checks import invalid_values
 from spikeport.export.description import DescriptionError, build_graph, describe_graph
 from spikeport.network import SpikingNetwork
-from spikeport.network_fs import FSNetwork
 
 FORMAT = "spikeport-snn"
 VERSION = 3
 READABLE_VERSIONS = (2, 3)  # 2: the same format without a checksum
-CLASSES = {"SpikingNetwork": SpikingNetwork, "FSNetwork": FSNetwork}
-SETTINGS: dict[
-    str, dict[str, tuple[type, ...]]
-] = {  # constructor keywords stored with each class, their types
-    "SpikingNetwork": {
-        "encoding": (str,),
-        "encoding_scale": (float, int),
-        "seed": (int,),
-        "memory_budget": (int, type(None)),
-    },
-    "FSNetwork": {
-        "default_steps": (int,),
-        "coded_layers": (int,),
-        "analog_input": (bool,),
-        "product_ops_per_sample": (float, int),
-    },
+# What the network's constructor takes besides its graph, tensors and coding, with the types a file may give.
+SETTINGS: dict[str, tuple[type, ...]] = {
+    "memory_budget": (int, type(None)),
+    "ann_macs_per_image": (int, float),
+    "separable_prefix": (bool,),
 }
-ATTRIBUTES: dict[str, tuple[type, ...]] = {"ann_macs_per_image": (int, float), "separable_prefix": (bool,)}
 MAX_INPUT_ELEMENTS = 1 << 28  # per sample; the load check runs one sample of this size
 
 
@@ -71,14 +59,12 @@ def save(snn: SpikingNetwork, path: str | Path) -> Path:
 
     if not isinstance(snn, SpikingNetwork):
         raise TypeError(f"sp.save takes a SpikingNetwork, got {type(snn).__name__}")
-    kind = type(snn).__name__
     tensors: dict[str, torch.Tensor] = {"input_fanout": snn.input_fanout.contiguous().clone()}
     try:
         network = {
-            "class": kind,
+            "coding": {"name": snn.coding.name, "settings": snn.coding.settings()},
             "input_shape": list(snn.input_shape),
-            "settings": {name: _plain(getattr(snn, name)) for name in SETTINGS[kind]},
-            "attributes": {name: getattr(snn, name) for name in ATTRIBUTES},
+            "settings": {name: getattr(snn, name) for name in SETTINGS},
             "info": snn.info,
             "graph": describe_graph(snn.graph_module, tensors, "snn/"),
             "ann": None if snn.ann is None else describe_graph(snn.ann, tensors, "ann/"),
@@ -127,10 +113,6 @@ def _checksum(header: dict, data: bytes) -> str:
     return f"sha256:{digest.hexdigest()}"
 
 
-def _plain(value):
-    return getattr(value, "value", value)  # enums by their value
-
-
 def load(path: str | Path, device: torch.device | str = "cpu") -> SpikingNetwork:
     """Read a network written by ``sp.save`` onto ``device``, with a one-line error for anything else."""
     from safetensors import SafetensorError
@@ -164,7 +146,8 @@ def load(path: str | Path, device: torch.device | str = "cpu") -> SpikingNetwork
             f"{path} is damaged: its checksum does not match its contents (changed or corrupted)"
         )
     try:
-        snn = _build(json.loads(metadata["network"]), tensors)
+        network = json.loads(metadata["network"])
+        snn = _build(network if number >= 3 else _upgrade_from_version_2(network), tensors)
         problem = invalid_values(snn) or (None if snn.ann is None else invalid_values(snn.ann))
         if problem:
             raise DescriptionError(problem)
@@ -181,7 +164,7 @@ def _run_once(snn: SpikingNetwork) -> None:
         raise DescriptionError(f"implausible input shape {list(snn.input_shape)}")
     x = torch.zeros(1, *snn.input_shape, dtype=snn.dtype)
     with contextlib.redirect_stderr(io.StringIO()):  # torch.fx prints its own traceback of a failing graph
-        snn(x, timesteps=getattr(snn, "default_steps", 1))  # an FS network runs its code length, not 1 step
+        snn(x, timesteps=(snn.supported_steps() or [1])[0])  # the shortest run the network has
         if snn.ann is not None:
             snn.ann(x)
 
@@ -211,32 +194,51 @@ def _refuse_pickles(path: Path, payload: bytes) -> None:
 
 
 def _build(network: dict, tensors: dict[str, torch.Tensor]) -> SpikingNetwork:
-    kind = network["class"]
-    if kind not in CLASSES:
-        raise DescriptionError(f"unknown network class {kind!r}")
-    settings = _typed(network["settings"], SETTINGS[kind], "settings", complete=True)
-    attributes = _typed(network["attributes"], ATTRIBUTES, "attributes", complete=False)
+    coding = network["coding"]
+    if not (
+        isinstance(coding, dict)
+        and set(coding) == {"name", "settings"}
+        and isinstance(coding["settings"], dict)
+    ):
+        raise DescriptionError(f"coding {coding!r} is not {{name, settings}}")
+    settings = _typed(network["settings"], SETTINGS, "settings")
     shape = network["input_shape"]
     if not (isinstance(shape, list) and shape and all(type(v) is int and v > 0 for v in shape)):
         raise DescriptionError(f"input shape {shape!r} is not a list of positive sizes")
     if not isinstance(network["info"], dict):
         raise DescriptionError("info is not a JSON object")
-    graph_module = build_graph(network["graph"], tensors, "snn/")
-    snn = CLASSES[kind](graph_module, tuple(shape), tensors["input_fanout"], info=network["info"], **settings)
-    for name, value in attributes.items():
-        setattr(snn, name, value)
-    if network["ann"] is not None:
-        snn.__dict__["ann"] = build_graph(network["ann"], tensors, "ann/")
-    return snn
+    return SpikingNetwork(
+        build_graph(network["graph"], tensors, "snn/"),
+        tuple(shape),
+        tensors["input_fanout"],
+        coding_from_settings(coding["name"], coding["settings"]),
+        ann=None if network["ann"] is None else build_graph(network["ann"], tensors, "ann/"),
+        info=network["info"],
+        **settings,
+    )
 
 
-def _typed(values, types: dict[str, tuple[type, ...]], what: str, complete: bool) -> dict:
-    """``values`` if it names only keys of ``types`` (all of them when ``complete``), each of its type."""
-    if (
-        not isinstance(values, dict)
-        or not set(values) <= set(types)
-        or (complete and set(values) != set(types))
-    ):
+def _upgrade_from_version_2(network: dict) -> dict:
+    """Version 2 named a network class (SpikingNetwork: rate, FSNetwork: temporal) where 3 names its coding."""
+    kind, old = network["class"], network["settings"]
+    if kind == "SpikingNetwork":
+        coding = {"name": "rate", "settings": {k: old[k] for k in ("encoding", "encoding_scale", "seed")}}
+    elif kind == "FSNetwork":
+        fields = ("coded_layers", "analog_input", "product_ops_per_sample")
+        coding = {
+            "name": "temporal",
+            "settings": {"converted_steps": old["default_steps"], **{k: old[k] for k in fields}},
+        }
+    else:
+        raise DescriptionError(f"unknown network class {kind!r}")
+    settings = {"memory_budget": old.get("memory_budget"), **network["attributes"]}
+    rest = {k: v for k, v in network.items() if k not in ("class", "settings", "attributes")}
+    return {**rest, "coding": coding, "settings": settings}
+
+
+def _typed(values, types: dict[str, tuple[type, ...]], what: str) -> dict:
+    """``values`` if it names exactly the keys of ``types``, each of its type."""
+    if not isinstance(values, dict) or set(values) != set(types):
         raise DescriptionError(f"{what} {values!r} are not those of the network ({', '.join(types)})")
     for name, value in values.items():
         if not isinstance(value, types[name]) or (isinstance(value, bool) and bool not in types[name]):

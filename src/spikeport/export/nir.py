@@ -262,11 +262,8 @@ def export_nir(snn: SpikingNetwork, path: str | Path | None = None, *, soft_rese
 
     if soft_reset not in ("metadata", "hard"):
         raise ValueError(f"soft_reset must be 'metadata' or 'hard', got {soft_reset!r}")
-    if snn.coding != "rate":
-        raise NIRExportError(
-            "NIR has no FS neuron (per-step thresholds, resets and output weights of a temporal code); export "
-            "a rate-coded conversion (rmp, ecc, max, percentile)"
-        )
+    if snn.coding.nir_refusal is not None:
+        raise NIRExportError(snn.coding.nir_refusal)
     graph = _Exporter(snn, soft_reset).run()
     if path is not None:
         nir.write(str(path), graph)
@@ -384,8 +381,7 @@ class _Importer:
         problem = invalid_values(snn)
         if problem:
             raise NIRExportError(f"NIR graph does not import: {problem}")
-        snn.__dict__["ann"] = None  # no source ANN: pass ann= to sp.evaluate for agreement
-        return snn
+        return snn  # with no source ANN: agreement needs ann= in sp.evaluate
 
 
 def _identifier(name: str) -> str:

@@ -8,6 +8,7 @@ import operator
 import torch
 from torch import Tensor, fx
 
+from spikeport.coding import RateCoding
 from spikeport.encoding import Encoding
 from spikeport.graph.ops import Role, role_of
 from spikeport.graph.prepare import PreparedModel
@@ -50,7 +51,7 @@ def assemble(
 ) -> SpikingNetwork:
     """Build the SpikingNetwork; ``thresholds`` maps activation node names to layer/channel thresholds.
 
-    ``ann`` is the reference for agreement (default: the prepared graph itself). ``spike_values``: what
+    ``ann`` is the reference for agreement (None: none, as for imported networks). ``spike_values``: what
     the spikes of some layers carry instead of their threshold (binary spikes of imported networks).
     """
     gm = copy.deepcopy(prepared.graph_module)
@@ -86,17 +87,14 @@ def assemble(
         gm,
         prepared.input_shape,
         fanouts[source.name],
-        encoding=encoding,
-        encoding_scale=encoding_scale,
-        seed=seed,
+        RateCoding(encoding, encoding_scale, seed),
+        ann=ann,
+        ann_macs_per_image=prepared.ann_macs_per_image,
+        separable_prefix=static is not None,
         memory_budget=memory_budget,
         info=info,
     )
-    snn.separable_prefix = static is not None
-    snn.ann_macs_per_image = prepared.ann_macs_per_image
-    snn.to(module_device(prepared.graph_module))  # thresholds and fan-outs were computed on the CPU
-    snn.__dict__["ann"] = ann if ann is not None else prepared.graph_module
-    return snn
+    return snn.to(module_device(prepared.graph_module))  # thresholds and fan-outs were computed on the CPU
 
 
 # Ops whose output is a new tensor (never a view of another node's value).

@@ -8,11 +8,12 @@ import math
 import torch
 from torch import fx
 
+from spikeport.coding import TemporalCoding
 from spikeport.errors import ConversionError
 from spikeport.graph.assemble import broadcastable, use_tiled_pools
 from spikeport.graph.ops import Role, role_of
 from spikeport.graph.prepare import PreparedModel
-from spikeport.network import module_device
+from spikeport.network import SpikingNetwork, module_device
 from spikeport.neurons.fs import FSMaxPool, FSNeuron
 
 
@@ -48,9 +49,7 @@ def assemble_fs(
     info: dict | None = None,
     ann: torch.nn.Module | None = None,
 ):
-    """Build the FSNetwork; ``neurons`` maps activation node names to their FS neurons."""
-    from spikeport.network_fs import FSNetwork
-
+    """Build the FS network; ``neurons`` maps activation node names to their FS neurons."""
     gm = copy.deepcopy(prepared.graph_module)
     dtype = next((p.dtype for p in gm.parameters() if p.is_floating_point()), torch.float32)
     nodes = {n.name: n for n in gm.graph.nodes}
@@ -94,17 +93,19 @@ def assemble_fs(
         for n in prepared.nodes_of(Role.PRODUCT)
     )
     gm.recompile()
-    snn = FSNetwork(
-        gm,
-        prepared.input_shape,
-        input_fanout,
-        info=info,
-        default_steps=default_steps,
+    coding = TemporalCoding(
+        converted_steps=default_steps,
         coded_layers=coded_depth(gm),
         analog_input=input_neuron is None,
         product_ops_per_sample=product_ops,
     )
-    snn.ann_macs_per_image = prepared.ann_macs_per_image
-    snn.to(module_device(prepared.graph_module))  # scales and fan-outs were computed on the CPU
-    snn.__dict__["ann"] = ann if ann is not None else prepared.graph_module
-    return snn
+    snn = SpikingNetwork(
+        gm,
+        prepared.input_shape,
+        input_fanout,
+        coding,
+        ann=ann,
+        ann_macs_per_image=prepared.ann_macs_per_image,
+        info=info,
+    )
+    return snn.to(module_device(prepared.graph_module))  # scales and fan-outs were computed on the CPU
