@@ -3,16 +3,34 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
+import time
 from pathlib import Path
 
+import torch
+from tqdm import tqdm
+
+import spikeport as sp
+from spikeport import demo, fs_fit, train
 from spikeport.compare import DEFAULT_CODES, DEFAULT_METHODS, DEFAULT_TIMESTEPS
 from spikeport.cpu_allocator import keep_freed_memory
+from spikeport.data import load_dataset
+from spikeport.data.specs import parse_spec
 from spikeport.distributed import default_device, finish, init_from_environment, is_main
 from spikeport.errors import DataError, OptionError, SaveFormatError, SpikeportError
+from spikeport.frontends.dispatch import (
+    MODEL_SUFFIXES,
+    WEIGHT_SUFFIXES,
+    _load_weights,
+    builds_random_weights,
+    load_model,
+)
+from spikeport.fs_codes import FITTED_ACTIVATIONS, SHIPPED_CODES, fits_as_well, read_library, user_codes_dir
 from spikeport.methods.base import parse_method
 from spikeport.options import split_specs
+from spikeport.train import accuracy, default_augmentation, read_checkpoint
 
 MODEL_HELP = "a .pt2 file (torch.export), an .onnx file, a Keras .keras/.h5 file, or package.module:factory"
 
@@ -52,8 +70,6 @@ def _positive(text: str) -> int:
 
 def _device(text: str) -> str:
     """A device this machine has: torch would refuse it only mid-run, with a traceback."""
-    import torch
-
     try:
         device = torch.device(text)
     except RuntimeError:
@@ -90,48 +106,48 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="on an error, show its traceback")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    demo = commands.add_parser(
+    demo_command = commands.add_parser(
         "demo", help="MNIST end to end: train (cached), convert with rmp/ecc/max/percentile/fs, plot"
     )
-    demo.add_argument("--out", default="spikeport-demo", help="folder for the plot, table and JSON")
-    demo.add_argument(
+    demo_command.add_argument("--out", default="spikeport-demo", help="folder for the plot, table and JSON")
+    demo_command.add_argument(
         "--limit",
         type=_positive,
         default=2000,
         help="evaluate the first N test images (default 2000; 10000 = all)",
     )
-    demo.add_argument("--quiet", action="store_true", help="no progress bars")
+    demo_command.add_argument("--quiet", action="store_true", help="no progress bars")
 
-    train = commands.add_parser("train", help="train an ANN to convert (small, honest loop; CPU or CUDA)")
-    train.add_argument(
+    train_command = commands.add_parser("train", help="train an ANN to convert (small, honest loop; CPU or CUDA)")
+    train_command.add_argument(
         "model", help="package.module:factory[options], e.g. spikeport.models:resnet20[width=8]"
     )
-    train.add_argument("--data", required=True, help="dataset spec; trains on its train split, tests on test")
-    train.add_argument("--epochs", type=_positive, default=10)
-    train.add_argument("--batch-size", type=_positive, default=128)
-    train.add_argument("--optimizer", choices=["adamw", "sgd"], default="adamw")
-    train.add_argument("--lr", type=float, help="peak learning rate (default 2e-3 for adamw, 0.1 for sgd)")
-    train.add_argument("--weight-decay", type=float, default=5e-4)
-    train.add_argument(
+    train_command.add_argument("--data", required=True, help="dataset spec; trains on its train split, tests on test")
+    train_command.add_argument("--epochs", type=_positive, default=10)
+    train_command.add_argument("--batch-size", type=_positive, default=128)
+    train_command.add_argument("--optimizer", choices=["adamw", "sgd"], default="adamw")
+    train_command.add_argument("--lr", type=float, help="peak learning rate (default 2e-3 for adamw, 0.1 for sgd)")
+    train_command.add_argument("--weight-decay", type=float, default=5e-4)
+    train_command.add_argument(
         "--augment",
         choices=["auto", "none", "crop", "crop-flip"],
         default="auto",
         help="auto: random crops and flips for colour images of 32x32 and more, none otherwise",
     )
-    train.add_argument("--device", type=_device, help="cpu or cuda (default: cuda when available)")
-    train.add_argument("--limit", type=_positive, help="train on the first N training samples only")
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument(
+    train_command.add_argument("--device", type=_device, help="cpu or cuda (default: cuda when available)")
+    train_command.add_argument("--limit", type=_positive, help="train on the first N training samples only")
+    train_command.add_argument("--seed", type=int, default=0)
+    train_command.add_argument(
         "--qcfs",
         type=_positive,
         metavar="L",
         help="train with QCFS activations of L levels (convert with --qcfs L)",
     )
-    train.add_argument("-o", "--output", required=True, help="where to save the weights (state_dict .pt)")
-    train.add_argument(
+    train_command.add_argument("-o", "--output", required=True, help="where to save the weights (state_dict .pt)")
+    train_command.add_argument(
         "--checkpoint", help="checkpoint file, written after every epoch; an existing one is resumed"
     )
-    train.add_argument("--quiet", action="store_true")
+    train_command.add_argument("--quiet", action="store_true")
     convert = commands.add_parser("convert", help="convert a model into a saved SpikingNetwork")
     convert.add_argument("model", help=MODEL_HELP)
     convert.add_argument("--weights", help="state_dict file for a factory model")
@@ -247,15 +263,11 @@ def _methods(text: str) -> list[str]:
 
 def _calibration_spec(data: str) -> str:
     """The train split of the dataset that ``data`` names."""
-    from spikeport.data.specs import parse_spec
-
     name, argument, _ = parse_spec(data)
     return ":".join(part for part in (name, argument, "train") if part)
 
 
 def _convert(args: argparse.Namespace) -> None:
-    import spikeport as sp
-
     model = _model_with_qcfs(args).to(args.device or default_device())
     _note_random_weights(args)
     names = [
@@ -292,8 +304,6 @@ def _convert(args: argparse.Namespace) -> None:
 
 def _note_random_weights(args: argparse.Namespace) -> None:
     """A factory without --weights converts its random initialisation: legal, but rarely what was meant."""
-    from spikeport.frontends.dispatch import builds_random_weights
-
     if args.weights is None and is_main() and builds_random_weights(args.model):
         print(
             f"spikeport: warning: {args.model} has no --weights: converting its random initialisation",
@@ -303,9 +313,6 @@ def _note_random_weights(args: argparse.Namespace) -> None:
 
 def _model_with_qcfs(args: argparse.Namespace):
     """The model to convert; with --qcfs L, rebuilt with QCFS activations before its weights load."""
-    import spikeport as sp
-    from spikeport.frontends.dispatch import _load_weights, load_model
-
     if not args.qcfs:
         return load_model(args.model, args.weights)
     model = sp.qcfs.prepare(load_model(args.model), levels=args.qcfs)
@@ -315,19 +322,9 @@ def _model_with_qcfs(args: argparse.Namespace):
 
 
 def _train(args: argparse.Namespace) -> None:
-    import time
-
-    import torch
-
-    from spikeport.data import load_dataset
-    from spikeport.frontends.dispatch import load_model
-    from spikeport.train import accuracy, default_augmentation, read_checkpoint, train_classifier
-
     device = args.device or default_device()
     model = load_model(args.model)
     if args.qcfs:
-        import spikeport as sp
-
         model = sp.qcfs.prepare(model, levels=args.qcfs)
     read_checkpoint(args.checkpoint, model)  # a bad one fails now, not after loading the data
     train_set, test_set = load_dataset(args.data, "train"), load_dataset(args.data, "test")
@@ -341,7 +338,7 @@ def _train(args: argparse.Namespace) -> None:
         f"({args.optimizer}, lr {lr}, augmentation {augmentation}, {device})"
     )
     start = time.perf_counter()
-    train_classifier(
+    train.train_classifier(
         model,
         x,
         y,
@@ -370,9 +367,6 @@ def _train(args: argparse.Namespace) -> None:
 
 def _load_network(args: argparse.Namespace):
     """The network to evaluate; a model file given instead gets told how to convert it."""
-    import spikeport as sp
-    from spikeport.frontends.dispatch import MODEL_SUFFIXES, WEIGHT_SUFFIXES
-
     try:
         return sp.load(args.network, device=args.device or default_device())
     except SaveFormatError:
@@ -387,8 +381,6 @@ def _load_network(args: argparse.Namespace):
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    import spikeport as sp
-
     snn = _load_network(args)
     steps = args.timesteps or snn.coding.evaluation_steps(snn, list(EVALUATE_TIMESTEPS), list(DEFAULT_CODES))
     ev = sp.evaluate(
@@ -409,9 +401,6 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 
 def _compare(args: argparse.Namespace) -> None:
-    import spikeport as sp
-    from spikeport.frontends.dispatch import load_model
-
     model = load_model(args.model, args.weights).to(args.device or default_device())
     _note_random_weights(args)
     calibration = args.calibration or _calibration_spec(args.data)
@@ -439,17 +428,6 @@ def _compare(args: argparse.Namespace) -> None:
 
 
 def _fit_fs(args: argparse.Namespace) -> None:
-    import json
-
-    from spikeport.fs_codes import (
-        FITTED_ACTIVATIONS,
-        SHIPPED_CODES,
-        fits_as_well,
-        read_library,
-        user_codes_dir,
-    )
-    from spikeport.fs_fit import fit_code
-
     names = sorted(FITTED_ACTIVATIONS) if args.activation == "all" else [args.activation]
     unknown = [n for n in names if n not in FITTED_ACTIVATIONS]
     if unknown:
@@ -463,7 +441,7 @@ def _fit_fs(args: argparse.Namespace) -> None:
         path = Path(args.out) if args.out else user_codes_dir() / f"{name}.json"
         library = read_library(path)
         for steps in args.steps:
-            result = fit_code(FITTED_ACTIVATIONS[name], steps, iterations=args.iterations)
+            result = fs_fit.fit_code(FITTED_ACTIVATIONS[name], steps, iterations=args.iterations)
             library.setdefault(name, {})[steps] = result.to_dict()
             print(
                 f"| {name} | {steps} | [{result.low:g}, {result.high:g}] | {result.max_error:.4f} | "
@@ -515,8 +493,6 @@ def check_output(path: str | Path, option: str, *, folder: bool = False) -> None
 
 def _close_progress_bars() -> None:
     """End the progress bars an error interrupted, so that its message starts on a line of its own."""
-    from tqdm import tqdm
-
     bars = list(getattr(tqdm, "_instances", ()))
     for bar in bars:
         bar.close()  # a bar that is not left clears its line and returns to its start
@@ -544,9 +520,7 @@ def _run(args: argparse.Namespace) -> None:
         if getattr(args, attribute) is not None:
             check_output(getattr(args, attribute), option, folder=folder)
     if args.command == "demo":
-        from spikeport.demo import run_demo
-
-        run_demo(Path(args.out), limit=args.limit, progress=not args.quiet)
+        demo.run_demo(Path(args.out), limit=args.limit, progress=not args.quiet)
     elif args.command == "train":
         _train(args)
     elif args.command == "convert":
