@@ -14,6 +14,7 @@ import os as _os
 _os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 from spikeport import qcfs
+from spikeport._version import __version__
 from spikeport.coding import Coding, RateCoding, Simulation, TemporalCoding
 from spikeport.compare import Comparison, compare
 from spikeport.convert import convert
@@ -34,8 +35,6 @@ from spikeport.metrics import EnergyModel
 from spikeport.network import SpikingNetwork
 from spikeport.serialize import load, save
 
-__version__ = "0.1.0"
-
 __all__ = [
     "CalibrationError",
     "Coding",
@@ -52,6 +51,7 @@ __all__ = [
     "SpikeportError",
     "SpikingNetwork",
     "TemporalCoding",
+    "__version__",
     "compare",
     "convert",
     "evaluate",

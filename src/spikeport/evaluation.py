@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from spikeport.coding import coding_named
+from spikeport.report import evaluation_markdown, method_label, plot_evaluations
 
 
 @dataclass
@@ -107,12 +108,8 @@ class Evaluation:
         return cls(**raw)
 
     def to_markdown(self) -> str:
-        from spikeport.report import evaluation_markdown
-
         return evaluation_markdown(self)
 
     def plot(self, path: str | Path) -> Path:
         """Accuracy (or agreement) against T and against SOPs per image, as a PNG."""
-        from spikeport.report import method_label, plot_evaluations
-
         return plot_evaluations({method_label(self.method): self}, path)

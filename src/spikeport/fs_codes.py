@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from spikeport.data.cache import cache_dir
 from spikeport.errors import SaveFormatError
 from spikeport.neurons.fs import FSCode
 
@@ -78,8 +79,6 @@ def activation_name(module: nn.Module) -> str | None:
 
 
 def user_codes_dir() -> Path:
-    from spikeport.data import cache_dir
-
     return cache_dir() / "fs_codes"
 
 

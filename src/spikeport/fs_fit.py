@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from spikeport.errors import OptionError
-from spikeport.fs_codes import FSActivation
+from spikeport.fs_codes import FSActivation, code_to_dict
 from spikeport.neurons.fs import FSCode, fs_scan
 
 
@@ -40,8 +40,6 @@ class FitResult:
     seconds: float = 0.0
 
     def to_dict(self) -> dict:
-        from spikeport.fs_codes import code_to_dict
-
         return {
             "code": code_to_dict(self.code),
             "max_error": self.max_error,

@@ -1,4 +1,5 @@
-"""ANN layers that torch.nn lacks: frontends emit them, the converter knows them."""
+"""ANN layers that torch.nn lacks: frontends emit them, the converter knows them; and QCFS, the activation of
+conversion-aware training (``spikeport.qcfs``)."""
 
 from __future__ import annotations
 
@@ -104,3 +105,27 @@ class TiledMaxPool2d(nn.MaxPool2d):
         for j in range(2, kw):
             torch.maximum(best, rows[..., j::kw], out=best)
         return best
+
+
+def floor_straight_through(x: Tensor) -> Tensor:
+    """floor(x) forward, identity backward (the straight-through estimator the method trains with)."""
+    return x + (torch.floor(x) - x).detach()
+
+
+class QCFS(nn.Module):
+    """The QCFS activation with ``levels`` (L) steps and a learnable clip value ``threshold`` (lambda)."""
+
+    def __init__(self, levels: int = 8, threshold: float = 8.0):
+        super().__init__()
+        if levels < 1:
+            raise ValueError(f"levels must be >= 1, got {levels}")
+        self.levels = int(levels)
+        self.threshold = nn.Parameter(torch.tensor(float(threshold)))
+
+    def extra_repr(self) -> str:
+        return f"levels={self.levels}, threshold={float(self.threshold.detach()):.4g}"
+
+    def forward(self, x: Tensor) -> Tensor:
+        levels = self.levels
+        steps = floor_straight_through(x / self.threshold * levels + 0.5)
+        return torch.clamp(steps, 0, levels) / levels * self.threshold

@@ -12,32 +12,13 @@ trained with QCFS converts with (almost) no loss at T = L and degrades gracefull
 
 from __future__ import annotations
 
-import torch
-from torch import Tensor, fx, nn
+from torch import fx, nn
 
+from spikeport.graph.canonical import canonicalize_activations, redirect_inplace_users
+from spikeport.graph.trace import trace
+from spikeport.layers import QCFS, floor_straight_through
 
-def floor_straight_through(x: Tensor) -> Tensor:
-    """floor(x) forward, identity backward (the straight-through estimator the method trains with)."""
-    return x + (torch.floor(x) - x).detach()
-
-
-class QCFS(nn.Module):
-    """The QCFS activation with ``levels`` (L) steps and a learnable clip value ``threshold`` (lambda)."""
-
-    def __init__(self, levels: int = 8, threshold: float = 8.0):
-        super().__init__()
-        if levels < 1:
-            raise ValueError(f"levels must be >= 1, got {levels}")
-        self.levels = int(levels)
-        self.threshold = nn.Parameter(torch.tensor(float(threshold)))
-
-    def extra_repr(self) -> str:
-        return f"levels={self.levels}, threshold={float(self.threshold.detach()):.4g}"
-
-    def forward(self, x: Tensor) -> Tensor:
-        levels = self.levels
-        steps = floor_straight_through(x / self.threshold * levels + 0.5)
-        return torch.clamp(steps, 0, levels) / levels * self.threshold
+__all__ = ["QCFS", "floor_straight_through", "prepare"]
 
 
 def prepare(model: nn.Module, levels: int = 8, threshold: float = 8.0) -> fx.GraphModule:
@@ -46,9 +27,6 @@ def prepare(model: nn.Module, levels: int = 8, threshold: float = 8.0) -> fx.Gra
     The result is an ordinary trainable module; its parameters are the model's plus one threshold per
     activation (initial value ``threshold``).
     """
-    from spikeport.graph.canonical import canonicalize_activations, redirect_inplace_users
-    from spikeport.graph.trace import trace
-
     gm = trace(model)
     redirect_inplace_users(gm)
     canonicalize_activations(gm)

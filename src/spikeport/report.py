@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from spikeport.coding import coding_named
-from spikeport.evaluation import Evaluation
+
+if TYPE_CHECKING:
+    from spikeport.evaluation import Evaluation
 
 # Agreement levels at which tables report the latency (steps) and the SOPs spent to get there.
 LATENCY_TARGETS = (0.99, 0.999)

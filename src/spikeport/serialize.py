@@ -33,6 +33,7 @@ from pathlib import Path
 
 import torch
 
+from spikeport._version import __version__
 from spikeport.coding import coding_from_settings
 from spikeport.errors import SaveFormatError
 from spikeport.export.checks import invalid_values
@@ -54,8 +55,6 @@ MAX_INPUT_ELEMENTS = 1 << 28  # per sample; the load check runs one sample of th
 def save(snn: SpikingNetwork, path: str | Path) -> Path:
     """Write ``snn`` to ``path`` (conventionally ``*.spk``); returns the path."""
     from safetensors.torch import save as save_bytes
-
-    from spikeport import __version__
 
     if not isinstance(snn, SpikingNetwork):
         raise TypeError(f"sp.save takes a SpikingNetwork, got {type(snn).__name__}")

@@ -13,9 +13,9 @@ from itertools import chain
 import torch
 from torch import nn
 
+from spikeport.layers import QCFS
 from spikeport.neurons import IFNeuron
 from spikeport.neurons.fs import FSNeuron
-from spikeport.qcfs import QCFS
 
 # Tensors that divide or scale a signal: a value <= 0 turns every spike count into nonsense.
 POSITIVE: dict[type[nn.Module], tuple[str, ...]] = {

@@ -25,11 +25,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, fx, nn
 
+from spikeport.fs_codes import code_from_dict, code_to_dict
 from spikeport.graph.ops import ACTIVATION_FUNCTIONS, FUNCTION_ROLES, METHOD_ROLES
-from spikeport.layers import PaddedMaxPool2d, TiledAvgPool2d, TiledMaxPool2d
+from spikeport.layers import QCFS, PaddedMaxPool2d, TiledAvgPool2d, TiledMaxPool2d
 from spikeport.neurons import IFNeuron, SpikingMaxPool
-from spikeport.neurons.fs import AnalogProduct, FSMaxPool, FSNeuron
-from spikeport.qcfs import QCFS
+from spikeport.neurons.fs import AnalogProduct, FSCode, FSMaxPool, FSNeuron
 
 
 class DescriptionError(ValueError):
@@ -159,9 +159,6 @@ def _path(target, what: str) -> str:
 
 def _encode(value, tensors: dict[str, Tensor], prefix: str):
     """A constructor argument or node argument as JSON (tensors stored apart, by name)."""
-    from spikeport.fs_codes import code_to_dict
-    from spikeport.neurons.fs import FSCode
-
     if isinstance(value, fx.Node):
         return {"node": value.name}
     if isinstance(value, Tensor):
@@ -187,8 +184,6 @@ def _encode(value, tensors: dict[str, Tensor], prefix: str):
 
 
 def _decode(raw, tensors: dict[str, Tensor], nodes: dict[str, fx.Node] | None = None):
-    from spikeport.fs_codes import code_from_dict
-
     if isinstance(raw, list):
         return [_decode(v, tensors, nodes) for v in raw]
     if not isinstance(raw, dict):

@@ -37,6 +37,9 @@ from torch import Tensor, fx, nn
 
 from spikeport.errors import ConversionError
 from spikeport.export.checks import invalid_values
+from spikeport.graph.assemble import assemble
+from spikeport.graph.prepare import PreparedModel
+from spikeport.graph.shapes import propagate_shapes
 from spikeport.network import SpikingNetwork
 from spikeport.neurons import IFNeuron, Reset
 
@@ -311,10 +314,6 @@ class _Importer:
 
     def build(self) -> SpikingNetwork:
         import nir
-
-        from spikeport.graph.assemble import assemble
-        from spikeport.graph.prepare import PreparedModel
-        from spikeport.graph.shapes import propagate_shapes
 
         root, graph = nn.Module(), fx.Graph()
         values: dict[str, fx.Node] = {}

@@ -23,8 +23,7 @@ from spikeport.graph.ops import (
     role_of,
     supported_summary,
 )
-from spikeport.layers import PaddedMaxPool2d
-from spikeport.qcfs import QCFS
+from spikeport.layers import QCFS, PaddedMaxPool2d
 
 POOL_MODULES = {
     F.avg_pool1d: nn.AvgPool1d,

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, fx, nn
 
+from spikeport.graph.fold import batchnorm_scale_shift
 from spikeport.graph.ops import Role, role_of
 from spikeport.graph.shapes import signal_nodes
 
@@ -72,8 +73,6 @@ def connectivity_twin(module: nn.Module):
         dims = 1 if isinstance(module, nn.AdaptiveAvgPool1d) else 2
         return lambda x: _adaptive_sum_pool(x, module.output_size, dims)
     if isinstance(module, nn.modules.batchnorm._BatchNorm):
-        from spikeport.graph.fold import batchnorm_scale_shift
-
         scale, _ = batchnorm_scale_shift(module)
         mask = (scale != 0).double().cpu()
 

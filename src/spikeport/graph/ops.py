@@ -15,10 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from spikeport.layers import PaddedMaxPool2d, TiledAvgPool2d, TiledMaxPool2d
+from spikeport.layers import QCFS, PaddedMaxPool2d, TiledAvgPool2d, TiledMaxPool2d
 from spikeport.neurons import IFNeuron, SpikingMaxPool
 from spikeport.neurons.fs import AnalogProduct, FSMaxPool, FSNeuron
-from spikeport.qcfs import QCFS
 
 
 class Role(str, Enum):

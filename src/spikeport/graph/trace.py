@@ -8,8 +8,7 @@ import torch
 from torch import fx, nn
 
 from spikeport.errors import ConversionError
-from spikeport.layers import PaddedMaxPool2d
-from spikeport.qcfs import QCFS
+from spikeport.layers import QCFS, PaddedMaxPool2d
 
 
 def check_finite(model: nn.Module) -> None:

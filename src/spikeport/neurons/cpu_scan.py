@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from spikeport.data.cache import cache_dir
 from spikeport.neurons.layout import flat_layout, outputs_like, per_neuron
 
 enabled = os.environ.get("SPIKEPORT_CPU_KERNEL", "1") != "0"
@@ -110,8 +111,6 @@ def _functions() -> dict[torch.dtype, ctypes._CFuncPtr] | None:
 
 def _compiled() -> Path:
     """The shared library for this machine, compiled on first use (atomically: parallel processes may race)."""
-    from spikeport.data.cache import cache_dir
-
     compiler = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
     if compiler is None:
         raise OSError("no C compiler")
