@@ -118,15 +118,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo_command.add_argument("--quiet", action="store_true", help="no progress bars")
 
-    train_command = commands.add_parser("train", help="train an ANN to convert (small, honest loop; CPU or CUDA)")
+    train_command = commands.add_parser(
+        "train", help="train an ANN to convert (small, honest loop; CPU or CUDA)"
+    )
     train_command.add_argument(
         "model", help="package.module:factory[options], e.g. spikeport.models:resnet20[width=8]"
     )
-    train_command.add_argument("--data", required=True, help="dataset spec; trains on its train split, tests on test")
+    train_command.add_argument(
+        "--data", required=True, help="dataset spec; trains on its train split, tests on test"
+    )
     train_command.add_argument("--epochs", type=_positive, default=10)
     train_command.add_argument("--batch-size", type=_positive, default=128)
     train_command.add_argument("--optimizer", choices=["adamw", "sgd"], default="adamw")
-    train_command.add_argument("--lr", type=float, help="peak learning rate (default 2e-3 for adamw, 0.1 for sgd)")
+    train_command.add_argument(
+        "--lr", type=float, help="peak learning rate (default 2e-3 for adamw, 0.1 for sgd)"
+    )
     train_command.add_argument("--weight-decay", type=float, default=5e-4)
     train_command.add_argument(
         "--augment",
@@ -143,7 +149,9 @@ def _parser() -> argparse.ArgumentParser:
         metavar="L",
         help="train with QCFS activations of L levels (convert with --qcfs L)",
     )
-    train_command.add_argument("-o", "--output", required=True, help="where to save the weights (state_dict .pt)")
+    train_command.add_argument(
+        "-o", "--output", required=True, help="where to save the weights (state_dict .pt)"
+    )
     train_command.add_argument(
         "--checkpoint", help="checkpoint file, written after every epoch; an existing one is resumed"
     )

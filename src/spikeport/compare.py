@@ -21,6 +21,7 @@ from spikeport.evaluation import Evaluation
 from spikeport.methods import make_method, parse_method
 from spikeport.metrics import EnergyModel
 from spikeport.options import positive_ints
+from spikeport.report import comparison_markdown, plot_evaluations
 
 DEFAULT_METHODS = ("ecc", "rmp", "percentile")
 DEFAULT_TIMESTEPS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -39,14 +40,10 @@ class Comparison:
         return self.evaluations[label]
 
     def to_markdown(self) -> str:
-        from spikeport.report import comparison_markdown
-
         return comparison_markdown(self.evaluations)
 
     def plot(self, path: str | Path, cost: str = "sops") -> Path:
         """Accuracy against T and against ``cost`` ("sops" or "energy") per image, one curve per method."""
-        from spikeport.report import plot_evaluations
-
         return plot_evaluations(self.evaluations, path, cost=cost)
 
     def to_json(self, path: str | Path) -> Path:

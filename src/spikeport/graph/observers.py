@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from spikeport.distributed import all_max, all_sum
+
 
 def channels_first(x: Tensor, channelwise: bool) -> Tensor:
     """[B, C, ...] -> [C, everything else] (or [1, everything] when statistics are layer-wise)."""
@@ -35,8 +37,6 @@ class MaxStatistic:
 
     def all_reduce(self, channels: int) -> None:
         """Merge across torch.distributed processes (``channels``: the size when this one saw nothing)."""
-        from spikeport.distributed import all_max
-
         size = channels if self.channelwise else 1
         mine = self.max if self.max is not None else torch.full((size,), -torch.inf, dtype=torch.float64)
         merged = all_max(mine)
@@ -78,8 +78,6 @@ class HistogramStatistic(MaxStatistic):
             self.counts = other.counts if self.counts is None else self.counts + other.counts
 
     def all_reduce(self, channels: int) -> None:
-        from spikeport.distributed import all_sum
-
         super().all_reduce(channels)
         size = channels if self.channelwise else 1
         mine = self.counts if self.counts is not None else torch.zeros(size, self.bins, dtype=torch.long)

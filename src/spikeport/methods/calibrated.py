@@ -39,6 +39,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, fx
 
+from spikeport.distributed import all_sum
 from spikeport.graph.assemble import assemble, broadcastable
 from spikeport.graph.observers import channels_first
 from spikeport.graph.prepare import PreparedModel
@@ -380,8 +381,6 @@ class LayerFit:
         return channels_first(x, self.channelwise).sum(dim=1, dtype=torch.float64)
 
     def all_reduce(self, channels: int) -> None:
-        from spikeport.distributed import all_sum
-
         self.squared, self.offset = all_sum(self.squared), all_sum(self.offset)
         self.count = int(all_sum(torch.tensor(self.count)))
 

@@ -9,6 +9,7 @@ from typing import TypeVar
 import torch
 from torch import Tensor
 
+from spikeport.distributed import active, all_sum
 from spikeport.errors import CalibrationError
 from spikeport.graph.assemble import positive_thresholds
 from spikeport.graph.observers import (
@@ -75,8 +76,6 @@ def observed_ann(
 
 def reduce_statistics(prepared: PreparedModel, statistics: dict, seen: int) -> None:
     """Merge statistics (and the sample count) across torch.distributed processes; check data was seen."""
-    from spikeport.distributed import active, all_sum
-
     if active():
         seen = int(all_sum(torch.tensor(seen)))
         shapes = {n.name: n.meta["sample_shape"] for n in prepared.activation_nodes()}

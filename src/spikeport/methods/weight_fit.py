@@ -21,6 +21,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, fx, nn
 
+from spikeport.distributed import active, all_gather_objects
 from spikeport.graph.canonical import module_call_counts
 from spikeport.neurons.dynamics import Reset, if_scan
 from spikeport.qcfs import floor_straight_through
@@ -316,8 +317,6 @@ def simulated_rates(
 def joined_batches(parts: list[Tensor]) -> Tensor:
     """This process's batches as one tensor; under torch.distributed every process's, in the order of the
     batches before sharding (process r holds batches r, r + N, ...), so every process fits the same weights."""
-    from spikeport.distributed import active, all_gather_objects
-
     if not active():
         return torch.cat(parts)
     shares = all_gather_objects([p.cpu() for p in parts])  # pickled: CPU tensors
