@@ -15,6 +15,7 @@ _os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 from spikeport import qcfs
 from spikeport._version import __version__
+from spikeport.calibration import Statistics, calibrate
 from spikeport.coding import Coding, RateCoding, Simulation, TemporalCoding
 from spikeport.compare import Comparison, compare
 from spikeport.convert import convert
@@ -50,8 +51,10 @@ __all__ = [
     "Simulation",
     "SpikeportError",
     "SpikingNetwork",
+    "Statistics",
     "TemporalCoding",
     "__version__",
+    "calibrate",
     "compare",
     "convert",
     "evaluate",

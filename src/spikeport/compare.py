@@ -14,7 +14,8 @@ from pathlib import Path
 
 from torch import nn
 
-from spikeport.convert import convert
+from spikeport.calibration import calibrate
+from spikeport.convert import DEFAULT_BATCH_SIZE, convert, method_of
 from spikeport.errors import OptionError
 from spikeport.evaluate import evaluate
 from spikeport.evaluation import Evaluation
@@ -95,16 +96,33 @@ def compare(
 
     ``methods``: specs such as ``"ecc"`` or ``"max[reset=soft]"``, or a mapping label -> spec. ``options``
     go to every ``sp.convert`` call (e.g. ``encoding``). Agreement is measured against ``ann`` (default:
-    ``model`` itself). Temporal methods (``fs``) run the code lengths in ``codes`` that their networks have
+    ``model`` itself). Methods that read the ANN's statistics (ecc, max, percentile) share one calibration
+    pass (``sp.calibrate``). Temporal methods (``fs``) run the code lengths in ``codes`` that their networks have
     codes for, instead of ``timesteps``; tables and plots place both by latency.
     """
     specs = method_specs(methods)
     timesteps, codes = positive_ints(timesteps, "timesteps"), positive_ints(codes, "codes")
+    sharing = {label for label, spec in specs.items() if method_of(spec, options).shares_statistics()}
+    statistics, calibrated = None, 0.0
+    if len(sharing) > 1:  # one pass over the calibration data serves them all
+        start = time.perf_counter()
+        statistics = calibrate(
+            model,
+            calibration,
+            calibration_samples=calibration_samples,
+            batch_size=options.get("batch_size", DEFAULT_BATCH_SIZE),
+        )
+        calibrated = time.perf_counter() - start
+        if log is not None:
+            log(f"calibrated once for {', '.join(sorted(sharing))} in {calibrated:.1f} s")
     evaluations: dict[str, Evaluation] = {}
     seconds: dict[str, dict[str, float]] = {}
     for label, spec in specs.items():
+        shared = statistics if label in sharing else None
         start = time.perf_counter()
-        snn = convert(model, calibration, spec, calibration_samples=calibration_samples, **options)
+        snn = convert(
+            model, calibration, spec, calibration_samples=calibration_samples, statistics=shared, **options
+        )
         converted = time.perf_counter()
         steps = snn.coding.evaluation_steps(snn, timesteps, codes)
         evaluations[label] = evaluate(
@@ -118,6 +136,8 @@ def compare(
             progress=progress,
         )
         seconds[label] = {"convert": converted - start, "simulate": time.perf_counter() - converted}
+        if shared is not None:
+            seconds[label]["calibrate (shared)"] = calibrated
         if log is not None:
             log(
                 f"{label}: converted in {seconds[label]['convert']:.1f} s, simulated in {seconds[label]['simulate']:.0f} s"

@@ -3,48 +3,26 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
-import torch
-from torch import Tensor, nn
+from torch import nn
 
-from spikeport.data import as_batches
-from spikeport.distributed import shard
+from spikeport.calibration import Statistics, prepared_model
 from spikeport.encoding import Encoding
-from spikeport.errors import CalibrationError, ConversionError
-from spikeport.graph.prepare import prepare
-from spikeport.methods import make_method, parse_method
-from spikeport.network import DEFAULT_MEMORY_BUDGET, SpikingNetwork, module_device
+from spikeport.errors import ConversionError, OptionError
+from spikeport.methods import Method, make_method, parse_method
+from spikeport.network import DEFAULT_MEMORY_BUDGET, SpikingNetwork
 from spikeport.options import Count, Positive, check_fields
 
-
-def model_dtype(model: nn.Module) -> torch.dtype:
-    """The floating dtype the model computes in (float32 unless its weights say otherwise)."""
-    return next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+DEFAULT_BATCH_SIZE = 256  # calibration samples per forward pass
 
 
-def calibration_batches(
-    calibration,
-    batch_size: int,
-    limit: int | None,
-    dtype: torch.dtype,
-    sharded: bool = True,
-    device: torch.device | str = "cpu",
-):
-    """A re-iterable source of calibration input batches (labels are not needed), on ``device``.
-
-    Under torch.distributed each process gets its share of the batches (``sharded``).
-    """
-
-    def batches() -> Iterator[Tensor]:
-        source = as_batches(
-            calibration, batch_size=batch_size, limit=limit, split_default="train", role="calibration"
-        )
-        for x, _ in shard(source) if sharded else source:
-            yield x.to(device=device, dtype=dtype)
-
-    return batches
+def method_of(method: str, options: dict) -> Method:
+    """The method a spec names, with its written options and ``options`` (keywords win) that are not
+    ``convert``'s own keywords."""
+    name, written = parse_method(method)
+    own = {f.name for f in fields(_ConvertSettings)} | {"encoding", "statistics"}
+    return make_method(name, **{**written, **{k: v for k, v in options.items() if k not in own}})
 
 
 @dataclass
@@ -70,8 +48,9 @@ def convert(
     encoding_scale: float = 1.0,
     seed: int = 0,
     calibration_samples: int | None = None,
-    batch_size: int = 256,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     memory_budget: int | None = DEFAULT_MEMORY_BUDGET,
+    statistics: Statistics | None = None,
     **options,
 ) -> SpikingNetwork:
     """Convert ``model`` to a SpikingNetwork with ``method`` (``rmp``, ``ecc``, ``max``, ``percentile``, ``fs``).
@@ -82,19 +61,22 @@ def convert(
     ``alpha``, ``percentile``, ``thresholding``, ``weight_bits``...) are passed as keywords or written
     into ``method`` (``"max[reset=soft]"``); keywords win. Calibration runs where the model's weights are
     (move the model to a GPU to calibrate there), and the network comes back on that device.
+    ``statistics``: what ``sp.calibrate`` collected on this model, for a method that reads ANN statistics
+    (ecc, max, percentile): its thresholds come from them, with no pass over the data.
     """
     _ConvertSettings(encoding_scale, seed, calibration_samples, batch_size, memory_budget)
-    name, written = parse_method(method)
-    strategy = make_method(name, **{**written, **options})
+    strategy = method_of(method, options)
+    if statistics is not None and not strategy.shares_statistics():
+        raise OptionError(
+            f"method {method!r} does not calibrate on the statistics of the model as given (it simulates the SNN, "
+            "or changes the graph first); convert without statistics="
+        )
     if not isinstance(model, nn.Module):
         raise ConversionError(f"expected a torch.nn.Module to convert, got {type(model).__name__}")
-    dtype, device = model_dtype(model), module_device(model)  # calibration runs where the weights are
-    batches = calibration_batches(calibration, batch_size, calibration_samples, dtype, device=device)
-    everything = calibration_batches(calibration, batch_size, calibration_samples, dtype, False, device)
-    example = next(everything(), None)  # every process traces the same first batch
-    if example is None or example.shape[0] == 0:
-        raise CalibrationError("calibration data is empty; pass at least one batch of training inputs")
-    prepared = prepare(model, example)
+    prepared, batches = prepared_model(model, calibration, batch_size, calibration_samples)
+    if statistics is not None:
+        statistics.check_describes(prepared)
+        prepared.statistics = statistics
     strategy.check(prepared)
     reference = copy.deepcopy(prepared.graph_module)  # agreement is measured against the ANN as given
     strategy.transform(prepared)

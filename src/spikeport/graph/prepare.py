@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from torch import Tensor, fx, nn
 
@@ -23,6 +24,9 @@ from spikeport.graph.shapes import canonicalize_products, propagate_shapes
 from spikeport.graph.trace import trace
 from spikeport.metrics import ann_macs_per_image
 
+if TYPE_CHECKING:
+    from spikeport.calibration import Statistics
+
 
 @dataclass
 class PreparedModel:
@@ -31,6 +35,9 @@ class PreparedModel:
     graph_module: fx.GraphModule
     input_shape: tuple[int, ...]
     notes: list[str] = field(default_factory=list)
+    # What calibration saw, when it ran as a phase of its own (``spikeport.calibration.Statistics``): data-based
+    # methods read their thresholds from it instead of running the ANN again.
+    statistics: Statistics | None = None
 
     # Synapse counts depend on the graph and its zero weights only, not on thresholds: computed once, on first
     # use (after the method's transform, which may zero weights), however often the network is assembled.

@@ -46,6 +46,14 @@ class Method:
         """Every option checked against its type hint: from a method spec and from Python alike."""
         check_fields(self, f"method {self.name!r}")
 
+    # Thresholds read from the ANN's activation statistics alone (ecc, max, percentile): statistics collected
+    # once (sp.calibrate) serve such a method, unless it changes the graph before calibrating.
+    reads_statistics: ClassVar[bool] = False
+
+    def shares_statistics(self) -> bool:
+        """Whether ``sp.calibrate``'s statistics of the model as given are what this method calibrates on."""
+        return self.reads_statistics and not self.max_to_avg
+
     def transform(self, prepared: PreparedModel) -> None:
         """Rewrite the prepared graph before calibration (subclasses add theirs, e.g. weight quantisation)."""
         if self.max_to_avg:
@@ -81,6 +89,9 @@ class RateMethod(Method):
     # Max-pool the input currents before the neurons (ReLU -> max-pool becomes max-pool -> ReLU, the same
     # ANN): the spiking pool then settles at once instead of after tens of steps, with fewer neurons.
     pool_before_neurons: bool = False
+
+    def shares_statistics(self) -> bool:
+        return super().shares_statistics() and not self.pool_before_neurons
 
     def transform(self, prepared: PreparedModel) -> None:
         super().transform(prepared)

@@ -22,6 +22,7 @@ from spikeport.options import Percentile
 @dataclass
 class MaxNorm(RateMethod):
     name: ClassVar[str] = "max"
+    reads_statistics: ClassVar[bool] = True
     reset: Reset | str = Reset.HARD
 
     def thresholds(self, prepared: PreparedModel, batches: Batches) -> dict[str, Tensor]:
@@ -31,6 +32,7 @@ class MaxNorm(RateMethod):
 @dataclass
 class PercentileNorm(RateMethod):
     name: ClassVar[str] = "percentile"
+    reads_statistics: ClassVar[bool] = True
     percentile: Percentile = 99.9
 
     def thresholds(self, prepared: PreparedModel, batches: Batches) -> dict[str, Tensor]:

@@ -40,6 +40,13 @@ class ECC(RateMethod):
             )
         self.initial_potential = self.thresholding
 
+    reads_statistics: ClassVar[bool] = True
+
+    def shares_statistics(self) -> bool:
+        return (
+            super().shares_statistics() and self.weight_bits is None
+        )  # quantised weights: other activations
+
     def transform(self, prepared: PreparedModel) -> None:
         super().transform(prepared)
         if self.weight_bits is not None:

@@ -92,6 +92,10 @@ def reduce_statistics(prepared: PreparedModel, statistics: dict, seen: int) -> N
 def data_based_thresholds(
     prepared: PreparedModel, batches: Batches, channelwise: bool, percentile: float | None = None
 ) -> dict[str, Tensor]:
-    """Thresholds from the ANN's activations: their maximum, or a percentile of the positive ones."""
+    """Thresholds from the ANN's activations: their maximum, or a percentile of the positive ones; read from
+    the prepared model's calibration statistics when it has them."""
+    if prepared.statistics is not None:
+        levels = prepared.statistics.thresholds(channelwise, percentile)
+        return {name: positive_thresholds(level) for name, level in levels.items()}
     stats = observe_activations(prepared, batches, lambda _: threshold_statistic(channelwise, percentile))
     return {name: positive_thresholds(threshold_level(s, percentile)) for name, s in stats.items()}

@@ -1,0 +1,180 @@
+"""Calibration as a phase of its own: prepare -> calibrate -> convert, as in torch.ao.quantization.fx.
+
+``sp.calibrate(model, data)`` prepares the model exactly as ``sp.convert`` does (trace, canonical ops, BN
+folded), runs the ANN on the data with an observer before every activation, and returns ``Statistics``:
+per activation, a channel-wise histogram of the positive inputs (fixed log2 bins) and their maxima. Layer-wise
+figures are exact reductions of it (counts sum over channels, maxima take the largest), so one ``Statistics``
+serves every data-based method, layer- or channel-wise, at any percentile:
+
+    stats = sp.calibrate(model, "mnist:train")
+    stats.thresholds(channelwise=False, percentile=99.9)   # inspect: a level per activation
+    stats.save("stats.safetensors"); stats = sp.Statistics.load("stats.safetensors")
+    snn = sp.convert(model, "mnist:train", "percentile", statistics=stats)   # no second pass over the data
+
+Methods that read ANN statistics (``ecc``, ``max``, ``percentile``) say so (``Method.shares_statistics``);
+``sp.compare`` calibrates once for all of them. A method that changes the graph before calibration
+(``weight_bits``, ``max_to_avg``, ``pool_before_neurons``) or simulates the SNN while it calibrates
+(``rmp``, ``calibrated``) collects its own statistics. Without ``statistics=``, ``sp.convert`` collects only
+what its method needs, as before.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from spikeport.data import as_batches
+from spikeport.distributed import shard
+from spikeport.errors import CalibrationError, SaveFormatError
+from spikeport.graph.observers import HistogramStatistic
+from spikeport.graph.prepare import PreparedModel, prepare
+from spikeport.methods.statistics import observe_activations
+from spikeport.network import module_device
+
+FORMAT = "spikeport-statistics"
+VERSION = 1
+
+Batches = Callable[[], Iterator[Tensor]]
+
+
+def model_dtype(model: nn.Module) -> torch.dtype:
+    """The floating dtype the model computes in (float32 unless its weights say otherwise)."""
+    return next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+
+
+def calibration_batches(
+    calibration,
+    batch_size: int,
+    limit: int | None,
+    dtype: torch.dtype,
+    sharded: bool = True,
+    device: torch.device | str = "cpu",
+) -> Batches:
+    """A re-iterable source of calibration input batches (labels are not needed), on ``device``.
+
+    Under torch.distributed each process gets its share of the batches (``sharded``).
+    """
+
+    def batches() -> Iterator[Tensor]:
+        source = as_batches(
+            calibration, batch_size=batch_size, limit=limit, split_default="train", role="calibration"
+        )
+        for x, _ in shard(source) if sharded else source:
+            yield x.to(device=device, dtype=dtype)
+
+    return batches
+
+
+def prepared_model(
+    model: nn.Module, calibration, batch_size: int, limit: int | None
+) -> tuple[PreparedModel, Batches]:
+    """The model prepared on the first calibration batch (every process traces the same one), and the
+    calibration batches, where the model's weights are."""
+    dtype, device = model_dtype(model), module_device(model)
+    everything = calibration_batches(calibration, batch_size, limit, dtype, False, device)
+    example = next(everything(), None)
+    if example is None or example.shape[0] == 0:
+        raise CalibrationError("calibration data is empty; pass at least one batch of training inputs")
+    return prepare(model, example), calibration_batches(calibration, batch_size, limit, dtype, device=device)
+
+
+@dataclass
+class Statistics:
+    """What calibration saw before each activation of one prepared model (see the module docstring)."""
+
+    histograms: dict[str, HistogramStatistic]  # by activation node name, channel-wise
+    shapes: dict[str, tuple[int, ...]]  # each activation's sample shape: what the statistics describe
+
+    def level(self, name: str, channelwise: bool, percentile: float | None) -> Tensor:
+        """The maximum (``percentile=None``) or a percentile of one activation, per channel or per layer."""
+        statistic = self.histograms[name]
+        if channelwise:
+            return statistic.max if percentile is None else statistic.percentile(percentile)
+        layer = HistogramStatistic(False, statistic.bins_per_octave)
+        layer.max = statistic.max.max().reshape(1)
+        layer.counts = statistic.counts.sum(dim=0, keepdim=True)
+        return layer.max if percentile is None else layer.percentile(percentile)
+
+    def thresholds(self, channelwise: bool, percentile: float | None = None) -> dict[str, Tensor]:
+        """The level of every activation, as data-based methods turn it into thresholds."""
+        return {name: self.level(name, channelwise, percentile) for name in self.histograms}
+
+    def check_describes(self, prepared: PreparedModel) -> None:
+        """Refuse statistics of another model: its activations must be these, of these shapes."""
+        shapes = {n.name: tuple(n.meta["sample_shape"]) for n in prepared.activation_nodes()}
+        if shapes != self.shapes:
+            raise CalibrationError(
+                f"these statistics describe activations {self.shapes}, the model has {shapes}; calibrate this "
+                "model (sp.calibrate) or convert without statistics="
+            )
+
+    def save(self, path: str | Path) -> Path:
+        """A safetensors file: counts and maxima by activation, shapes in the header (no pickle)."""
+        tensors = {}
+        for name, statistic in self.histograms.items():
+            tensors[f"{name}/counts"] = statistic.counts.contiguous()
+            tensors[f"{name}/max"] = statistic.max.contiguous()
+        bins = {name: s.bins_per_octave for name, s in self.histograms.items()}
+        metadata = {
+            "format": FORMAT,
+            "version": str(VERSION),
+            "shapes": json.dumps(self.shapes),
+            "bins": json.dumps(bins),
+        }
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_file(tensors, str(path), metadata=metadata)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Statistics:
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                metadata = handle.metadata() or {}
+            tensors = load_file(str(path))
+            if metadata.get("format") != FORMAT or metadata.get("version") != str(VERSION):
+                raise ValueError("not a spikeport statistics file of version 1 (written by Statistics.save)")
+            shapes = {name: tuple(shape) for name, shape in json.loads(metadata["shapes"]).items()}
+            histograms = {}
+            for name, bins in json.loads(metadata["bins"]).items():
+                statistic = HistogramStatistic(True, int(bins))
+                statistic.counts, statistic.max = tensors[f"{name}/counts"], tensors[f"{name}/max"]
+                if (
+                    statistic.counts.shape[1] != statistic.bins
+                    or statistic.counts.shape[0] != statistic.max.shape[0]
+                ):
+                    raise ValueError(f"the tensors of {name!r} do not fit {bins} bins per octave")
+                histograms[name] = statistic
+        except (SafetensorError, OSError, ValueError, KeyError, TypeError) as error:
+            raise SaveFormatError(
+                f"{path}: {str(error).splitlines()[0] if str(error) else type(error).__name__}"
+            ) from None
+        return cls(histograms, shapes)
+
+    def __repr__(self) -> str:
+        rows = ", ".join(f"{name}: max {float(s.max.max()):.4g}" for name, s in self.histograms.items())
+        return f"Statistics({len(self.histograms)} activations; {rows})"
+
+
+def collect_statistics(prepared: PreparedModel, batches: Batches) -> Statistics:
+    """Run the prepared ANN on ``batches`` with a channel-wise histogram before every activation."""
+    histograms = observe_activations(prepared, batches, lambda _: HistogramStatistic(channelwise=True))
+    shapes = {n.name: tuple(n.meta["sample_shape"]) for n in prepared.activation_nodes()}
+    return Statistics(histograms, shapes)
+
+
+def calibrate(
+    model: nn.Module, data, *, calibration_samples: int | None = None, batch_size: int = 256
+) -> Statistics:
+    """Statistics of ``model``'s activations on ``data`` (any form ``sp.convert`` takes as calibration)."""
+    if not isinstance(model, nn.Module):
+        raise CalibrationError(f"expected a torch.nn.Module to calibrate, got {type(model).__name__}")
+    prepared, batches = prepared_model(model, data, batch_size, calibration_samples)
+    return collect_statistics(prepared, batches)
