@@ -497,8 +497,11 @@ def test_missing_layer_weights_name_the_layer(tmp_path):
 @pytest.mark.parametrize(
     ("layer", "match"),
     [
-        (layers.LSTM(3, name="recurrent"), r"layer 'recurrent' \(LSTM\): unsupported layer class.*Conv2D"),
-        (layers.Conv3D(2, 1, name="volume"), r"layer 'volume' \(Conv3D\): unsupported layer class"),
+        (
+            layers.LSTM(3, name="recurrent"),
+            r"layer 'recurrent' \(LSTM\) has no spikeport equivalent; supported Keras layers: .*Conv2D",
+        ),
+        (layers.Conv3D(2, 1, name="volume"), r"layer 'volume' \(Conv3D\) has no spikeport equivalent"),
         (
             layers.Dense(3, activation="elu", name="squash"),
             r"'squash' \(Dense\): activation 'elu' is not supported; use gelu",

@@ -11,6 +11,10 @@ from torch import fx, nn
 import spikeport as sp
 from spikeport.errors import ConversionError
 from spikeport.frontends import load_exported
+from spikeport.frontends.keras_layers import KERAS_LAYERS
+from spikeport.frontends.onnx import ONNX_OPS
+from spikeport.frontends.registry import module_name
+from spikeport.frontends.torch_export import ATEN_OPS
 
 # torch's own run_decompositions/export.load still use a pytree API that torch deprecated.
 pytestmark = pytest.mark.filterwarnings("ignore:.*LeafSpec.*:FutureWarning")
@@ -225,6 +229,38 @@ def test_unsupported_op_is_named(decompose, forward, node, op):
     message = str(raised.value)
     assert message.startswith(f"node '{node}' ({op}) has no spikeport equivalent; supported aten ops: ")
     assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("registry", "known", "kind"),
+    [
+        (ATEN_OPS, "conv2d", "aten ops"),
+        (ONNX_OPS, "Conv", "ONNX ops"),
+        (KERAS_LAYERS, "Conv2D", "Keras layers"),
+    ],
+    ids=["torch.export", "onnx", "keras"],
+)
+def test_every_frontend_lists_what_it_converts(registry, known, kind):
+    supported = registry.supported()
+    assert known in supported and list(supported) == sorted(supported)
+    with pytest.raises(ConversionError) as raised:
+        registry.lookup("Erf", "node 'weird' (Erf)")
+    listing = ", ".join(supported)
+    assert str(raised.value) == f"node 'weird' (Erf) has no spikeport equivalent; supported {kind}: {listing}"
+
+
+def test_one_naming_rule_for_rebuilt_modules():
+    taken = {"conv1_Conv", "fc"}.__contains__
+    assert module_name("/conv1/Conv", taken) == "conv1_Conv_1"
+    assert [module_name(text) for text in ("forward", "class", "0a", "", "a.b")] == [
+        "forward_",
+        "class_",
+        "_0a",
+        "layer",
+        "a_b",
+    ]
+    assert module_name("blocks.0.graph", path=True) == "blocks.0.graph_"
+    assert module_name("fc", taken, path=True) == "fc_1"
 
 
 class Lambda(nn.Module):

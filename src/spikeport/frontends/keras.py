@@ -35,9 +35,9 @@ from torch import fx
 
 from spikeport.errors import ConversionError
 from spikeport.frontends.keras_config import LayerSpec, flatten_model_config
-from spikeport.frontends.keras_layers import SUPPORTED_LAYERS, build_graph_module
+from spikeport.frontends.keras_layers import KERAS_LAYERS, build_graph_module
 
-__all__ = ["SUPPORTED_LAYERS", "KerasWeights", "load_keras"]
+__all__ = ["KERAS_LAYERS", "KerasWeights", "load_keras"]
 
 ZIP_SIGNATURE = b"PK\x03\x04"
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"

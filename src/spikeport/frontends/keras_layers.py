@@ -12,10 +12,8 @@ Any other reader gets the Keras order spelled out (``reshape -> permute -> flatt
 
 from __future__ import annotations
 
-import keyword
 import math
 import operator
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,19 +24,24 @@ from torch import fx, nn
 
 from spikeport.errors import ConversionError
 from spikeport.frontends.keras_config import INPUT_CLASS, Call, LayerSpec, ModelGraph, Shape
+from spikeport.frontends.registry import Registry, module_name
 from spikeport.layers import PaddedMaxPool2d
 
-__all__ = ["SUPPORTED_LAYERS", "build_graph_module"]
+__all__ = ["KERAS_ACTIVATIONS", "KERAS_LAYERS", "build_graph_module"]
 
 WeightLookup = Callable[[LayerSpec], "list[np.ndarray] | None"]
+_Handler = Callable[["GraphBuilder", Call, "list[Value]"], "Value"]
+KERAS_LAYERS: Registry[str, _Handler] = Registry("Keras layers")
 
-IDENTITY_AT_INFERENCE = ("Dropout", "SpatialDropout2D", "AlphaDropout", "GaussianDropout", "GaussianNoise")
-ALIASES = {
-    "Convolution2D": "Conv2D",
-    "MaxPool2D": "MaxPooling2D",
-    "AvgPool2D": "AveragePooling2D",
-    "GlobalAvgPool2D": "GlobalAveragePooling2D",
-}
+# Keras activations with the same function in torch (all but relu convert with method="fs" only).
+KERAS_ACTIVATIONS: Registry[str, Callable[[], nn.Module]] = Registry("Keras activations")
+KERAS_ACTIVATIONS.register("relu")(nn.ReLU)
+KERAS_ACTIVATIONS.register("sigmoid")(nn.Sigmoid)
+KERAS_ACTIVATIONS.register("tanh")(nn.Tanh)
+KERAS_ACTIVATIONS.register("swish", "silu")(nn.SiLU)
+KERAS_ACTIVATIONS.register("gelu")(nn.GELU)  # Keras' default is the exact (erf) form, as torch's
+KERAS_ACTIVATIONS.register("hard_swish", "hard_silu")(nn.Hardswish)
+
 TO_CHANNELS_LAST = (0, 2, 3, 1)
 TO_CHANNELS_FIRST = (0, 3, 1, 2)
 
@@ -131,25 +134,6 @@ class GraphBuilder:
         self.outputs = set(model.output_keys)
         self.targets: dict[tuple[int, str], str] = {}  # (id(spec), role) -> submodule name, for shared layers
         self.keras_ordered: dict[fx.Node, Value] = {}
-        self.handlers: dict[str, Callable[[Call, list[Value]], Value]] = {
-            INPUT_CLASS: self.input_layer,
-            "Conv2D": self.conv2d,
-            "DepthwiseConv2D": self.depthwise_conv2d,
-            "Dense": self.dense,
-            "BatchNormalization": self.batch_norm,
-            "Activation": self.activation_layer,
-            "ReLU": self.relu_layer,
-            "Softmax": self.softmax_layer,
-            "Flatten": self.flatten,
-            "MaxPooling2D": self.max_pool,
-            "AveragePooling2D": self.average_pool,
-            "GlobalAveragePooling2D": self.global_average_pool,
-            "ZeroPadding2D": self.zero_padding,
-            "Add": self.add,
-            "Concatenate": self.concatenate,
-            "Reshape": self.reshape,
-            **dict.fromkeys(IDENTITY_AT_INFERENCE, self.identity),
-        }
 
     # -- plumbing -----------------------------------------------------------------------------------------
     def fail(self, spec: LayerSpec, message: str) -> ConversionError:
@@ -159,13 +143,13 @@ class GraphBuilder:
         """The submodule for ``spec`` (made once, reused by every call of a shared layer)."""
         key = (id(spec), role)
         if key not in self.targets:
-            base = _identifier("_".join(spec.qualified) + (f"_{role}" if role else ""))
-            name, index = base, 1
-            while hasattr(self.root, name) or hasattr(fx.GraphModule, name):
-                name, index = f"{base}_{index}", index + 1
+            name = module_name("_".join(spec.qualified) + (f"_{role}" if role else ""), self.taken)
             self.root.add_module(name, make())
             self.targets[key] = name
         return self.targets[key]
+
+    def taken(self, name: str) -> bool:
+        return hasattr(self.root, name)
 
     def call_module(self, target: str, node: fx.Node) -> fx.Node:
         return self.graph.call_module(target, (node,))
@@ -230,14 +214,14 @@ class GraphBuilder:
             )
         if name == "linear":
             return value
-        if name in KERAS_ACTIVATIONS:
-            target = self.module(call.spec, name if fused else "", KERAS_ACTIVATIONS[name])
+        if make := KERAS_ACTIVATIONS.get(name):
+            target = self.module(call.spec, name if fused else "", make)
             return Value(self.call_module(target, value.node), value.shape, value.flat_hwc)
         if name == "softmax":
             return self.drop_final_softmax(call, value)
         raise self.fail(
             call.spec,
-            f"activation {name!r} is not supported; use {', '.join(sorted(KERAS_ACTIVATIONS))} or linear "
+            f"activation {name!r} is not supported; use {', '.join(KERAS_ACTIVATIONS.supported())} or linear "
             "(softmax only at the end)",
         )
 
@@ -259,14 +243,16 @@ class GraphBuilder:
         return self.keras_order(value).node
 
     # -- layers ---------------------------------------------------------------------------------------------
+    @KERAS_LAYERS.register(INPUT_CLASS)
     def input_layer(self, call: Call, inputs: list[Value]) -> Value:
         shape = self.model.input_shapes[call.output]
-        name = _identifier(call.spec.name)
-        return Value(self.graph.placeholder(name), shape)
+        return Value(self.graph.placeholder(module_name(call.spec.name)), shape)
 
+    @KERAS_LAYERS.register("Dropout", "SpatialDropout2D", "AlphaDropout", "GaussianDropout", "GaussianNoise")
     def identity(self, call: Call, inputs: list[Value]) -> Value:
         return inputs[0]
 
+    @KERAS_LAYERS.register("Conv2D", "Convolution2D")
     def conv2d(self, call: Call, inputs: list[Value]) -> Value:
         spec, config = call.spec, call.spec.config
         self.channels_last(spec)
@@ -286,6 +272,7 @@ class GraphBuilder:
         bias = _tensor(arrays[1]) if use_bias else None
         return self.convolution(call, x, weight, bias, groups)
 
+    @KERAS_LAYERS.register("DepthwiseConv2D")
     def depthwise_conv2d(self, call: Call, inputs: list[Value]) -> Value:
         spec, config = call.spec, call.spec.config
         self.channels_last(spec)
@@ -368,6 +355,7 @@ class GraphBuilder:
             raise self.fail(spec, f"{error}; give the model a fixed input shape") from None
         return (top, bottom, left, right), (out_h, out_w)
 
+    @KERAS_LAYERS.register("Dense")
     def dense(self, call: Call, inputs: list[Value]) -> Value:
         spec, config = call.spec, call.spec.config
         x = inputs[0]
@@ -408,6 +396,7 @@ class GraphBuilder:
         value = Value(node, (*x.shape[:-1], units))
         return self.activation(call, value, config.get("activation", "linear"), fused=True)
 
+    @KERAS_LAYERS.register("BatchNormalization")
     def batch_norm(self, call: Call, inputs: list[Value]) -> Value:
         spec, config = call.spec, call.spec.config
         x = inputs[0]
@@ -450,9 +439,11 @@ class GraphBuilder:
         target = self.module(spec, "", make)
         return Value(self.call_module(target, x.node), x.shape, x.flat_hwc)
 
+    @KERAS_LAYERS.register("Activation")
     def activation_layer(self, call: Call, inputs: list[Value]) -> Value:
         return self.activation(call, inputs[0], call.spec.config.get("activation"), fused=False)
 
+    @KERAS_LAYERS.register("ReLU")
     def relu_layer(self, call: Call, inputs: list[Value]) -> Value:
         config = call.spec.config
         plain = (
@@ -468,12 +459,14 @@ class GraphBuilder:
             )
         return self.activation(call, inputs[0], "relu", fused=False)
 
+    @KERAS_LAYERS.register("Softmax")
     def softmax_layer(self, call: Call, inputs: list[Value]) -> Value:
         axis = call.spec.config.get("axis", -1)
         if axis not in (-1, [-1], len(inputs[0].shape), [len(inputs[0].shape)]):
             raise self.fail(call.spec, f"softmax over axis={axis!r} is not supported; only the last axis")
         return self.drop_final_softmax(call, inputs[0])
 
+    @KERAS_LAYERS.register("Flatten")
     def flatten(self, call: Call, inputs: list[Value]) -> Value:
         self.channels_last(call.spec)
         x = inputs[0]
@@ -499,6 +492,7 @@ class GraphBuilder:
         ceil_exact = self.ceil_mode_is_exact((height, width), pool_size, strides, (pads[0], pads[2]), out)
         return PoolGeometry(pool_size, strides, pads, (*out, channels), ceil_exact)
 
+    @KERAS_LAYERS.register("MaxPooling2D", "MaxPool2D")
     def max_pool(self, call: Call, inputs: list[Value]) -> Value:
         spec, node = call.spec, inputs[0].node
         geometry = self.pool_geometry(call, inputs[0])
@@ -512,6 +506,7 @@ class GraphBuilder:
         target = self.module(spec, "", make)
         return Value(self.call_module(target, node), geometry.out_shape)
 
+    @KERAS_LAYERS.register("AveragePooling2D", "AvgPool2D")
     def average_pool(self, call: Call, inputs: list[Value]) -> Value:
         spec, node = call.spec, inputs[0].node
         geometry = self.pool_geometry(call, inputs[0])
@@ -560,6 +555,7 @@ class GraphBuilder:
                 return False
         return True
 
+    @KERAS_LAYERS.register("GlobalAveragePooling2D", "GlobalAvgPool2D")
     def global_average_pool(self, call: Call, inputs: list[Value]) -> Value:
         self.channels_last(call.spec)
         x = self.image(call.spec, inputs[0])
@@ -570,6 +566,7 @@ class GraphBuilder:
             return Value(node, (1, 1, channels))
         return Value(self.function(torch.flatten, node, 1), (channels,))
 
+    @KERAS_LAYERS.register("ZeroPadding2D")
     def zero_padding(self, call: Call, inputs: list[Value]) -> Value:
         self.channels_last(call.spec)
         x = self.image(call.spec, inputs[0])
@@ -593,6 +590,7 @@ class GraphBuilder:
         )
         return Value(self.call_module(target, x.node), shape)
 
+    @KERAS_LAYERS.register("Add")
     def add(self, call: Call, inputs: list[Value]) -> Value:
         if len(inputs) < 2:
             raise self.fail(call.spec, "needs at least two inputs")
@@ -607,6 +605,7 @@ class GraphBuilder:
             node = self.function(operator.add, node, x.node)
         return Value(node, inputs[0].shape, inputs[0].flat_hwc)
 
+    @KERAS_LAYERS.register("Concatenate")
     def concatenate(self, call: Call, inputs: list[Value]) -> Value:
         inputs = [self.keras_order(x) for x in inputs]
         rank = len(inputs[0].shape)
@@ -623,6 +622,7 @@ class GraphBuilder:
         node = self.function(torch.cat, [x.node for x in inputs], dim=dim)
         return Value(node, tuple(shape))
 
+    @KERAS_LAYERS.register("Reshape")
     def reshape(self, call: Call, inputs: list[Value]) -> Value:
         x = inputs[0]
         target = [int(v) for v in call.spec.config["target_shape"]]
@@ -660,26 +660,17 @@ class GraphBuilder:
 
     def translate(self, call: Call) -> Value:
         spec = call.spec
-        class_name = ALIASES.get(spec.class_name, spec.class_name)
-        handler = self.handlers.get(class_name)
-        if handler is None or spec.is_custom():
-            kind = (
-                f"custom object {spec.registered_name or spec.class_name!r}"
-                if spec.is_custom()
-                else "layer class"
-            )
-            raise self.fail(
-                spec,
-                f"unsupported {kind}; spikeport rebuilds only these built-in Keras layers: "
-                f"{', '.join(SUPPORTED_LAYERS)}",
-            )
+        if spec.is_custom():
+            name = spec.registered_name or spec.class_name
+            raise self.fail(spec, f"unsupported custom object {name!r}; {KERAS_LAYERS.supported_text()}")
+        handler = KERAS_LAYERS.lookup(spec.class_name, f"{self.source}: {spec.label}")
         inputs = [self.values[key] for key in call.inputs]
-        if class_name != INPUT_CLASS and not inputs:
+        if spec.class_name != INPUT_CLASS and not inputs:
             raise self.fail(spec, "has no inputs")
-        if class_name not in ("Add", "Concatenate", INPUT_CLASS) and len(inputs) != 1:
+        if spec.class_name not in ("Add", "Concatenate", INPUT_CLASS) and len(inputs) != 1:
             raise self.fail(spec, f"expects one input, got {len(inputs)}")
         try:
-            return handler(call, inputs)
+            return handler(self, call, inputs)
         except (KeyError, ValueError, TypeError) as error:
             raise self.fail(spec, f"unreadable layer config ({type(error).__name__}: {error})") from None
 
@@ -708,40 +699,6 @@ class GraphBuilder:
                 )
 
 
-# Keras activations with the same function in torch (all but relu convert with method="fs" only).
-KERAS_ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
-    "relu": nn.ReLU,
-    "sigmoid": nn.Sigmoid,
-    "tanh": nn.Tanh,
-    "swish": nn.SiLU,
-    "silu": nn.SiLU,
-    "gelu": nn.GELU,  # Keras' default is the exact (erf) form, as torch's
-    "hard_swish": nn.Hardswish,
-    "hard_silu": nn.Hardswish,
-}
-
-SUPPORTED_LAYERS = (
-    "InputLayer",
-    "Conv2D",
-    "DepthwiseConv2D",
-    "Dense",
-    "BatchNormalization",
-    "Activation (relu, sigmoid, tanh, swish/silu, gelu, hard_swish, linear, final softmax)",
-    "ReLU",
-    "Softmax (final)",
-    "Flatten",
-    "MaxPooling2D",
-    "AveragePooling2D",
-    "GlobalAveragePooling2D",
-    "ZeroPadding2D",
-    "Add",
-    "Concatenate",
-    "Reshape",
-    *IDENTITY_AT_INFERENCE,
-    "nested Sequential/functional models",
-)
-
-
 def _activation_name(activation: Any) -> str | None:
     """A built-in activation's name; None for custom ones (Keras 3 writes those as serialized objects)."""
     if activation is None:
@@ -753,14 +710,6 @@ def _activation_name(activation: Any) -> str | None:
         if isinstance(config, str):
             return config.lower()
     return None
-
-
-def _identifier(name: str) -> str:
-    """A valid, dot-free attribute name for a Keras layer name."""
-    text = re.sub(r"\W", "_", name) or "layer"
-    if text[0].isdigit() or keyword.iskeyword(text):
-        text = f"_{text}"
-    return text
 
 
 def _dims(shape: Sequence[int | None]) -> str:

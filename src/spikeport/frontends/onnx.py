@@ -1,29 +1,32 @@
 """ONNX import: an ``.onnx`` file rebuilt as a torch.fx GraphModule of standard modules (``onnx`` package only).
 
 The ops are the ones conversion knows, as ONNX spells them: Conv, Gemm, MatMul (+ Add of a bias),
-BatchNormalization, Relu and the smooth activations, MaxPool, AveragePool, GlobalAveragePool, Flatten, Reshape
-to a flat vector, Add/Sub/Mul/Div, Concat, Pad with zeros, Dropout, Identity and a final Softmax. Nodes computed from constants alone (exporters'
-shape arithmetic) are evaluated once with onnx's reference evaluator. Anything else is a ConversionError
-naming the node and its op. Weights come from the file's initializers and Constant nodes.
+BatchNormalization, Relu and the smooth activations, MaxPool, AveragePool, GlobalAveragePool, Flatten,
+Reshape to a flat vector, Add/Sub/Mul/Div, Concat, Pad with zeros, Dropout, Identity and a final Softmax.
+Nodes computed from constants alone (exporters' shape arithmetic) are evaluated once with onnx's reference
+evaluator. Anything else is a ConversionError naming the node and its op, and listing
+``ONNX_OPS.supported()``. Weights come from the file's initializers and Constant nodes.
 """
 
 from __future__ import annotations
 
 import operator
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, fx, nn
 
 from spikeport.errors import ConversionError
+from spikeport.frontends.registry import Registry, module_name
 from spikeport.layers import PaddedMaxPool2d
 
-SUPPORTED = (
-    "Conv, Gemm, MatMul (+ Add of a bias), BatchNormalization, Relu, LeakyRelu, Sigmoid, Tanh, HardSwish, Gelu, "
-    "MaxPool, AveragePool, GlobalAveragePool, Flatten, Reshape (to [batch, -1]), Add, Sub, Mul, Div, Concat, "
-    "Pad (zeros), Dropout, Identity, Softmax (last)"
-)
+__all__ = ["ONNX_OPS", "load_onnx"]
+
+_Handler = Callable[["_Builder", Any, dict[str, Any]], None]
+ONNX_OPS: Registry[str, _Handler] = Registry("ONNX ops")
 
 
 def load_onnx(path: str | Path) -> fx.GraphModule:
@@ -80,9 +83,7 @@ class _Builder:
     # -- helpers -------------------------------------------------------------------------------------------------
 
     def fail(self, node, why: str) -> ConversionError:
-        return ConversionError(
-            f"ONNX node '{node.name or node.output[0]}' ({node.op_type}): {why}; supported: {SUPPORTED}"
-        )
+        return ConversionError(f"{_subject(node)}: {why}; {ONNX_OPS.supported_text()}")
 
     def signal(self, name: str, user: str) -> fx.Node:
         if name not in self.values:
@@ -95,41 +96,39 @@ class _Builder:
         return self.constants.get(name)
 
     def add_module(self, node, module: nn.Module) -> str:
-        base = "".join(c if c.isalnum() else "_" for c in (node.name or node.output[0])).strip("_") or "layer"
-        base = base if not base[0].isdigit() else f"n{base}"
-        name, index = base, 1
-        while hasattr(self.root, name):
-            name, index = f"{base}_{index}", index + 1
+        name = module_name(node.name or node.output[0], self.taken)
         self.root.add_module(name, module)
         return name
+
+    def taken(self, name: str) -> bool:
+        return hasattr(self.root, name)
 
     def call(self, node, module: nn.Module, source: fx.Node) -> None:
         self.values[node.output[0]] = self.graph.call_module(self.add_module(node, module), (source,))
 
     def constant_node(self, node, tensor: Tensor) -> fx.Node:
-        name = self.add_module(node, nn.Module()) + "_constant"
+        name = module_name(f"{node.name or node.output[0]}_constant", self.taken)
         self.root.register_buffer(name, tensor)
         return self.graph.get_attr(name)
 
     # -- ops ---------------------------------------------------------------------------------------------------
 
     def translate(self, node) -> None:
-        from onnx import helper, numpy_helper
+        from onnx import helper
 
-        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-        op = node.op_type
-        if op == "Constant":
-            value = attrs.get("value")
-            if value is None:
-                raise self.fail(node, "only tensor constants ('value') are supported")
-            self.constants[node.output[0]] = torch.from_numpy(numpy_helper.to_array(value).copy())
-            return
         if self.fold_constants(node):
             return
-        handler = getattr(self, f"op_{op}", None)
-        if handler is None:
-            raise self.fail(node, "this op does not convert")
-        handler(node, attrs)
+        handler = ONNX_OPS.lookup(node.op_type, _subject(node))
+        handler(self, node, {a.name: helper.get_attribute_value(a) for a in node.attribute})
+
+    @ONNX_OPS.register("Constant")
+    def constant_op(self, node, attrs: dict[str, Any]) -> None:
+        from onnx import numpy_helper
+
+        value = attrs.get("value")
+        if value is None:
+            raise self.fail(node, "only tensor constants ('value') are supported")
+        self.constants[node.output[0]] = torch.from_numpy(numpy_helper.to_array(value).copy())
 
     def fold_constants(self, node) -> bool:
         """A node computed from constants only (shape arithmetic of exporters) is evaluated once, here."""
@@ -146,7 +145,8 @@ class _Builder:
             self.constants[name] = torch.from_numpy(np.array(value))
         return True
 
-    def op_Conv(self, node, attrs) -> None:
+    @ONNX_OPS.register("Conv")
+    def conv(self, node, attrs: dict[str, Any]) -> None:
         weight = self.constant(node.input[1])
         if weight is None:
             raise self.fail(node, "the weights must be constants")
@@ -186,7 +186,8 @@ class _Builder:
                 conv.bias.copy_(bias)
         self.call(node, conv, source)
 
-    def op_Gemm(self, node, attrs) -> None:
+    @ONNX_OPS.register("Gemm")
+    def gemm(self, node, attrs: dict[str, Any]) -> None:
         weight = self.constant(node.input[1])
         if weight is None or attrs.get("transA", 0):
             raise self.fail(node, "only x @ W with constant W (transA=0) converts")
@@ -195,7 +196,8 @@ class _Builder:
         alpha, beta = float(attrs.get("alpha", 1.0)), float(attrs.get("beta", 1.0))
         self.linear(node, weight * alpha if alpha != 1 else weight, None if bias is None else bias * beta)
 
-    def op_MatMul(self, node, attrs) -> None:
+    @ONNX_OPS.register("MatMul")
+    def matmul(self, node, attrs: dict[str, Any]) -> None:
         weight = self.constant(node.input[1])
         if weight is None or weight.dim() != 2:
             raise self.fail(node, "only x @ W with a constant 2-d W converts")
@@ -209,7 +211,8 @@ class _Builder:
                 layer.bias.copy_(bias.reshape(-1).expand(weight.shape[0]))
         self.call(node, layer, self.signal(node.input[0], node.name))
 
-    def op_BatchNormalization(self, node, attrs) -> None:
+    @ONNX_OPS.register("BatchNormalization")
+    def batch_normalization(self, node, attrs: dict[str, Any]) -> None:
         scale, shift, mean, var = (self.constant(n) for n in node.input[1:5])
         if any(t is None for t in (scale, shift, mean, var)):
             raise self.fail(node, "its statistics must be constants (an inference-mode export)")
@@ -221,30 +224,38 @@ class _Builder:
             norm.running_var.copy_(var)
         self.call(node, norm, self.signal(node.input[0], node.name))
 
-    def op_Relu(self, node, attrs) -> None:
+    @ONNX_OPS.register("Relu")
+    def relu(self, node, attrs: dict[str, Any]) -> None:
         self.call(node, nn.ReLU(), self.signal(node.input[0], node.name))
 
-    def op_LeakyRelu(self, node, attrs) -> None:
+    @ONNX_OPS.register("LeakyRelu")
+    def leaky_relu(self, node, attrs: dict[str, Any]) -> None:
         self.call(node, nn.LeakyReLU(float(attrs.get("alpha", 0.01))), self.signal(node.input[0], node.name))
 
-    def op_Sigmoid(self, node, attrs) -> None:
+    @ONNX_OPS.register("Sigmoid")
+    def sigmoid(self, node, attrs: dict[str, Any]) -> None:
         self.call(node, nn.Sigmoid(), self.signal(node.input[0], node.name))
 
-    def op_Tanh(self, node, attrs) -> None:
+    @ONNX_OPS.register("Tanh")
+    def tanh(self, node, attrs: dict[str, Any]) -> None:
         self.call(node, nn.Tanh(), self.signal(node.input[0], node.name))
 
-    def op_HardSwish(self, node, attrs) -> None:
+    @ONNX_OPS.register("HardSwish")
+    def hard_swish(self, node, attrs: dict[str, Any]) -> None:
         self.call(node, nn.Hardswish(), self.signal(node.input[0], node.name))
 
-    def op_Gelu(self, node, attrs) -> None:
+    @ONNX_OPS.register("Gelu")
+    def gelu(self, node, attrs: dict[str, Any]) -> None:
         approximate = attrs.get("approximate", b"none")
         approximate = approximate.decode() if isinstance(approximate, bytes) else approximate
         self.call(node, nn.GELU(approximate=approximate), self.signal(node.input[0], node.name))
 
-    def op_Softmax(self, node, attrs) -> None:
+    @ONNX_OPS.register("Softmax")
+    def softmax(self, node, attrs: dict[str, Any]) -> None:
         self.call(node, nn.Softmax(dim=int(attrs.get("axis", -1))), self.signal(node.input[0], node.name))
 
-    def op_MaxPool(self, node, attrs) -> None:
+    @ONNX_OPS.register("MaxPool")
+    def max_pool(self, node, attrs: dict[str, Any]) -> None:
         if len(node.output) > 1 and node.output[1]:
             raise self.fail(node, "a max-pool that also returns indices does not convert")
         kernel = list(attrs["kernel_shape"])
@@ -262,7 +273,8 @@ class _Builder:
             raise self.fail(node, "an unevenly padded max-pool with dilation or ceil_mode")
         self.call(node, pool, self.signal(node.input[0], node.name))
 
-    def op_AveragePool(self, node, attrs) -> None:
+    @ONNX_OPS.register("AveragePool")
+    def average_pool(self, node, attrs: dict[str, Any]) -> None:
         kernel = list(attrs["kernel_shape"])
         pads = list(attrs.get("pads", [0] * 2 * len(kernel)))
         if len(kernel) != 2 or pads[:2] != pads[2:]:
@@ -276,15 +288,18 @@ class _Builder:
         )
         self.call(node, pool, self.signal(node.input[0], node.name))
 
-    def op_GlobalAveragePool(self, node, attrs) -> None:
+    @ONNX_OPS.register("GlobalAveragePool")
+    def global_average_pool(self, node, attrs: dict[str, Any]) -> None:
         self.call(node, nn.AdaptiveAvgPool2d(1), self.signal(node.input[0], node.name))
 
-    def op_Flatten(self, node, attrs) -> None:
+    @ONNX_OPS.register("Flatten")
+    def flatten(self, node, attrs: dict[str, Any]) -> None:
         if int(attrs.get("axis", 1)) != 1:
             raise self.fail(node, "only Flatten with axis=1 (keep the batch) converts")
         self.call(node, nn.Flatten(1), self.signal(node.input[0], node.name))
 
-    def op_Reshape(self, node, attrs) -> None:
+    @ONNX_OPS.register("Reshape")
+    def reshape(self, node, attrs: dict[str, Any]) -> None:
         """A reshape to 2-d is what exporters write for ``x.flatten(1)`` / ``x.view(n, -1)``: a flatten."""
         shape = self.constant(node.input[1])
         if shape is None or shape.numel() != 2:
@@ -293,12 +308,12 @@ class _Builder:
             )
         self.call(node, nn.Flatten(1), self.signal(node.input[0], node.name))
 
-    def op_Dropout(self, node, attrs) -> None:
+    @ONNX_OPS.register("Dropout", "Identity")
+    def identity(self, node, attrs: dict[str, Any]) -> None:
         self.values[node.output[0]] = self.signal(node.input[0], node.name)
 
-    op_Identity = op_Dropout
-
-    def op_Pad(self, node, attrs) -> None:
+    @ONNX_OPS.register("Pad")
+    def pad(self, node, attrs: dict[str, Any]) -> None:
         mode = attrs.get("mode", b"constant")
         pads = self.constant(node.input[1]) if len(node.input) > 1 else None
         value = self.constant(node.input[2]) if len(node.input) > 2 and node.input[2] else None
@@ -316,7 +331,8 @@ class _Builder:
         )
         self.call(node, pad, self.signal(node.input[0], node.name))
 
-    def op_Concat(self, node, attrs) -> None:
+    @ONNX_OPS.register("Concat")
+    def concat(self, node, attrs: dict[str, Any]) -> None:
         parts = [self.signal(name, node.name) for name in node.input]
         self.values[node.output[0]] = self.graph.call_function(
             torch.cat, (parts,), {"dim": int(attrs["axis"])}
@@ -365,14 +381,22 @@ class _Builder:
         self.values[node.output[0]] = producer
         return True
 
-    def op_Add(self, node, attrs) -> None:
+    @ONNX_OPS.register("Add")
+    def add(self, node, attrs: dict[str, Any]) -> None:
         self.binary(node, operator.add)
 
-    def op_Sub(self, node, attrs) -> None:
+    @ONNX_OPS.register("Sub")
+    def sub(self, node, attrs: dict[str, Any]) -> None:
         self.binary(node, operator.sub)
 
-    def op_Mul(self, node, attrs) -> None:
+    @ONNX_OPS.register("Mul")
+    def mul(self, node, attrs: dict[str, Any]) -> None:
         self.binary(node, operator.mul)
 
-    def op_Div(self, node, attrs) -> None:
+    @ONNX_OPS.register("Div")
+    def div(self, node, attrs: dict[str, Any]) -> None:
         self.binary(node, operator.truediv)
+
+
+def _subject(node: Any) -> str:
+    return f"ONNX node '{node.name or node.output[0]}' ({node.op_type})"

@@ -39,18 +39,11 @@ from torch.export import ExportedProgram
 from torch.export.graph_signature import InputKind, OutputKind, TensorArgument
 
 from spikeport.errors import ConversionError
+from spikeport.frontends.registry import Registry, module_name
 
-__all__ = ["SUPPORTED_ATEN_OPS", "load_exported"]
+__all__ = ["ATEN_OPS", "load_exported"]
 
 aten = torch.ops.aten
-
-SUPPORTED_ATEN_OPS = (
-    "conv1d, conv2d, convolution, linear, addmm/mm (with a transposed weight), batch_norm "
-    "(inference form), relu, relu_, silu, sigmoid, tanh, hardswish, gelu, leaky_relu (these for method='fs'), "
-    "view, reshape, _unsafe_view, flatten, add (alpha=1), mul, cat, avg_pool2d, "
-    "adaptive_avg_pool2d, mean over H and W, max_pool2d; dropout, clone, detach, alias, contiguous, "
-    "_to_copy (same dtype) and assertions are dropped"
-)
 
 
 @dataclass(eq=False)
@@ -91,15 +84,10 @@ class _Symbolic:
 
 _SYMBOLIC = _Symbolic()
 _Handler = Callable[["_Rebuilder", fx.Node, dict[str, Any]], Any]
-_HANDLERS: dict[Any, _Handler] = {}
-
-
-def _handles(*ops: Any) -> Callable[[_Handler], _Handler]:
-    def register(handler: _Handler) -> _Handler:
-        _HANDLERS.update(dict.fromkeys(ops, handler))
-        return handler
-
-    return register
+# Keyed by overload (aten.add.Tensor), listed by op (add).
+ATEN_OPS: Registry[torch._ops.OpOverload, _Handler] = Registry(
+    "aten ops", lambda op: op.__name__.split(".")[0]
+)
 
 
 def _op_name(node: fx.Node) -> str:
@@ -167,9 +155,6 @@ def _qualified(cls: type) -> str:
 def _ancestors(path: str) -> list[str]:
     parts = path.split(".")
     return [".".join(parts[:i]) for i in range(1, len(parts))]
-
-
-_FORBIDDEN_NAMES = set(dir(fx.GraphModule))
 
 
 def _adopt(module: nn.Module, tensors: dict[str, torch.Tensor | None]) -> nn.Module:
@@ -279,15 +264,12 @@ class _Rebuilder:
     def _translate(self, node: fx.Node) -> Any:
         if node.target is operator.getitem:
             return self._getitem(node)
-        handler = _HANDLERS.get(node.target)
-        if handler is not None:
-            bound = {name: self._value(arg) for name, arg in _bind(node).items()}
-            return handler(self, node, bound)
         if not isinstance(node.target, torch._ops.OpOverload) and any(
             isinstance(self.env.get(arg), _Symbolic) for arg in node.all_input_nodes
         ):
             return _SYMBOLIC  # arithmetic on symbolic sizes, e.g. batch * 7 for a reshape
-        raise _error(node, f"has no spikeport equivalent; supported aten ops: {SUPPORTED_ATEN_OPS}")
+        handler = ATEN_OPS.lookup(node.target, f"node '{node.name}' ({_op_name(node)})")
+        return handler(self, node, {name: self._value(arg) for name, arg in _bind(node).items()})
 
     def _value(self, arg: Any) -> Any:
         if isinstance(arg, fx.Node):
@@ -349,11 +331,7 @@ class _Rebuilder:
         """A unique dotted path for a new leaf, as close to ``base`` as the names already taken allow."""
         if any(a in self.leaves for a in _ancestors(base)):
             base = base.replace(".", "_")
-        base = ".".join(f"{part}_" if part in _FORBIDDEN_NAMES else part for part in base.split("."))
-        path, index = base, 0
-        while not self._free(path, owner and index == 0):
-            index += 1
-            path = f"{base}_{index}"
+        path = module_name(base, lambda name: not self._free(name, owner and name == base), path=True)
         self.leaves[path] = leaf
         self.containers.update(_ancestors(path))
         return path
@@ -380,7 +358,7 @@ class _Rebuilder:
 
     # ----------------------------------------------------------------------------- op handlers
 
-    @_handles(
+    @ATEN_OPS.register(
         aten.conv1d.default,
         aten.conv2d.default,
         aten.conv1d.padding,
@@ -410,12 +388,12 @@ class _Rebuilder:
         )
         return self._call_weighted(node, conv, {"weight": weight, "bias": bias}, a["input"])
 
-    @_handles(aten.linear.default)
+    @ATEN_OPS.register(aten.linear.default)
     def _linear(self, node: fx.Node, a: dict[str, Any]) -> fx.Node:
         weight = self._weight(node, a["weight"], "weight")
         return self._linear_module(node, weight, self._weight(node, a["bias"], "bias"), a["input"])
 
-    @_handles(aten.addmm.default, aten.mm.default)
+    @ATEN_OPS.register(aten.addmm.default, aten.mm.default)
     def _matmul(self, node: fx.Node, a: dict[str, Any]) -> fx.Node:
         if a.get("beta", 1) != 1 or a.get("alpha", 1) != 1:
             raise _error(node, "scales its terms (beta/alpha != 1); only plain linear layers are supported")
@@ -435,7 +413,7 @@ class _Rebuilder:
         linear = nn.Linear(in_features, out_features, bias=bias is not None, device="meta")
         return self._call_weighted(node, linear, {"weight": weight, "bias": bias}, x)
 
-    @_handles(aten.t.default, aten.permute.default, aten.transpose.int)
+    @ATEN_OPS.register(aten.t.default, aten.permute.default, aten.transpose.int)
     def _transpose(self, node: fx.Node, a: dict[str, Any]) -> _Transposed:
         weight = a["self"]
         if not isinstance(weight, _Lifted) or weight.tensor.dim() != 2:
@@ -447,7 +425,7 @@ class _Rebuilder:
             raise _error(node, f"reorders a weight's dims as {dims}; only a transpose is supported")
         return _Transposed(weight, node.name)
 
-    @_handles(
+    @ATEN_OPS.register(
         aten.batch_norm.default,
         aten.native_batch_norm.default,
         aten._native_batch_norm_legit_no_training.default,
@@ -480,11 +458,11 @@ class _Rebuilder:
         result = self._call_weighted(node, bn, tensors, a["input"])
         return result if node.target is aten.batch_norm.default else _Tuple(result, node.name)
 
-    @_handles(aten.relu.default, aten.relu_.default)
+    @ATEN_OPS.register(aten.relu.default, aten.relu_.default)
     def _relu(self, node: fx.Node, a: dict[str, Any]) -> fx.Node:
         return self._call(node, nn.ReLU(), a["self"])
 
-    @_handles(
+    @ATEN_OPS.register(
         aten.silu.default,
         aten.sigmoid.default,
         aten.tanh.default,
@@ -505,7 +483,7 @@ class _Rebuilder:
         }[name]()
         return self._call(node, module, a["self"])
 
-    @_handles(aten.avg_pool2d.default)
+    @ATEN_OPS.register(aten.avg_pool2d.default)
     def _avg_pool(self, node: fx.Node, a: dict[str, Any]) -> fx.Node:
         pool = nn.AvgPool2d(
             tuple(a["kernel_size"]),
@@ -517,11 +495,11 @@ class _Rebuilder:
         )
         return self._call(node, pool, a["self"])
 
-    @_handles(aten.adaptive_avg_pool2d.default, aten._adaptive_avg_pool2d.default)
+    @ATEN_OPS.register(aten.adaptive_avg_pool2d.default, aten._adaptive_avg_pool2d.default)
     def _adaptive_pool(self, node: fx.Node, a: dict[str, Any]) -> fx.Node:
         return self._call(node, nn.AdaptiveAvgPool2d(tuple(a["output_size"])), a["self"])
 
-    @_handles(aten.mean.dim)
+    @ATEN_OPS.register(aten.mean.dim)
     def _mean(self, node: fx.Node, a: dict[str, Any]) -> fx.Node:
         """Global average pooling written as ``x.mean((2, 3))``: an AdaptiveAvgPool2d(1) (then a flatten)."""
         rank = _meta_tensor(node.args[0]).dim()
@@ -531,7 +509,7 @@ class _Rebuilder:
         pooled = self._call(node, nn.AdaptiveAvgPool2d(1), a["self"])
         return pooled if a["keepdim"] else self.graph.call_function(torch.flatten, (pooled, 1))
 
-    @_handles(aten.max_pool2d.default, aten.max_pool2d_with_indices.default)
+    @ATEN_OPS.register(aten.max_pool2d.default, aten.max_pool2d_with_indices.default)
     def _max_pool(self, node: fx.Node, a: dict[str, Any]) -> Any:
         pool = nn.MaxPool2d(
             tuple(a["kernel_size"]),
@@ -543,7 +521,7 @@ class _Rebuilder:
         result = self._call(node, pool, a["self"])
         return result if node.target is aten.max_pool2d.default else _Tuple(result, node.name)
 
-    @_handles(aten.view.default, aten.reshape.default, aten._unsafe_view.default)
+    @ATEN_OPS.register(aten.view.default, aten.reshape.default, aten._unsafe_view.default)
     def _reshape(self, node: fx.Node, a: dict[str, Any]) -> fx.Node:
         """Sizes from the output metadata, with the batch dimension freed (see the module docstring)."""
         sizes = [_as_int(d) for d in _meta_tensor(node).shape]
@@ -556,30 +534,30 @@ class _Rebuilder:
             sizes[0] = -1
         return self.graph.call_function(torch.reshape, (self._tensor(node, a["self"]), tuple(sizes)))
 
-    @_handles(aten.flatten.using_ints)
+    @ATEN_OPS.register(aten.flatten.using_ints)
     def _flatten(self, node: fx.Node, a: dict[str, Any]) -> fx.Node:
         end = () if a["end_dim"] == -1 else (a["end_dim"],)
         return self.graph.call_function(torch.flatten, (self._tensor(node, a["self"]), a["start_dim"], *end))
 
-    @_handles(aten.add.Tensor, aten.add.Scalar, aten.add_.Tensor)
+    @ATEN_OPS.register(aten.add.Tensor, aten.add.Scalar, aten.add_.Tensor)
     def _add(self, node: fx.Node, a: dict[str, Any]) -> fx.Node:
         if a.get("alpha", 1) != 1:
             raise _error(node, f"adds with alpha={a['alpha']}; spikeport supports plain sums (alpha=1)")
         operands = (self._operand(node, a["self"]), self._operand(node, a["other"]))
         return self.graph.call_function(operator.add, operands)
 
-    @_handles(aten.mul.Tensor, aten.mul.Scalar)
+    @ATEN_OPS.register(aten.mul.Tensor, aten.mul.Scalar)
     def _mul(self, node: fx.Node, a: dict[str, Any]) -> fx.Node:
         """A scaling by a constant, or a product of two signals (a gate: method='fs' only)."""
         operands = (self._operand(node, a["self"]), self._operand(node, a["other"]))
         return self.graph.call_function(operator.mul, operands)
 
-    @_handles(aten.cat.default)
+    @ATEN_OPS.register(aten.cat.default)
     def _cat(self, node: fx.Node, a: dict[str, Any]) -> fx.Node:
         tensors = [self._tensor(node, t) for t in a["tensors"]]
         return self.graph.call_function(torch.cat, (tensors, a["dim"]))
 
-    @_handles(
+    @ATEN_OPS.register(
         aten.dropout.default,
         aten.dropout_.default,
         aten.feature_dropout.default,
@@ -595,7 +573,7 @@ class _Rebuilder:
         value = a.get("input", a.get("self"))
         return _Tuple(value, node.name) if node.target is aten.native_dropout.default else value
 
-    @_handles(aten._to_copy.default, aten.to.dtype, aten.to.device, aten.to.dtype_layout)
+    @ATEN_OPS.register(aten._to_copy.default, aten.to.dtype, aten.to.device, aten.to.dtype_layout)
     def _copy(self, node: fx.Node, a: dict[str, Any]) -> Any:
         source, result = _meta_tensor(node.args[0]), _meta_tensor(node)
         if (source.dtype, source.device) != (result.dtype, result.device):
@@ -606,7 +584,7 @@ class _Rebuilder:
             )
         return a["self"]
 
-    @_handles(
+    @ATEN_OPS.register(
         aten._assert_tensor_metadata.default,
         aten._assert_scalar.default,
         aten._assert_async.default,
@@ -617,7 +595,7 @@ class _Rebuilder:
     def _drop(self, node: fx.Node, a: dict[str, Any]) -> None:
         return None
 
-    @_handles(aten.sym_size.int, aten.sym_numel.default, aten.sym_stride.int)
+    @ATEN_OPS.register(aten.sym_size.int, aten.sym_numel.default, aten.sym_stride.int)
     def _symbolic(self, node: fx.Node, a: dict[str, Any]) -> _Symbolic:
         return _SYMBOLIC
 
