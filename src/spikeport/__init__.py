@@ -34,6 +34,7 @@ from spikeport.export.nir import export_nir, import_nir
 from spikeport.frontends import load_model
 from spikeport.metrics import EnergyModel
 from spikeport.network import SpikingNetwork
+from spikeport.registry import register_neuron
 from spikeport.serialize import load, save
 
 __all__ = [
@@ -64,5 +65,6 @@ __all__ = [
     "load",
     "load_model",
     "qcfs",
+    "register_neuron",
     "save",
 ]

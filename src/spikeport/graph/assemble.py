@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import operator
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, fx
@@ -16,6 +17,9 @@ from spikeport.graph.static_prefix import static_prefix
 from spikeport.layers import TiledAvgPool2d, TiledMaxPool2d
 from spikeport.network import DEFAULT_MEMORY_BUDGET, SpikingNetwork, module_device
 from spikeport.neurons import IFNeuron, Reset, SpikingLayer, SpikingMaxPool
+
+# Makes the spiking layer of one activation site from its threshold and spike value (None: the threshold).
+NeuronFactory = Callable[[Tensor, Tensor | None], SpikingLayer]
 
 
 def broadcastable(threshold: Tensor, sample_shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
@@ -48,8 +52,13 @@ def assemble(
     info: dict | None = None,
     ann: torch.nn.Module | None = None,
     spike_values: dict[str, Tensor] | None = None,
+    neuron: NeuronFactory | None = None,
 ) -> SpikingNetwork:
     """Build the SpikingNetwork; ``thresholds`` maps activation node names to layer/channel thresholds.
+
+    ``neuron(threshold, spike_value)`` makes the spiking layer of one activation site (the method's choice;
+    default: ``IFNeuron`` with ``reset`` and ``initial_potential``), the threshold shaped to broadcast over
+    ``[B, C, ...]``.
 
     ``ann`` is the reference for agreement (None: none, as for imported networks). ``spike_values``: what
     the spikes of some layers carry instead of their threshold (binary spikes of imported networks).
@@ -63,7 +72,10 @@ def assemble(
         threshold = broadcastable(thresholds[node.name], shape, dtype)
         value = (spike_values or {}).get(node.name)
         value = None if value is None else broadcastable(value, shape, dtype)
-        gm.set_submodule(str(node.target), IFNeuron(threshold, reset, initial_potential, value))
+        if neuron is None:
+            gm.set_submodule(str(node.target), IFNeuron(threshold, reset, initial_potential, value))
+        else:
+            gm.set_submodule(str(node.target), neuron(threshold, value))
     modules = dict(gm.named_modules())
     for node in gm.graph.nodes:
         if role_of(node, modules) is Role.MAX_POOL:

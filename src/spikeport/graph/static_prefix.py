@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from torch import fx
 
-from spikeport.neurons import IFNeuron
+from spikeport.neurons import SpikingLayer
 
 
 def static_prefix(gm: fx.GraphModule) -> set[fx.Node] | None:
@@ -26,7 +26,8 @@ def static_prefix(gm: fx.GraphModule) -> set[fx.Node] | None:
             continue
         inputs = set(node.all_input_nodes)
         from_static, from_dynamic = bool(inputs & static), bool(inputs & dynamic)
-        if node.op == "call_module" and isinstance(gm.get_submodule(node.target), IFNeuron):
+        module = gm.get_submodule(node.target) if node.op == "call_module" else None
+        if isinstance(module, SpikingLayer) and module.is_neuron:
             dynamic.add(node)
         elif from_static and from_dynamic:
             return None

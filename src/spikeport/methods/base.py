@@ -21,7 +21,7 @@ from spikeport.errors import ConversionError, OptionError
 from spikeport.graph.canonical import max_pools_before_activations, max_pools_to_average
 from spikeport.graph.ops import Role, describe
 from spikeport.graph.prepare import PreparedModel
-from spikeport.neurons import Reset
+from spikeport.neurons import IFNeuron, Reset, SpikingLayer
 from spikeport.qcfs import QCFS
 
 if TYPE_CHECKING:
@@ -129,9 +129,12 @@ class RateMethod(Method):
         from spikeport.graph.assemble import assemble
 
         thresholds = self.thresholds(prepared, batches)
-        return assemble(
-            prepared, thresholds, reset=self.reset, initial_potential=self.initial_potential, **network
-        )
+        return assemble(prepared, thresholds, neuron=self.neuron, **network)
+
+    def neuron(self, threshold: Tensor, spike_value: Tensor | None) -> SpikingLayer:
+        """The spiking layer of one activation site: an integrate-and-fire neuron with this method's reset
+        and start (a method with another neuron type overrides this)."""
+        return IFNeuron(threshold, self.reset, self.initial_potential, spike_value)
 
 
 def parse_method(spec: str) -> tuple[str, dict]:
