@@ -22,7 +22,7 @@ from peers import NETS, trained_net
 from torch import fx, nn
 
 import spikeport as sp
-from spikeport.graph.assemble import broadcastable
+from spikeport.assembly.rate import broadcastable
 from spikeport.methods.weight_fit import Adam, rate_model
 from spikeport.neurons.integrate_fire import IFNeuron
 from spikeport.neurons.max_pool import SpikingMaxPool

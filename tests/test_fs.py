@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 import spikeport as sp
-from spikeport.graph.assemble_fs import coded_depth
+from spikeport.assembly.temporal import coded_depth
 from spikeport.neurons.fs import FSCode, FSNeuron, binary_code, binary_digits, fs_scan
 from spikeport.simulation_clock import SimulationClock
 

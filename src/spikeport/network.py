@@ -7,10 +7,10 @@ import math
 import torch
 from torch import Tensor, fx, nn
 
+from spikeport.assembly.static_prefix import split_at_static_prefix
 from spikeport.coding import Coding, RateCoding, Simulation
 from spikeport.errors import InputError, InputShapeError
 from spikeport.graph.canonical import views_to_reshapes
-from spikeport.graph.static_prefix import split_at_static_prefix
 from spikeport.neurons import IFNeuron, SpikingLayer
 from spikeport.options import positive_int
 from spikeport.simulation_clock import SimulationClock
@@ -150,7 +150,7 @@ class SpikingNetwork(nn.Module):
         return self.input_fanout.device
 
     def static_split(self) -> tuple[fx.GraphModule, fx.GraphModule] | None:
-        """The graph split after its static prefix (``graph.static_prefix``), built once and kept while the
+        """The graph split after its static prefix (``assembly.static_prefix``), built once and kept while the
         graph and its modules stay the same."""
         key = (self.graph_module, tuple(map(id, self.graph_module.modules())))
         cached = self._split_cache.get("split")

@@ -35,9 +35,9 @@ import numpy as np
 import torch
 from torch import Tensor, fx, nn
 
+from spikeport.assembly.rate import assemble
 from spikeport.errors import ConversionError
 from spikeport.export.checks import invalid_values
-from spikeport.graph.assemble import assemble
 from spikeport.graph.prepare import PreparedModel
 from spikeport.graph.shapes import propagate_shapes
 from spikeport.network import SpikingNetwork

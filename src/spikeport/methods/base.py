@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from torch import Tensor, nn
 
+from spikeport.assembly.rate import assemble
 from spikeport.errors import ConversionError, OptionError
 from spikeport.graph.canonical import max_pools_before_activations, max_pools_to_average
 from spikeport.graph.ops import Role, describe
@@ -126,8 +127,6 @@ class RateMethod(Method):
         raise NotImplementedError
 
     def build(self, prepared: PreparedModel, batches: Batches, **network) -> SpikingNetwork:
-        from spikeport.graph.assemble import assemble
-
         thresholds = self.thresholds(prepared, batches)
         return assemble(prepared, thresholds, neuron=self.neuron, **network)
 

@@ -39,8 +39,8 @@ from typing import ClassVar
 import torch
 from torch import Tensor, fx
 
+from spikeport.assembly.rate import assemble, broadcastable
 from spikeport.distributed import all_sum
-from spikeport.graph.assemble import assemble, broadcastable
 from spikeport.graph.observers import channels_first
 from spikeport.graph.prepare import PreparedModel
 from spikeport.graph.subgraph import feeding_subgraph

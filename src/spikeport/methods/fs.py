@@ -21,12 +21,12 @@ from typing import Annotated, ClassVar, Literal
 import torch
 from torch import Tensor
 
+from spikeport.assembly.rate import positive_thresholds
+from spikeport.assembly.temporal import assemble_fs
 from spikeport.encoding import Encoding
 from spikeport.errors import ConversionError, OptionError
 from spikeport.fs_codes import FITTED_ACTIVATIONS, FSActivation, activation_name, fitted_codes
 from spikeport.fs_fit import fit_code
-from spikeport.graph.assemble import positive_thresholds
-from spikeport.graph.assemble_fs import assemble_fs
 from spikeport.graph.observers import MaxStatistic, threshold_level, threshold_statistic
 from spikeport.graph.prepare import PreparedModel
 from spikeport.methods.base import Batches, Method

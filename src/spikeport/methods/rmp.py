@@ -14,7 +14,7 @@ from typing import ClassVar, Literal
 import torch
 from torch import Tensor
 
-from spikeport.graph.assemble import assemble, positive_thresholds
+from spikeport.assembly.rate import assemble, positive_thresholds
 from spikeport.graph.observers import MaxStatistic, threshold_level, threshold_statistic
 from spikeport.graph.prepare import PreparedModel
 from spikeport.methods.base import Batches, RateMethod

@@ -9,9 +9,9 @@ from typing import TypeVar
 import torch
 from torch import Tensor
 
+from spikeport.assembly.rate import positive_thresholds
 from spikeport.distributed import active, all_sum
 from spikeport.errors import CalibrationError
-from spikeport.graph.assemble import positive_thresholds
 from spikeport.graph.observers import (
     ActivationObserver,
     threshold_level,

@@ -8,9 +8,9 @@ import math
 import torch
 from torch import fx
 
+from spikeport.assembly.rate import broadcastable, use_tiled_pools
 from spikeport.coding import TemporalCoding
 from spikeport.errors import ConversionError
-from spikeport.graph.assemble import broadcastable, use_tiled_pools
 from spikeport.graph.ops import Role, role_of
 from spikeport.graph.prepare import PreparedModel
 from spikeport.network import SpikingNetwork, module_device

@@ -9,11 +9,11 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, fx
 
+from spikeport.assembly.static_prefix import static_prefix
 from spikeport.coding import RateCoding
 from spikeport.encoding import Encoding
 from spikeport.graph.ops import Role, role_of
 from spikeport.graph.prepare import PreparedModel
-from spikeport.graph.static_prefix import static_prefix
 from spikeport.layers import TiledAvgPool2d, TiledMaxPool2d
 from spikeport.network import DEFAULT_MEMORY_BUDGET, SpikingNetwork, module_device
 from spikeport.neurons import IFNeuron, Reset, SpikingLayer, SpikingMaxPool
