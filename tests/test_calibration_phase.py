@@ -106,3 +106,21 @@ def test_compare_calibrates_once_for_the_methods_that_share(setup, monkeypatch):
     assert all("calibrate (shared)" in comparison.seconds[m] for m in ("ecc", "percentile", "max"))
     separate = sp.evaluate(sp.convert(model, x, "percentile"), x, [4], ann=model, progress=False)
     assert comparison["percentile"] == separate
+
+
+def test_observing_feeds_a_layers_currents_runs_nothing_deeper_and_restores_the_network(setup):
+    model, x, _ = setup
+    snn = sp.convert(model, x, "max")
+    before = snn(x, timesteps=5)
+    (first, _), (second, deeper) = snn.neuron_nodes()
+    calls = []
+    handle = deeper.register_forward_hook(lambda *args: calls.append(1))
+    seen = []
+    with snn.observing({first.name: seen.append}):
+        snn.simulate(x, 5)
+    handle.remove()
+    assert calls == [] and len(seen) >= 1
+    assert seen[0].shape[1:] == (len(x), 4, 8, 8) and sum(c.shape[0] for c in seen) == 5
+    assert torch.equal(snn(x, timesteps=5), before)
+    with pytest.raises(ValueError, match="no IF layers named"), snn.observing({"nope": seen.append}):
+        pass

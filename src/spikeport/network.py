@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor, fx, nn
@@ -11,7 +14,7 @@ from spikeport.assembly.static_prefix import split_at_static_prefix
 from spikeport.coding import Coding, RateCoding, Simulation
 from spikeport.errors import InputError, InputShapeError
 from spikeport.graph.canonical import views_to_reshapes
-from spikeport.neurons import IFNeuron, SpikingLayer
+from spikeport.neurons import CurrentProbe, IFNeuron, SpikingLayer
 from spikeport.options import positive_int
 from spikeport.simulation_clock import SimulationClock
 
@@ -158,6 +161,40 @@ class SpikingNetwork(nn.Module):
             cached = (key, split_at_static_prefix(self.graph_module))
             self._split_cache["split"] = cached
         return cached[1]
+
+    @contextmanager
+    def observing(self, observers: dict[str, Callable[[Tensor], None]]) -> Iterator[None]:
+        """The simulation hook of methods that calibrate on the SNN itself (rmp, calibrated).
+
+        Inside the block, each IF layer named in ``observers`` (by its activation node's name) hands its
+        input currents, ``[steps, batch, ...]``, to its observer at every chunk and emits nothing, and the
+        graph ends at those layers, so nothing deeper runs; simulate as usual. Afterwards the network is
+        as it was.
+        """
+        gm, graph = self.graph_module, self.graph_module.graph
+        targets = {
+            n.name: str(n.target) for n in graph.nodes if n.name in observers and n.op == "call_module"
+        }
+        if set(targets) != set(observers):
+            raise ValueError(f"no IF layers named {sorted(set(observers) - set(targets))} in this network")
+        originals = {name: gm.get_submodule(target) for name, target in targets.items()}
+        truncated = copy.deepcopy(graph)
+        probes = [n for n in truncated.nodes if n.name in observers]
+        output = next(n for n in truncated.nodes if n.op == "output")
+        with truncated.inserting_before(output):
+            output.args = (truncated.call_function(torch.cat, (probes, 1)),)
+        try:
+            for name, target in targets.items():
+                gm.set_submodule(target, CurrentProbe(originals[name], observers[name]))
+            gm.graph = truncated
+            truncated.eliminate_dead_code()  # needs the graph's module: whether a call is pure
+            gm.recompile()
+            yield
+        finally:
+            for name, target in targets.items():
+                gm.set_submodule(target, originals[name])
+            gm.graph = graph
+            self._split_cache.clear()
 
     def _apply(self, fn, recurse=True):
         # .to(device) / .cuda() / .double() also move the reference ANN, which is kept out of the module

@@ -28,7 +28,6 @@ T still work, but best at it (past it, the fitted weights cost a little: name th
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import time
 from dataclasses import dataclass
@@ -170,18 +169,13 @@ class Calibrated(RateMethod):
         spiking_inputs = SpikingInputs(
             snn, reads, trains=self.simulated_fit and self.trains_fit_in_memory(fit, reads)
         )
-        pending: set[str] = set()
-        for node, neuron in snn.neuron_nodes():
-            if node.name in current:
-                neuron.observer = _observe_then_stop(layer_fits[node.name].observe, node.name, pending)
+        observers = {name: layer_fits[name].observe for name in current}
         seen = 0
-        with torch.no_grad():
+        with torch.no_grad(), snn.observing(observers):  # the SNN ends at this depth too
             for x in fit.inputs():
                 ann(x)
-                pending.update(current)
                 spiking_inputs.start(x)
-                with contextlib.suppress(_DepthObserved):  # the SNN stops at this depth too
-                    snn.simulate(x, self.timesteps, chunk=self.timesteps)
+                snn.simulate(x, self.timesteps, chunk=self.timesteps)
                 seen += x.shape[0]
         recorded = spiking_inputs.close()
         reduce_statistics(fit.prepared, layer_fits, seen)
@@ -297,22 +291,6 @@ def spiking_reads(prepared: PreparedModel, names: set[str]) -> set[str]:
     """The activations (and the input) whose values the synapses into the layers ``names`` read."""
     frontier = {node.name for node in prepared.activation_nodes()}
     return set().union(*(feeding_subgraph(prepared.graph_module, n, frontier)[1] for n in names))
-
-
-class _DepthObserved(Exception):
-    """Every layer being fitted has seen this batch's currents: what lies deeper need not run."""
-
-
-def _observe_then_stop(observe, name: str, pending: set[str]):
-    """An observer that stops the simulation once the last of the ``pending`` layers has observed."""
-
-    def observer(currents: Tensor) -> None:
-        observe(currents)
-        pending.discard(name)
-        if not pending:
-            raise _DepthObserved
-
-    return observer
 
 
 def set_biases(snn: SpikingNetwork, biases: dict[str, Tensor]) -> None:

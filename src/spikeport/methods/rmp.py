@@ -66,10 +66,6 @@ class CurrentObserver:
             self.total, self.steps = None, 0
 
 
-def _ignore(currents: Tensor) -> None:
-    """The observer of a layer calibrated later: it only needs to stay silent."""
-
-
 @dataclass
 class RMP(RateMethod):
     name: ClassVar[str] = "rmp"
@@ -91,20 +87,20 @@ class RMP(RateMethod):
         }  # placeholders for not-yet-calibrated layers
         for depth in sorted(set(depths.values())):
             snn = assemble(prepared, thresholds, reset=self.reset, initial_potential=self.initial_potential)
-            observers: dict[str, CurrentObserver] = {}
-            for node, neuron in snn.neuron_nodes():
-                if depths[node.name] == depth:
-                    statistic = threshold_statistic(self.channelwise, self.percentile)
-                    observers[node.name] = CurrentObserver(statistic, per_step=self.current == "step")
-                    neuron.observer = observers[node.name]
-                elif depths[node.name] > depth:  # deeper layers stay silent, their currents unused
-                    neuron.observer = _ignore
+            observers = {
+                name: CurrentObserver(
+                    threshold_statistic(self.channelwise, self.percentile), per_step=self.current == "step"
+                )
+                for name, layer_depth in depths.items()
+                if layer_depth == depth
+            }
             seen = 0
-            for x in batches():
-                snn.simulate(x, self.calibration_timesteps)
-                for observer in observers.values():
-                    observer.flush()
-                seen += x.shape[0]
+            with snn.observing(observers):  # deeper layers do not run
+                for x in batches():
+                    snn.simulate(x, self.calibration_timesteps)
+                    for observer in observers.values():
+                        observer.flush()
+                    seen += x.shape[0]
             reduce_statistics(prepared, {n: o.statistic for n, o in observers.items()}, seen)
             for name, observer in observers.items():
                 level = threshold_level(observer.statistic, self.percentile)

@@ -17,9 +17,7 @@ class IFNeuron(SpikingLayer):
 
     A spike carries the neuron's threshold (ANN units), or ``spike_value`` when given (1 for networks
     imported from NIR, whose spikes are binary and whose thresholds are folded into the next weights);
-    events are spikes. While
-    ``observer`` is set, the neurons only observe their input currents, ``[steps, batch, ...]``, and stay
-    silent (calibration).
+    events are spikes.
     """
 
     def __init__(
@@ -37,7 +35,6 @@ class IFNeuron(SpikingLayer):
         self.register_buffer("bias", None if bias is None else bias.detach().clone())
         self.reset_mode = Reset.parse(reset)
         self.initial_potential = float(initial_potential)
-        self.observer: Callable[[Tensor], None] | None = None
         self.v: Tensor | None = None
         # Set by assembly when this layer is the only reader of a freshly computed input current: the spikes
         # are then written over the currents (no output tensor allocated per chunk: on CPU fresh memory is
@@ -53,19 +50,21 @@ class IFNeuron(SpikingLayer):
         self.v = None
         super().reset_state(record_steps)
 
+    def input_currents(self, x: Tensor) -> Tensor:
+        """This chunk's input currents, ``[steps, batch, ...]``, bias included; an analog input's current,
+        the same at every step, comes as a view with stride 0 over the steps."""
+        clock = self.running_clock()
+        if self.bias is not None:
+            x = x + self.bias.to(x.dtype)
+        if x.shape[0] == clock.batch:  # the same current at every step (analog input, computed once)
+            return x.unsqueeze(0).expand(clock.steps, *x.shape)
+        return x.reshape(clock.steps, clock.batch, *x.shape[1:])
+
     def forward(self, x: Tensor) -> Tensor:
         clock = self.running_clock()
         steps = clock.steps
-        if self.bias is not None:
-            x = x + self.bias.to(x.dtype)
         constant = x.shape[0] == clock.batch  # the same current at every step (analog input, computed once)
-        if constant:
-            currents = x.unsqueeze(0).expand(steps, *x.shape)
-        else:
-            currents = x.reshape(steps, clock.batch, *x.shape[1:])
-        if self.observer is not None:
-            self.observer(currents)
-            return x.new_zeros(steps * clock.batch, *x.shape[1:])
+        currents = self.input_currents(x)
         if self.v is None:
             start = (self.initial_potential * self.threshold).expand(currents.shape[1:])
             self.v = torch.empty_like(currents[0]).copy_(start)  # in the currents' memory order
@@ -95,3 +94,19 @@ class IFNeuron(SpikingLayer):
         value = self.threshold if self.spike_value is None else self.spike_value
         counts = (summed / value.double().expand(out.shape[2:]).reshape(1, -1)).round_()
         self.record(counts)
+
+
+class CurrentProbe(IFNeuron):
+    """An IF layer's stand-in while calibration looks at its input (``SpikingNetwork.observing``): it hands
+    the input currents, ``[steps, batch, ...]``, to ``observe`` and emits nothing."""
+
+    def __init__(self, neuron: IFNeuron, observe: Callable[[Tensor], None]):
+        super().__init__(
+            neuron.threshold, neuron.reset_mode, neuron.initial_potential, neuron.spike_value, neuron.bias
+        )
+        self.clock, self.fanout, self.observe = neuron.clock, neuron.fanout, observe
+
+    def forward(self, x: Tensor) -> Tensor:
+        currents = self.input_currents(x)
+        self.observe(currents)
+        return x.new_zeros(currents.shape[0] * currents.shape[1], 1)  # nothing reads it: the graph ends here
