@@ -1,5 +1,7 @@
 """Calibrated conversion: channel-wise robust thresholds, half start, bias correction at a target T."""
 
+import contextlib
+
 import pytest
 import torch
 from helpers import Residual, randomize_batchnorms
@@ -8,6 +10,7 @@ from torch import nn
 import spikeport as sp
 from spikeport.graph.canonical import max_pools_before_activations
 from spikeport.graph.prepare import prepare
+from spikeport.neurons import CurrentProbe
 from spikeport.qcfs import QCFS
 
 
@@ -167,8 +170,8 @@ class TwoBranches(nn.Module):
 
 
 def test_fitting_stops_at_the_depth_it_fits_and_gets_the_same_network(monkeypatch):
-    """The ANN copy ends at the observers and the SNN stops once all of them have seen the batch; running
-    both to the end (as before) gives the very same thresholds and biases."""
+    """The ANN copy ends at the observers and the SNN ends at the observed layers (SpikingNetwork.observing);
+    running both to the end gives the very same thresholds and biases."""
     import spikeport.methods.calibrated as calibrated
     from spikeport.methods.statistics import observed_ann
 
@@ -183,7 +186,24 @@ def test_fitting_stops_at_the_depth_it_fits_and_gets_the_same_network(monkeypatc
     assert all(node.op != "call_module" or "fc" not in str(node.target) for node in truncated.graph.nodes)
 
     fitted = sp.convert(model, x, "calibrated", timesteps=3).state_dict()
-    monkeypatch.setattr(calibrated, "_observe_then_stop", lambda observe, _name, _pending: observe)
+
+    class SilentProbe(CurrentProbe):
+        def forward(self, x):
+            super().forward(x)
+            return x.new_zeros(self.clock.steps * self.clock.batch, *x.shape[1:])
+
+    @contextlib.contextmanager
+    def observing_whole_graph(snn, observers):
+        gm = snn.graph_module
+        targets = {n.name: str(n.target) for n in gm.graph.nodes if n.name in observers}
+        originals = {name: gm.get_submodule(target) for name, target in targets.items()}
+        for name, target in targets.items():
+            gm.set_submodule(target, SilentProbe(originals[name], observers[name]))
+        yield
+        for name, target in targets.items():
+            gm.set_submodule(target, originals[name])
+
+    monkeypatch.setattr(sp.SpikingNetwork, "observing", observing_whole_graph)
     real_observed_ann = calibrated.observed_ann
     monkeypatch.setattr(
         calibrated, "observed_ann", lambda *args, truncate=False, **kw: real_observed_ann(*args, **kw)
