@@ -1,16 +1,14 @@
 """Calibrated conversion: channel-wise robust thresholds, half start, bias correction at a target T."""
 
-import contextlib
 
 import pytest
 import torch
-from helpers import Residual, randomize_batchnorms
+from helpers import Residual, observing_whole_graph, randomize_batchnorms
 from torch import nn
 
 import spikeport as sp
 from spikeport.graph.canonical import max_pools_before_activations
 from spikeport.graph.prepare import prepare
-from spikeport.neurons import CurrentProbe
 from spikeport.qcfs import QCFS
 
 
@@ -186,22 +184,6 @@ def test_fitting_stops_at_the_depth_it_fits_and_gets_the_same_network(monkeypatc
     assert all(node.op != "call_module" or "fc" not in str(node.target) for node in truncated.graph.nodes)
 
     fitted = sp.convert(model, x, "calibrated", timesteps=3).state_dict()
-
-    class SilentProbe(CurrentProbe):
-        def forward(self, x):
-            super().forward(x)
-            return x.new_zeros(self.clock.steps * self.clock.batch, *x.shape[1:])
-
-    @contextlib.contextmanager
-    def observing_whole_graph(snn, observers):
-        gm = snn.graph_module
-        targets = {n.name: str(n.target) for n in gm.graph.nodes if n.name in observers}
-        originals = {name: gm.get_submodule(target) for name, target in targets.items()}
-        for name, target in targets.items():
-            gm.set_submodule(target, SilentProbe(originals[name], observers[name]))
-        yield
-        for name, target in targets.items():
-            gm.set_submodule(target, originals[name])
 
     monkeypatch.setattr(sp.SpikingNetwork, "observing", observing_whole_graph)
     real_observed_ann = calibrated.observed_ann

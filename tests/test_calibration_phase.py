@@ -1,9 +1,10 @@
 """Calibration as a phase: sp.calibrate's statistics, inspected, saved, and reused by several methods."""
 
+
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import Residual, randomize_batchnorms
+from helpers import Residual, observing_whole_graph, randomize_batchnorms
 from torch import nn
 
 import spikeport as sp
@@ -34,6 +35,14 @@ def thresholds(snn) -> list[torch.Tensor]:
     return [neuron.threshold for neuron in snn.neurons().values()]
 
 
+def assert_same_network(a, b, x) -> None:
+    """Every parameter and buffer (thresholds, FS scales) equal, and the read-outs of a default run."""
+    a_state, b_state = a.state_dict(), b.state_dict()
+    assert a_state.keys() == b_state.keys()
+    assert all(torch.equal(a_state[k], b_state[k]) for k in a_state)
+    assert torch.equal(a(x), b(x))
+
+
 @pytest.mark.parametrize(
     "method",
     [
@@ -44,6 +53,8 @@ def thresholds(snn) -> list[torch.Tensor]:
         "max[channelwise=true]",
         "percentile",
         "percentile[channelwise=true, percentile=99.99]",
+        "fs",
+        "fs[channelwise=true, percentile=99.9]",
     ],
 )
 def test_shared_statistics_give_the_same_network(setup, method):
@@ -52,7 +63,28 @@ def test_shared_statistics_give_the_same_network(setup, method):
     shared = sp.convert(model, x, method, batch_size=16, statistics=stats)
     for a, b in zip(thresholds(alone), thresholds(shared), strict=True):
         assert torch.equal(a, b)
-    assert torch.equal(alone(x, timesteps=6), shared(x, timesteps=6))
+    assert_same_network(alone, shared, x)
+
+
+def test_maxima_alone_serve_the_methods_that_read_no_percentile(setup, tmp_path):
+    model, x, stats = setup
+    maxima = sp.calibrate(model, x, batch_size=16, percentiles=False)
+    assert stats.percentiles and not maxima.percentiles
+    for channelwise in (False, True):
+        assert all(
+            torch.equal(a, b)
+            for a, b in zip(
+                maxima.thresholds(channelwise).values(), stats.thresholds(channelwise).values(), strict=True
+            )
+        )
+    loaded = sp.Statistics.load(maxima.save(tmp_path / "maxima.safetensors"))
+    assert not loaded.percentiles
+    for method in ("ecc", "max[channelwise=true]", "fs"):
+        assert_same_network(
+            sp.convert(model, x, method, statistics=loaded), sp.convert(model, x, method, statistics=stats), x
+        )
+    with pytest.raises(sp.CalibrationError, match="maxima only, no percentile 99.9"):
+        sp.convert(model, x, "percentile", statistics=maxima)
 
 
 def test_statistics_can_be_inspected_saved_and_loaded(setup, tmp_path):
@@ -90,22 +122,58 @@ def test_a_damaged_statistics_file_is_one_line(tmp_path):
         sp.Statistics.load(path)
 
 
-def test_compare_calibrates_once_for_the_methods_that_share(setup, monkeypatch):
-    model, x, _ = setup
+def count_calibration_passes(monkeypatch) -> list[str]:
+    """The kind of statistic of every pass over the calibration data through the ANN, from now on."""
     passes = []
     for module in (spikeport.calibration, spikeport.methods.statistics):
         original = module.observe_activations
 
-        def counted(*args, original=original, **kwargs):
-            passes.append(1)
-            return original(*args, **kwargs)
+        def counted(prepared, batches, make_statistic, original=original):
+            passes.append(type(make_statistic("")).__name__)
+            return original(prepared, batches, make_statistic)
 
         monkeypatch.setattr(module, "observe_activations", counted)
+    return passes
+
+
+def test_compare_calibrates_once_for_the_methods_that_share(setup, monkeypatch):
+    model, x, _ = setup
+    passes = count_calibration_passes(monkeypatch)
     comparison = sp.compare(model, x, x, ["ecc", "percentile", "max"], timesteps=[4], progress=False)
-    assert len(passes) == 1
+    assert passes == ["HistogramStatistic"]
     assert all("calibrate (shared)" in comparison.seconds[m] for m in ("ecc", "percentile", "max"))
     separate = sp.evaluate(sp.convert(model, x, "percentile"), x, [4], ann=model, progress=False)
     assert comparison["percentile"] == separate
+
+
+def test_compare_collects_maxima_alone_when_no_method_reads_a_percentile(setup, monkeypatch):
+    model, x, _ = setup
+    passes = count_calibration_passes(monkeypatch)
+    comparison = sp.compare(model, x, x, ["ecc", "max", "fs"], timesteps=[4], codes=[4], progress=False)
+    assert passes == ["MaxStatistic"]
+    separate = sp.evaluate(sp.convert(model, x, "fs"), x, [4], ann=model, progress=False)
+    assert comparison["fs"] == separate
+
+
+@pytest.mark.parametrize(
+    "method",
+    [
+        "rmp",
+        "rmp[current=mean]",  # batches of 16 run in chunks of 8 steps: the mean sums chunk by chunk
+        "rmp[percentile=99, channelwise=true]",
+        "rmp[encoding=poisson]",
+        "calibrated[timesteps=2, weights=false]",
+    ],
+)
+def test_methods_that_simulate_get_the_network_they_got_from_the_whole_graph(setup, monkeypatch, method):
+    """rmp and calibrated observe through SpikingNetwork.observing, which ends the graph at the observed
+    layers; the old way, every layer simulated and the observed ones silent, gives the very same network."""
+    model, x, _ = setup
+    spec, encoding = method.replace("[encoding=poisson]", ""), "poisson" if "poisson" in method else "analog"
+    ended = sp.convert(model, x, spec, batch_size=16, encoding=encoding)
+    monkeypatch.setattr(sp.SpikingNetwork, "observing", observing_whole_graph)
+    whole = sp.convert(model, x, spec, batch_size=16, encoding=encoding)
+    assert_same_network(ended, whole, x)
 
 
 def test_observing_feeds_a_layers_currents_runs_nothing_deeper_and_restores_the_network(setup):

@@ -96,13 +96,14 @@ def compare(
 
     ``methods``: specs such as ``"ecc"`` or ``"max[reset=soft]"``, or a mapping label -> spec. ``options``
     go to every ``sp.convert`` call (e.g. ``encoding``). Agreement is measured against ``ann`` (default:
-    ``model`` itself). Methods that read the ANN's statistics (ecc, max, percentile) share one calibration
-    pass (``sp.calibrate``). Temporal methods (``fs``) run the code lengths in ``codes`` that their networks have
-    codes for, instead of ``timesteps``; tables and plots place both by latency.
+    ``model`` itself). Methods that read the ANN's statistics (ecc, max, percentile, fs) share one
+    calibration pass (``sp.calibrate``). Temporal methods (``fs``) run the code lengths in ``codes`` that
+    their networks have codes for, instead of ``timesteps``; tables and plots place both by latency.
     """
     specs = method_specs(methods)
     timesteps, codes = positive_ints(timesteps, "timesteps"), positive_ints(codes, "codes")
-    sharing = {label for label, spec in specs.items() if method_of(spec, options).shares_statistics()}
+    strategies = {label: method_of(spec, options) for label, spec in specs.items()}
+    sharing = {label for label, strategy in strategies.items() if strategy.shares_statistics()}
     statistics, calibrated = None, 0.0
     if len(sharing) > 1:  # one pass over the calibration data serves them all
         start = time.perf_counter()
@@ -111,6 +112,7 @@ def compare(
             calibration,
             calibration_samples=calibration_samples,
             batch_size=options.get("batch_size", DEFAULT_BATCH_SIZE),
+            percentiles=any(strategies[label].reads_percentile() for label in sharing),  # else maxima do
         )
         calibrated = time.perf_counter() - start
         if log is not None:

@@ -62,7 +62,8 @@ def convert(
     into ``method`` (``"max[reset=soft]"``); keywords win. Calibration runs where the model's weights are
     (move the model to a GPU to calibrate there), and the network comes back on that device.
     ``statistics``: what ``sp.calibrate`` collected on this model, for a method that reads ANN statistics
-    (ecc, max, percentile): its thresholds come from them, with no pass over the data.
+    (ecc, max, percentile; fs for its ReLU scales): its thresholds come from them, with no pass over the
+    data.
     """
     _ConvertSettings(encoding_scale, seed, calibration_samples, batch_size, memory_budget)
     strategy = method_of(method, options)

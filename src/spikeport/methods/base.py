@@ -47,13 +47,17 @@ class Method:
         """Every option checked against its type hint: from a method spec and from Python alike."""
         check_fields(self, f"method {self.name!r}")
 
-    # Thresholds read from the ANN's activation statistics alone (ecc, max, percentile): statistics collected
-    # once (sp.calibrate) serve such a method, unless it changes the graph before calibrating.
+    # Thresholds read from the ANN's activation statistics alone (ecc, max, percentile, fs's scales):
+    # statistics collected once (sp.calibrate) serve such a method, unless it changes the graph first.
     reads_statistics: ClassVar[bool] = False
 
     def shares_statistics(self) -> bool:
         """Whether ``sp.calibrate``'s statistics of the model as given are what this method calibrates on."""
         return self.reads_statistics and not self.max_to_avg
+
+    def reads_percentile(self) -> bool:
+        """Whether its thresholds read a percentile of the statistics (histograms), not the maximum alone."""
+        return getattr(self, "percentile", None) is not None
 
     def transform(self, prepared: PreparedModel) -> None:
         """Rewrite the prepared graph before calibration (subclasses add theirs, e.g. weight quantisation)."""

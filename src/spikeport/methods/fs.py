@@ -27,10 +27,10 @@ from spikeport.encoding import Encoding
 from spikeport.errors import ConversionError, OptionError
 from spikeport.fs_codes import FITTED_ACTIVATIONS, FSActivation, activation_name, fitted_codes
 from spikeport.fs_fit import fit_code
-from spikeport.graph.observers import MaxStatistic, threshold_level, threshold_statistic
+from spikeport.graph.observers import MaxStatistic
 from spikeport.graph.prepare import PreparedModel
 from spikeport.methods.base import Batches, Method
-from spikeport.methods.statistics import observe_activations
+from spikeport.methods.statistics import data_based_thresholds, observe_activations
 from spikeport.network import SpikingNetwork
 from spikeport.neurons.fs import MAX_BINARY_STEPS, FSCode, FSNeuron
 from spikeport.options import Percentile, Range
@@ -86,6 +86,9 @@ class FS(Method):
     # Codes of fitted activations: "shipped" (the library's, fitted over a fixed range, every K) or "layer"
     # (fitted for K=steps to each layer's own calibration inputs: their range and their distribution).
     fit: Literal["shipped", "layer"] = "shipped"
+    # ReLU scales from the ANN's activation statistics: shared ones serve (other activations' codes, and
+    # the input's range, still read the data)
+    reads_statistics: ClassVar[bool] = True
 
     def check(self, prepared: PreparedModel) -> None:
         modules = dict(prepared.graph_module.named_modules())
@@ -117,17 +120,14 @@ class FS(Method):
         names = {n.name: activation_name(modules[n.target]) for n in prepared.activation_nodes()}
         layers = {n.name: str(n.target) for n in prepared.activation_nodes()}  # as reports name them
 
-        def statistic(_: str) -> MaxStatistic:
-            return threshold_statistic(self.channelwise, self.percentile)
-
-        levels = observe_activations(prepared, batches, statistic)
+        # ReLU scales: the levels data-based thresholds read (from shared statistics when given)
+        scales = data_based_thresholds(prepared, batches, self.channelwise, self.percentile)
         fitted = [n for n, a in names.items() if a != "relu" and not FITTED_ACTIVATIONS[a].homogeneous]
         samples = observe_activations(prepared, batches, lambda _: InputSample()) if fitted else {}
         neurons: dict[str, FSNeuron] = {}
         for node_name, activation in names.items():
             if activation == "relu":
-                scale = positive_thresholds(threshold_level(levels[node_name], self.percentile))
-                neurons[node_name] = FSNeuron("relu", scale, rounding=self.rounding)
+                neurons[node_name] = FSNeuron("relu", scales[node_name], rounding=self.rounding)
             elif node_name in samples:
                 codes = self.codes_for(
                     layers[node_name], FITTED_ACTIVATIONS[activation], samples[node_name], prepared
