@@ -50,7 +50,7 @@ def test_bias_correction_shrinks_the_rate_error_at_the_target_steps():
 def test_a_second_pass_corrects_what_the_first_bias_left(monkeypatch):
     """With weights on, each depth is fitted twice; the second pass sees currents that already carry the first
     pass's bias, so its correction adds to that bias. With the weight fit a no-op, the first pass's bias
-    must survive (it did not before session 9: the second pass's small remainder replaced it)."""
+    must survive (not be replaced by the second pass's small remainder)."""
     import spikeport.methods.calibrated as calibrated
 
     model = small_cnn()
