@@ -30,7 +30,7 @@ them, and ``snn.simulate`` runs as usual (the same chunks, encoding and static i
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,18 +44,19 @@ from spikeport.distributed import shard
 from spikeport.errors import CalibrationError, SaveFormatError
 from spikeport.graph.observers import HistogramStatistic, MaxStatistic
 from spikeport.graph.prepare import PreparedModel, prepare
+from spikeport.methods.base import Batches
 from spikeport.methods.statistics import observe_activations
-from spikeport.network import module_device
+from spikeport.network import model_dtype, module_device
 
 FORMAT = "spikeport-statistics"
 VERSION = 1
 
-Batches = Callable[[], Iterator[Tensor]]
+DEFAULT_BATCH_SIZE = 256  # calibration samples per forward pass
 
 
-def model_dtype(model: nn.Module) -> torch.dtype:
-    """The floating dtype the model computes in (float32 unless its weights say otherwise)."""
-    return next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+def activation_shapes(prepared: PreparedModel) -> dict[str, tuple[int, ...]]:
+    """Each activation's sample shape, by node name: what statistics of the prepared model describe."""
+    return {n.name: tuple(n.meta["sample_shape"]) for n in prepared.activation_nodes()}
 
 
 def calibration_batches(
@@ -131,7 +132,7 @@ class Statistics:
 
     def check_describes(self, prepared: PreparedModel) -> None:
         """Refuse statistics of another model: its activations must be these, of these shapes."""
-        shapes = {n.name: tuple(n.meta["sample_shape"]) for n in prepared.activation_nodes()}
+        shapes = activation_shapes(prepared)
         if shapes != self.shapes:
             raise CalibrationError(
                 f"these statistics describe activations {self.shapes}, the model has {shapes}; calibrate this "
@@ -199,8 +200,7 @@ def collect_statistics(prepared: PreparedModel, batches: Batches, percentiles: b
     maximum alone) before every activation."""
     statistic = HistogramStatistic if percentiles else MaxStatistic
     histograms = observe_activations(prepared, batches, lambda _: statistic(channelwise=True))
-    shapes = {n.name: tuple(n.meta["sample_shape"]) for n in prepared.activation_nodes()}
-    return Statistics(histograms, shapes)
+    return Statistics(histograms, activation_shapes(prepared))
 
 
 def calibrate(
@@ -208,7 +208,7 @@ def calibrate(
     data,
     *,
     calibration_samples: int | None = None,
-    batch_size: int = 256,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     percentiles: bool = True,
 ) -> Statistics:
     """Statistics of ``model``'s activations on ``data`` (any form ``sp.convert`` takes as calibration).

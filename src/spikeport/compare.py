@@ -14,8 +14,8 @@ from pathlib import Path
 
 from torch import nn
 
-from spikeport.calibration import calibrate
-from spikeport.convert import DEFAULT_BATCH_SIZE, convert, method_of
+from spikeport.calibration import DEFAULT_BATCH_SIZE, calibrate
+from spikeport.convert import convert, method_of
 from spikeport.errors import OptionError
 from spikeport.evaluate import evaluate
 from spikeport.evaluation import Evaluation

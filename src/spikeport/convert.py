@@ -7,14 +7,12 @@ from dataclasses import dataclass, fields
 
 from torch import nn
 
-from spikeport.calibration import Statistics, prepared_model
+from spikeport.calibration import DEFAULT_BATCH_SIZE, Statistics, prepared_model
 from spikeport.encoding import Encoding
 from spikeport.errors import ConversionError, OptionError
 from spikeport.methods import Method, make_method, parse_method
 from spikeport.network import DEFAULT_MEMORY_BUDGET, SpikingNetwork
 from spikeport.options import Count, Positive, check_fields
-
-DEFAULT_BATCH_SIZE = 256  # calibration samples per forward pass
 
 
 def method_of(method: str, options: dict) -> Method:

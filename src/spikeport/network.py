@@ -34,6 +34,11 @@ def module_device(module: nn.Module) -> torch.device:
     return next((t.device for t in (*module.parameters(), *module.buffers())), torch.device("cpu"))
 
 
+def model_dtype(module: nn.Module) -> torch.dtype:
+    """The floating dtype a module computes in (float32 unless its weights say otherwise)."""
+    return next((p.dtype for p in module.parameters() if p.is_floating_point()), torch.float32)
+
+
 def default_memory_budget(device: torch.device) -> int:
     """1 GiB of activations per chunk; on a GPU an eighth of its free memory, up to 16 GiB."""
     if device.type == "cuda":
@@ -145,7 +150,7 @@ class SpikingNetwork(nn.Module):
 
     @property
     def dtype(self) -> torch.dtype:
-        return next((p.dtype for p in self.graph_module.parameters() if p.is_floating_point()), torch.float32)
+        return model_dtype(self.graph_module)
 
     @property
     def device(self) -> torch.device:

@@ -15,7 +15,7 @@ from spikeport.encoding import Encoding
 from spikeport.graph.ops import Role, role_of
 from spikeport.graph.prepare import PreparedModel
 from spikeport.layers import TiledAvgPool2d, TiledMaxPool2d
-from spikeport.network import DEFAULT_MEMORY_BUDGET, SpikingNetwork, module_device
+from spikeport.network import DEFAULT_MEMORY_BUDGET, SpikingNetwork, model_dtype, module_device
 from spikeport.neurons import IFNeuron, Reset, SpikingLayer, SpikingMaxPool
 
 # Makes the spiking layer of one activation site from its threshold and spike value (None: the threshold).
@@ -64,7 +64,7 @@ def assemble(
     the spikes of some layers carry instead of their threshold (binary spikes of imported networks).
     """
     gm = copy.deepcopy(prepared.graph_module)
-    dtype = next((p.dtype for p in gm.parameters() if p.is_floating_point()), torch.float32)
+    dtype = model_dtype(gm)
     nodes = {n.name: n for n in gm.graph.nodes}
     for activation in prepared.activation_nodes():
         node = nodes[activation.name]

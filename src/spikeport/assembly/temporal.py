@@ -13,7 +13,7 @@ from spikeport.coding import TemporalCoding
 from spikeport.errors import ConversionError
 from spikeport.graph.ops import Role, role_of
 from spikeport.graph.prepare import PreparedModel
-from spikeport.network import SpikingNetwork, module_device
+from spikeport.network import SpikingNetwork, model_dtype, module_device
 from spikeport.neurons.fs import FSMaxPool, FSNeuron
 
 
@@ -51,7 +51,7 @@ def assemble_fs(
 ):
     """Build the FS network; ``neurons`` maps activation node names to their FS neurons."""
     gm = copy.deepcopy(prepared.graph_module)
-    dtype = next((p.dtype for p in gm.parameters() if p.is_floating_point()), torch.float32)
+    dtype = model_dtype(gm)
     nodes = {n.name: n for n in gm.graph.nodes}
     fanouts = prepared.spike_fanouts
     for activation in prepared.activation_nodes():

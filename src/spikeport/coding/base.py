@@ -15,6 +15,7 @@ from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import torch
 from torch import Tensor
 
 from spikeport.errors import OptionError
@@ -38,6 +39,13 @@ class Simulation:
     sops: dict[str, Tensor] = field(default_factory=dict)
     input_sops: Tensor | None = None  # [steps] synaptic ops of input spikes (Poisson encoding)
     input_macs: Tensor | None = None  # [steps] multiply-accumulates of analog values (input, products)
+
+
+def recorded(layers: dict, steps: int, result: Simulation) -> None:
+    """Hand ``result`` each spiking layer's per-step events and SOPs of a recorded run of ``steps``."""
+    for name, layer in layers.items():
+        result.spikes[name] = layer.spikes_per_step
+        result.sops[name] = layer.sops_per_step if layer.sops_per_step is not None else torch.zeros(steps)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, ClassVar
 import torch
 from torch import Tensor
 
-from spikeport.coding.base import Coding, Run, Simulation
+from spikeport.coding.base import Coding, Run, Simulation, recorded
 from spikeport.encoding import Encoding, encode_chunk
 from spikeport.neurons import SpikingMaxPool
 from spikeport.options import Positive
@@ -118,11 +118,7 @@ class RateCoding(Coding):
             snn.clock.recording = False
         result = Simulation(readout=readout)
         if record:
-            for name, layer in layers.items():
-                result.spikes[name] = layer.spikes_per_step
-                result.sops[name] = (
-                    layer.sops_per_step if layer.sops_per_step is not None else torch.zeros(steps)
-                )
+            recorded(layers, steps, result)
             if poisson:
                 result.input_sops = input_events
             else:

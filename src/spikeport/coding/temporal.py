@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, ClassVar
 import torch
 from torch import Tensor
 
-from spikeport.coding.base import Coding, Run, Simulation
+from spikeport.coding.base import Coding, Run, Simulation, recorded
 from spikeport.errors import OptionError
 from spikeport.neurons.fs import FSNeuron
 from spikeport.options import Count, Range
@@ -98,11 +98,7 @@ class TemporalCoding(Coding):
             snn.clock.recording = False
         result = Simulation(readout=out.unsqueeze(0))
         if record:
-            for name, layer in layers.items():
-                result.spikes[name] = layer.spikes_per_step
-                result.sops[name] = (
-                    layer.sops_per_step if layer.sops_per_step is not None else torch.zeros(steps)
-                )
+            recorded(layers, steps, result)
             analog = torch.zeros(steps, dtype=torch.float64)
             analog[0] = self.analog_macs_per_sample(snn) * x.shape[0]
             result.input_macs = analog
