@@ -76,21 +76,25 @@ class Lambda(nn.Module):
 
 
 def ann_with_fs_functions(snn, function) -> nn.Module:
-    """The FS network's source ANN with each activation replaced by ``function(neuron)`` (a callable on x)."""
+    """The FS network's source ANN with each activation replaced by ``function(neuron)`` (a callable on x);
+    at a signed spike site, by ``function`` of the magnitude with the sign."""
     import copy
 
     from spikeport.neurons.fs import FSNeuron
 
+    def signed(f):
+        return lambda x: torch.sign(x) * f(x.abs())
+
     ann = copy.deepcopy(snn.ann)
     for name, module in snn.graph_module.named_modules():
         if isinstance(module, FSNeuron):
-            ann.set_submodule(name, Lambda(function(module)))
+            coded = function(module)
+            ann.set_submodule(name, Lambda(signed(coded) if module.signed else coded))
     return ann
 
 
 class GatedMLP(nn.Module):
-    """Features times a gate, ``fc2(f(fc1(x)) * g(gate(x)) * scale)``: a product of two signals, which rate
-    codes refuse and FS computes as an analog op."""
+    """Features times a gate, ``fc2(f(fc1(x)) * g(gate(x)) * scale)``: a product of two signals, an analog op."""
 
     def __init__(self, features=torch.relu, gate=torch.relu, scale: float = 1.0):
         super().__init__()

@@ -1,6 +1,5 @@
 """Calibrated conversion: channel-wise robust thresholds, half start, bias correction at a target T."""
 
-
 import pytest
 import torch
 from helpers import Residual, observing_whole_graph, randomize_batchnorms

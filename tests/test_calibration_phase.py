@@ -1,6 +1,5 @@
 """Calibration as a phase: sp.calibrate's statistics, inspected, saved, and reused by several methods."""
 
-
 import pytest
 import torch
 import torch.nn.functional as F

@@ -8,13 +8,13 @@ import spikeport as sp
 from tests.helpers import Residual
 
 
-class Gated(nn.Module):
+class DividedBySignal(nn.Module):
     def __init__(self):
         super().__init__()
         self.fc = nn.Linear(4, 4)
 
     def forward(self, x):
-        return self.fc(x) * torch.relu(x)
+        return self.fc(x) / torch.relu(x)
 
 
 class DataDependent(nn.Module):
@@ -26,6 +26,17 @@ class DataDependent(nn.Module):
         if x.sum() > 0:
             return self.fc(x)
         return -self.fc(x)
+
+
+class MaskedAttention(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.q = nn.Linear(4, 4)
+        self.register_buffer("mask", torch.ones(3, 3, dtype=torch.bool).tril())
+
+    def forward(self, x):
+        q = self.q(x)
+        return torch.nn.functional.scaled_dot_product_attention(q, q, q, attn_mask=self.mask).flatten(1)
 
 
 class FixedBatch(nn.Module):
@@ -55,18 +66,14 @@ def one_line(error: BaseException) -> str:
 @pytest.mark.parametrize(
     ("model", "x", "words"),
     [
-        (
-            nn.Sequential(nn.Linear(4, 4), nn.Sigmoid(), nn.Linear(4, 2)),
-            (8, 4),
-            ["Sigmoid module '1'", "method='fs'"],
-        ),
+        (MaskedAttention(), (8, 3, 4), ["node 'scaled_dot_product_attention'", "attention mask"]),
         (nn.Sequential(nn.Conv1d(1, 2, 3), nn.ReLU(), nn.LPPool1d(2, 2)), (8, 1, 9), ["LPPool1d module '2'"]),
         (
             nn.Sequential(nn.Conv1d(1, 2, 3), nn.ReLU(), nn.MaxPool1d(2, return_indices=True)),
             (8, 1, 9),
             ["MaxPool1d module '2'", "return_indices=True"],
         ),
-        (Gated(), (8, 4), ["'product_mul'", "two signals"]),
+        (DividedBySignal(), (8, 4), ["node 'truediv'", "divides by a signal"]),
         (ReflectPad(), (8, 1, 6, 6), ["mode='reflect'", "only zero padding"]),
     ],
 )

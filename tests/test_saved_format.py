@@ -71,7 +71,10 @@ def test_the_file_is_safetensors_with_a_json_description(tmp_path):
     assert metadata["format"] == FORMAT and metadata["version"] == "3"
     assert metadata["checksum"].startswith("sha256:")
     network = json.loads(metadata["network"])
-    assert network["coding"] == {"name": "rate", "settings": {"encoding": "analog", "encoding_scale": 1.0, "seed": 0}}
+    assert network["coding"] == {
+        "name": "rate",
+        "settings": {"encoding": "analog", "encoding_scale": 1.0, "seed": 0},
+    }
     neurons = [m for m in network["graph"]["modules"].values() if m["type"] == "IFNeuron"]
     assert neurons and all(m["arguments"]["reset"] == "soft" for m in neurons)
     assert any(name.startswith("ann/") for name in load_file(str(path)))

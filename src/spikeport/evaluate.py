@@ -14,7 +14,7 @@ from spikeport import distributed
 from spikeport.coding import Run
 from spikeport.data import as_batches
 from spikeport.errors import DataError, InputError, OptionError
-from spikeport.evaluation import Evaluation, LayerReport
+from spikeport.evaluation import AnalogLayerReport, Evaluation, LayerReport
 from spikeport.metrics import EnergyModel
 from spikeport.network import SpikingNetwork, module_device
 from spikeport.options import positive_ints
@@ -215,6 +215,7 @@ def _summarise(
     layer_spikes: dict[str, dict[int, float]] = {name: {} for name in snn.spiking_layers()}
     layer_sops: dict[str, dict[int, float]] = {name: {} for name in snn.spiking_layers()}
     curves: dict[str, list] = {}
+    once, per_run = _analog_ops(snn)
     for run in tally.runs:
         total_spikes = sum(run.spikes.values(), _zeros(run.run.steps)).cumsum(0)
         total_sops = sum(run.sops.values(), run.input_sops.clone())
@@ -233,12 +234,17 @@ def _summarise(
                 layer_spikes[name][point] = float(layer_spike_sums[counted]) / n
                 layer_sops[name][point] = float(layer_sop_sums[counted]) / n
         if coding.step_curves:  # a read-out after every step: keep each step's figures
+            elapsed = torch.arange(1, run.run.steps + 1, dtype=torch.float64)
+            analog = once + per_run * elapsed  # an analog op runs at every step of a rate code
             curves = {
                 "accuracy": (run.correct / n).tolist() if tally.labelled else [None] * run.run.steps,
                 "agreement": (run.agree / n).tolist() if with_ann else [None] * run.run.steps,
                 "sops_per_image": (cumulative_sops / n).tolist(),
-                "energy_per_image": energy.energy(cumulative_sops / n, cumulative_macs / n).tolist(),
+                "energy_per_image": energy.energy(cumulative_sops / n, cumulative_macs / n + analog).tolist(),
             }
+    analog_layers = _analog_reports(snn, steps)
+    analog = {t: sum(layer.ops_per_image[t] for layer in analog_layers) for t in steps}
+    ann_analog = sum(layer.ops_per_sample for layer in snn.analog_layers().values())
     neurons = _neuron_count(snn)
     layers = _layer_reports(
         snn,
@@ -254,10 +260,10 @@ def _summarise(
         spikes_per_image={t: spikes[t] for t in steps},
         sops_per_image={t: sops[t] for t in steps},
         macs_per_image={t: macs[t] for t in steps},
-        energy_per_image={t: energy.energy(sops[t], macs[t]) for t in steps},
+        energy_per_image={t: energy.energy(sops[t], macs[t] + analog[t]) for t in steps},
         ann_accuracy=(tally.ann_correct / n) if (with_ann and tally.labelled) else None,
         ann_macs_per_image=snn.ann_macs_per_image,
-        ann_energy_per_image=energy.energy(0, snn.ann_macs_per_image),
+        ann_energy_per_image=energy.energy(0, snn.ann_macs_per_image + ann_analog),
         method=dict(snn.info),
         energy_model={"joules_per_sop": energy.joules_per_sop, "joules_per_mac": energy.joules_per_mac},
         layers=layers,
@@ -266,7 +272,33 @@ def _summarise(
         latency_steps={t: coding.latency(t) for t in steps},
         throughput={t: coding.throughput(t) for t in steps},
         spikes_per_neuron={t: spikes[t] / neurons for t in steps},
+        analog_ops_per_image=analog,
+        ann_analog_ops_per_image=float(ann_analog),
+        analog_layers=analog_layers,
     )
+
+
+def _analog_ops(snn: SpikingNetwork) -> tuple[float, float]:
+    """The analog work of one image: what runs once (a static prefix's ops), and what runs every step."""
+    once = per_step = 0.0
+    for layer in snn.analog_layers().values():
+        work = layer.ops_per_sample + layer.extra_ops_per_sample
+        if layer.in_static_prefix and snn.static_input:
+            once += work
+        else:
+            per_step += work
+    return once, per_step
+
+
+def _analog_reports(snn: SpikingNetwork, steps: list[int]) -> list[AnalogLayerReport]:
+    """Each analog op's work per image at every step count (once per image in a static prefix)."""
+    reports = []
+    for name, layer in snn.analog_layers().items():
+        work = layer.ops_per_sample + layer.extra_ops_per_sample
+        static = layer.in_static_prefix and snn.static_input
+        runs = {t: 1 if static else snn.coding.analog_runs(t) for t in steps}
+        reports.append(AnalogLayerReport(name, type(layer.op).__name__, {t: work * runs[t] for t in steps}))
+    return reports
 
 
 def _layer_reports(

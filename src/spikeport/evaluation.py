@@ -25,6 +25,15 @@ class LayerReport:
 
 
 @dataclass
+class AnalogLayerReport:
+    """One analog op (a normalisation, softmax, product...): the operations it costs per image at each T."""
+
+    name: str
+    op: str
+    ops_per_image: dict[int, float]
+
+
+@dataclass
 class Evaluation:
     """Results of ``sp.evaluate``; every per-T field is a dict keyed by the number of time steps.
 
@@ -53,6 +62,11 @@ class Evaluation:
     latency_steps: dict[int, int] = field(default_factory=dict)
     throughput: dict[int, float] = field(default_factory=dict)  # images per time step, layers pipelined
     spikes_per_neuron: dict[int, float] = field(default_factory=dict)  # mean over all neurons, per image
+    # Work outside the synapses (``graph.analog_cost``), priced like MACs in the energy: the SNN's at each T,
+    # the ANN's per image, and per analog op.
+    analog_ops_per_image: dict[int, float] = field(default_factory=dict)
+    ann_analog_ops_per_image: float = 0.0
+    analog_layers: list[AnalogLayerReport] = field(default_factory=list)
 
     def latency(self, target: float = 0.99, metric: str = "agreement") -> int | None:
         """First time step at which ``metric`` (agreement or accuracy) reaches ``target`` and stays there.
@@ -92,6 +106,7 @@ class Evaluation:
             "latency_steps",
             "throughput",
             "spikes_per_neuron",
+            "analog_ops_per_image",
         ]
         for key in per_t:
             if key in raw:
@@ -104,6 +119,10 @@ class Evaluation:
                 }
             )
             for layer in raw["layers"]
+        ]
+        raw["analog_layers"] = [
+            AnalogLayerReport(**{**layer, "ops_per_image": keyed(layer["ops_per_image"])})
+            for layer in raw.get("analog_layers", [])
         ]
         return cls(**raw)
 

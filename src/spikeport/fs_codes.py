@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from spikeport.data.cache import cache_dir
 from spikeport.errors import SaveFormatError
+from spikeport.layers import SpikeSite
 from spikeport.neurons.fs import FSCode
 
 SHIPPED_CODES = Path(__file__).parent / "neurons" / "fs_codes.json"
@@ -67,9 +68,14 @@ FITTED_ACTIVATIONS = _activations()
 
 
 def activation_name(module: nn.Module) -> str | None:
-    """The FS name of an activation module (``relu``, ``silu``...), or None when FS has no code for it."""
+    """The FS name of an activation module (``relu``, ``silu``...), or None when FS has no code for it.
+
+    A spike site after an analog op is ``signed``: the binary code of its magnitude, with the sign.
+    """
     if isinstance(module, nn.ReLU):
         return "relu"
+    if isinstance(module, SpikeSite):
+        return "signed"
     if isinstance(module, nn.LeakyReLU):
         return "leaky_relu" if math.isclose(module.negative_slope, 0.01) else None
     if isinstance(module, nn.GELU):

@@ -1,4 +1,5 @@
-"""ANN layers that torch.nn lacks: frontends emit them, the converter knows them; and QCFS, the activation of
+"""ANN layers that torch.nn lacks: frontends emit them, the converter knows them (pools of one spelling, the
+analog ops of transformers as modules of their own, spike sites); and QCFS, the activation of
 conversion-aware training (``spikeport.qcfs``)."""
 
 from __future__ import annotations
@@ -129,3 +130,62 @@ class QCFS(nn.Module):
         levels = self.levels
         steps = floor_straight_through(x / self.threshold * levels + 0.5)
         return torch.clamp(steps, 0, levels) / levels * self.threshold
+
+
+class Softmax(nn.Module):
+    """A softmax inside the network (attention weights), as its own op: unlike a softmax that ends the
+    network, it cannot be dropped, and the converter computes it as an analog op."""
+
+    def __init__(self, dim: int = -1):
+        super().__init__()
+        self.dim = int(dim)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.softmax(x, dim=self.dim)
+
+
+class MatMul(nn.Module):
+    """``a @ b`` of two signals (attention scores, attention times values): an analog op."""
+
+    def forward(self, a: Tensor, b: Tensor) -> Tensor:
+        return torch.matmul(a, b)
+
+
+class ScaledDotProductAttention(nn.Module):
+    """``F.scaled_dot_product_attention(q, k, v)`` without a mask from data: an analog op of three signals."""
+
+    def __init__(self, is_causal: bool = False, scale: float | None = None):
+        super().__init__()
+        self.is_causal = bool(is_causal)
+        self.scale = None if scale is None else float(scale)
+
+    def extra_repr(self) -> str:
+        return f"is_causal={self.is_causal}, scale={self.scale}"
+
+    def forward(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        return F.scaled_dot_product_attention(q, k, v, is_causal=self.is_causal, scale=self.scale)
+
+
+class SpikeSite(nn.Module):
+    """Where the output of an analog op (a normalisation, an attention, a product) enters synapses.
+
+    The identity in the ANN. Conversion calibrates it like an activation, on the magnitude of the signal, and
+    puts signed spiking neurons there, so that the synapses after it are driven by spikes, not by analog
+    values.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x
+
+
+class AnalogProduct(nn.Module):
+    """The elementwise product of two signals (a squeeze-and-excitation gate times its features).
+
+    No spiking neuron multiplies two signals, so this is an analog op, computed and counted as such.
+    """
+
+    def forward(self, a: Tensor, b: Tensor) -> Tensor:
+        return a * b

@@ -15,6 +15,7 @@ from spikeport.coding import Coding, RateCoding, Simulation
 from spikeport.errors import InputError, InputShapeError
 from spikeport.graph.canonical import views_to_reshapes
 from spikeport.neurons import CurrentProbe, IFNeuron, SpikingLayer
+from spikeport.neurons.analog import AnalogOp
 from spikeport.options import positive_int
 from spikeport.simulation_clock import SimulationClock
 
@@ -100,7 +101,7 @@ class SpikingNetwork(nn.Module):
         self.separable_prefix = separable_prefix
         self._split_cache: dict = {}
         self.clock = SimulationClock()
-        for layer in self.spiking_layers().values():
+        for layer in [*self.spiking_layers().values(), *self.analog_layers().values()]:
             layer.clock = self.clock
         self.elements_per_sample = sum(
             math.prod(n.meta.get("sample_shape", ()))
@@ -134,6 +135,22 @@ class SpikingNetwork(nn.Module):
             for n in self.graph_module.graph.nodes
             if n.op == "call_module" and isinstance(modules[n.target], SpikingLayer)
         }
+
+    def analog_layers(self) -> dict[str, AnalogOp]:
+        """Every analog op (normalisations, softmax, products...), by module path, in order."""
+        modules = dict(self.graph_module.named_modules())
+        return {
+            str(n.target): modules[n.target]
+            for n in self.graph_module.graph.nodes
+            if n.op == "call_module" and isinstance(modules[n.target], AnalogOp)
+        }
+
+    def reset_state(self, record_steps: int = 0) -> None:
+        """Every stateful layer forgets its state (spiking layers prepare counters for ``record_steps``)."""
+        for layer in self.spiking_layers().values():
+            layer.reset_state(record_steps)
+        for layer in self.analog_layers().values():
+            layer.reset_state()
 
     def analog_macs_per_sample(self) -> Tensor:
         """Synaptic ops fed by analog values per sample and step of the output (the coding says which)."""

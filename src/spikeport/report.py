@@ -41,12 +41,14 @@ def evaluation_markdown(ev: Evaluation) -> str:
     """One row per T (or code length K): accuracy, loss against the ANN, agreement, spikes, SOPs, energy."""
     name = method_label(ev.method)
     coding = coding_named(ev.coding)
-    columns = coding.steps_header().count("|") + 10
+    analog = bool(ev.analog_layers)
+    columns = coding.steps_header().count("|") + 10 + analog
     header = (
         f"**{name}** on {ev.samples} samples — ANN accuracy {_pct(ev.ann_accuracy)}%, "
-        f"ANN {_count(ev.ann_macs_per_image)} MACs / {ev.ann_energy_per_image * 1e6:.3f} µJ per image\n\n"
+        f"ANN {_count(ev.ann_macs_per_image)} MACs{_ann_analog(ev)} / {ev.ann_energy_per_image * 1e6:.3f} µJ "
+        "per image\n\n"
         f"| {coding.steps_header()} | accuracy % | Δ vs ANN | agreement % | spikes/img | spikes/neuron | SOPs/img | "
-        "MACs/img | energy/img µJ | energy vs ANN |\n"
+        f"MACs/img |{' analog ops/img |' if analog else ''} energy/img µJ | energy vs ANN |\n"
         "|" + "---:|" * columns + "\n"
     )
     rows = []
@@ -59,14 +61,36 @@ def evaluation_markdown(ev: Evaluation) -> str:
             f"| {coding.steps_cell(ev, t)} | {_pct(acc)} | {delta} | {_pct(ev.agreement[t])} | "
             f"{_count(ev.spikes_per_image[t])} | {'–' if per_neuron is None else f'{per_neuron:.2f}'} | "
             f"{_count(ev.sops_per_image[t])} | {_count(ev.macs_per_image[t])} | "
-            f"{ev.energy_per_image[t] * 1e6:.3f} | {ratio:.2f}× |"
+            + (f"{_count(ev.analog_ops_per_image[t])} | " if analog else "")
+            + f"{ev.energy_per_image[t] * 1e6:.3f} | {ratio:.2f}× |"
         )
-    footer = coding.table_notes(ev)
+    footer = coding.table_notes(ev) + _analog_note(ev)
     for target in LATENCY_TARGETS:
         steps = ev.latency(target)
         if steps is not None:
             footer += f"\nLatency: {steps} steps to {100 * target:g}% agreement with the ANN."
     return header + "\n".join(rows) + ("\n" + footer if footer else "") + "\n"
+
+
+def _ann_analog(ev: Evaluation) -> str:
+    return f" + {_count(ev.ann_analog_ops_per_image)} analog ops" if ev.ann_analog_ops_per_image else ""
+
+
+def _analog_note(ev: Evaluation) -> str:
+    """What the analog ops cost, and a warning where they outweigh the spikes' synaptic work."""
+    if not ev.analog_layers:
+        return ""
+    last = ev.timesteps[-1]
+    heaviest = max(ev.analog_layers, key=lambda layer: layer.ops_per_image[last])
+    note = (
+        f"\nAnalog ops (normalisations, softmax, products; not spike-driven, priced like MACs in the energy): "
+        f"{len(ev.analog_layers)} ops, the heaviest {heaviest.name} ({heaviest.op}, "
+        f"{_count(heaviest.ops_per_image[last])} per image at {last})."
+    )
+    if ev.analog_ops_per_image[last] > ev.sops_per_image[last]:
+        ratio = ev.analog_ops_per_image[last] / max(ev.sops_per_image[last], 1.0)
+        note += f" They dominate: {ratio:.1f}× the SOPs at {last}."
+    return note
 
 
 COSTS = {
@@ -142,13 +166,15 @@ def comparison_markdown(evaluations: dict[str, Evaluation]) -> str:
     after its latency (K x coded layers), which the latency column states for both.
     """
     first = next(iter(evaluations.values()))
+    analog = any(ev.analog_layers for ev in evaluations.values())
     lines = [
-        f"ANN: {_pct(first.ann_accuracy)}% accuracy, {_count(first.ann_macs_per_image)} MACs and "
+        f"ANN: {_pct(first.ann_accuracy)}% accuracy, {_count(first.ann_macs_per_image)} MACs{_ann_analog(first)} and "
         f"{first.ann_energy_per_image * 1e6:.3f} µJ per image; {first.samples} test samples.",
         "",
         "| T or K | method | latency | accuracy % | Δ vs ANN | agreement % | spikes/img | SOPs/img | "
-        "energy vs ANN |",
-        "|---:|:---|---:|---:|---:|---:|---:|---:|---:|",
+        + ("analog ops/img | " if analog else "")
+        + "energy vs ANN |",
+        "|---:|:---|---:|---:|---:|---:|---:|---:|" + ("---:|" if analog else "") + "---:|",
     ]
     for t in sorted({t for ev in evaluations.values() for t in ev.timesteps}):
         for label, ev in evaluations.items():
@@ -162,7 +188,9 @@ def comparison_markdown(evaluations: dict[str, Evaluation]) -> str:
             lines.append(
                 f"| {t} | {label} | {ev.latency_steps.get(t, t)} | {_pct(acc)} | {delta} | "
                 f"{_pct(ev.agreement.get(t))} | {_count(ev.spikes_per_image[t])} | "
-                f"{_count(ev.sops_per_image[t])} | {ratio:.2f}× |"
+                f"{_count(ev.sops_per_image[t])} | "
+                + (f"{_count(ev.analog_ops_per_image.get(t, 0.0))} | " if analog else "")
+                + f"{ratio:.2f}× |"
             )
     goals = [(f"{100 * target:g}% agreement", target, "agreement") for target in LATENCY_TARGETS]
     if first.ann_accuracy is not None:

@@ -7,16 +7,19 @@ import operator
 from collections.abc import Callable
 
 import torch
-from torch import Tensor, fx
+from torch import Tensor, fx, nn
 
 from spikeport.assembly.static_prefix import static_prefix
 from spikeport.coding import RateCoding
 from spikeport.encoding import Encoding
+from spikeport.graph.analog_cost import accumulation_ops, analog_ops
 from spikeport.graph.ops import Role, role_of
 from spikeport.graph.prepare import PreparedModel
-from spikeport.layers import TiledAvgPool2d, TiledMaxPool2d
+from spikeport.layers import SpikeSite, TiledAvgPool2d, TiledMaxPool2d
 from spikeport.network import DEFAULT_MEMORY_BUDGET, SpikingNetwork, model_dtype, module_device
 from spikeport.neurons import IFNeuron, Reset, SpikingLayer, SpikingMaxPool
+from spikeport.neurons.analog import AccumulatedOp
+from spikeport.neurons.signed import SignedIFNeuron
 
 # Makes the spiking layer of one activation site from its threshold and spike value (None: the threshold).
 NeuronFactory = Callable[[Tensor, Tensor | None], SpikingLayer]
@@ -66,10 +69,19 @@ def assemble(
     gm = copy.deepcopy(prepared.graph_module)
     dtype = model_dtype(gm)
     nodes = {n.name: n for n in gm.graph.nodes}
+    modules = dict(gm.named_modules())
+    fanouts = dict(prepared.spike_fanouts)
     for activation in prepared.activation_nodes():
         node = nodes[activation.name]
         shape = node.meta["sample_shape"]
         threshold = broadcastable(thresholds[node.name], shape, dtype)
+        module = modules[node.target]
+        if isinstance(module, SpikeSite):
+            gm.set_submodule(str(node.target), SignedIFNeuron(threshold))
+            continue
+        if isinstance(module, VALUE_ACTIVATIONS):
+            fanouts[spikes_after(gm, node, module, threshold)] = fanouts[node.name]
+            continue
         value = (spike_values or {}).get(node.name)
         value = None if value is None else broadcastable(value, shape, dtype)
         if neuron is None:
@@ -78,14 +90,18 @@ def assemble(
             gm.set_submodule(str(node.target), neuron(threshold, value))
     modules = dict(gm.named_modules())
     for node in gm.graph.nodes:
-        if role_of(node, modules) is Role.MAX_POOL:
+        role = role_of(node, modules)
+        if role is Role.MAX_POOL:
             gm.set_submodule(str(node.target), SpikingMaxPool(modules[node.target]))
+        elif role is Role.ANALOG:
+            gm.set_submodule(str(node.target), on_accumulated_inputs(node, modules[node.target]))
     use_tiled_pools(gm)
     static = static_prefix(gm)
     modules = dict(gm.named_modules())
-    fanouts = prepared.spike_fanouts
     for node in gm.graph.nodes:
         layer = modules.get(node.target) if node.op == "call_module" else None
+        if isinstance(layer, AccumulatedOp):
+            layer.in_static_prefix = static is not None and node in static
         if isinstance(layer, SpikingLayer):
             layer.fanout = fanouts[node.name]
         if isinstance(layer, SpikingMaxPool):
@@ -107,6 +123,37 @@ def assemble(
         info=info,
     )
     return snn.to(module_device(prepared.graph_module))  # thresholds and fan-outs were computed on the CPU
+
+
+# Activations no rate of binary spikes expresses: computed on accumulated inputs, sent on as signed spikes.
+VALUE_ACTIVATIONS = (nn.SiLU, nn.GELU, nn.Sigmoid, nn.Tanh, nn.Hardswish, nn.LeakyReLU)
+
+
+def on_accumulated_inputs(node: fx.Node, op: nn.Module) -> AccumulatedOp:
+    """An analog op (or an activation computed on values) as it runs under rate coding, with its cost."""
+    inputs = [tuple(a.meta["sample_shape"]) for a in node.all_input_nodes]
+    output = tuple(node.meta["sample_shape"])
+    return AccumulatedOp(op, analog_ops(op, inputs, output), accumulation_ops(inputs, output))
+
+
+def spikes_after(gm: fx.GraphModule, node: fx.Node, activation: nn.Module, level: Tensor) -> str:
+    """Compute ``activation`` (GELU, SiLU...) on accumulated inputs and send its values on as signed spikes.
+
+    ``level`` is the calibrated range of the activation's input (as a ReLU's threshold); the spikes' threshold
+    is the largest magnitude the activation reaches on [-level, level]. Returns the new neurons' node name.
+    """
+    gm.set_submodule(str(node.target), on_accumulated_inputs(node, activation))
+    grid = torch.linspace(-1.0, 1.0, 2001, dtype=torch.float64).reshape(-1, *([1] * level.dim()))
+    with torch.no_grad():
+        reach = copy.deepcopy(activation).double()(grid * level.double()).abs().amax(dim=0)
+    threshold = torch.where(reach > 0, reach, level.double()).to(level.dtype)
+    name = f"{str(node.target).replace('.', '_')}_spikes"
+    gm.add_submodule(name, SignedIFNeuron(threshold))
+    with gm.graph.inserting_after(node):
+        spikes = gm.graph.call_module(name, (node,))
+    node.replace_all_uses_with(spikes, delete_user_cb=lambda user: user is not spikes)
+    spikes.meta["sample_shape"] = node.meta["sample_shape"]
+    return spikes.name
 
 
 # Ops whose output is a new tensor (never a view of another node's value).

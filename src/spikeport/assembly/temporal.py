@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import math
 
 import torch
 from torch import fx
@@ -11,9 +10,11 @@ from torch import fx
 from spikeport.assembly.rate import broadcastable, use_tiled_pools
 from spikeport.coding import TemporalCoding
 from spikeport.errors import ConversionError
+from spikeport.graph.analog_cost import analog_ops
 from spikeport.graph.ops import Role, role_of
 from spikeport.graph.prepare import PreparedModel
 from spikeport.network import SpikingNetwork, model_dtype, module_device
+from spikeport.neurons.analog import AnalogOp
 from spikeport.neurons.fs import FSMaxPool, FSNeuron
 
 
@@ -23,6 +24,12 @@ def coded_source(node: fx.Node, modules: dict) -> fx.Node | None:
     while isinstance(source, fx.Node) and role_of(source, modules) is Role.STRUCTURAL:
         source = source.args[0]
     return source if isinstance(source, fx.Node) else None
+
+
+def on_decoded_values(node: fx.Node, op: torch.nn.Module) -> AnalogOp:
+    """An analog op as it runs under temporal coding: once per inference, on the decoded values."""
+    inputs = [tuple(a.meta["sample_shape"]) for a in node.all_input_nodes]
+    return AnalogOp(op, analog_ops(op, inputs, tuple(node.meta["sample_shape"])))
 
 
 def coded_depth(gm: fx.GraphModule) -> int:
@@ -62,13 +69,16 @@ def assemble_fs(
         gm.set_submodule(str(node.target), neuron)
     modules = dict(gm.named_modules())
     for node in gm.graph.nodes:
+        if role_of(node, modules) is Role.ANALOG:
+            gm.set_submodule(str(node.target), on_decoded_values(node, modules[node.target]))
         if role_of(node, modules) is not Role.MAX_POOL:
             continue
         source = coded_source(node, modules)
         feeder = modules.get(source.target) if source is not None and source.op == "call_module" else None
         if not isinstance(feeder, FSNeuron) or not feeder.analytic:
+            takes = f"{feeder.activation} codes" if isinstance(feeder, FSNeuron) else "analog values"
             raise ConversionError(
-                f"max-pool node '{node.name}' takes {'analog values' if feeder is None else feeder.activation + ' codes'}; "
+                f"max-pool node '{node.name}' takes {takes}; "
                 "an FS max-pool passes on the binary code of its winner, so it must directly follow ReLU "
                 "FS neurons (put the activation before the pool: the same network for ReLU)"
             )
@@ -87,17 +97,11 @@ def assemble_fs(
             coded = gm.graph.call_module("input_coder", (source,))
         source.replace_all_uses_with(coded, delete_user_cb=lambda user: user is not coded)
         coded.meta["sample_shape"] = prepared.input_shape
-    # One multiplication per element of each product, plus the synapses its analog result drives.
-    product_ops = sum(
-        math.prod(n.meta["sample_shape"]) + float(fanouts[n.name].sum())
-        for n in prepared.nodes_of(Role.PRODUCT)
-    )
     gm.recompile()
     coding = TemporalCoding(
         converted_steps=default_steps,
         coded_layers=coded_depth(gm),
         analog_input=input_neuron is None,
-        product_ops_per_sample=product_ops,
     )
     snn = SpikingNetwork(
         gm,

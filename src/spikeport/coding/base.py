@@ -128,6 +128,10 @@ class Coding(ABC):
         """Time steps from the input's arrival until the output of a ``steps`` run exists."""
 
     @abstractmethod
+    def analog_runs(self, steps: int) -> int:
+        """How often each analog op (not in a static prefix) runs for one image in a run of ``steps``."""
+
+    @abstractmethod
     def throughput(self, steps: int) -> float:
         """Images per time step, layers working as a pipeline."""
 

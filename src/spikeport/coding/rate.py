@@ -56,6 +56,10 @@ class RateCoding(Coding):
     def latency(self, steps: int) -> int:
         return steps
 
+    def analog_runs(self, steps: int) -> int:
+        """An analog op runs at every step, on the inputs accumulated so far."""
+        return steps
+
     def throughput(self, steps: int) -> float:
         return 1.0 / steps
 
@@ -74,8 +78,7 @@ class RateCoding(Coding):
         """``steps`` steps in chunks of ``chunk`` (default: ``snn.chunk_steps``), state carried between them."""
         chunk = chunk or snn.chunk_steps(x.shape[0], steps, x.device)
         layers = snn.spiking_layers()
-        for layer in layers.values():
-            layer.reset_state(record_steps=steps if record else 0)
+        snn.reset_state(record_steps=steps if record else 0)
         poisson = self.encoding is Encoding.POISSON
         generator = torch.Generator(device=x.device).manual_seed(self.seed) if poisson else None
         batch = x.shape[0]
@@ -124,8 +127,7 @@ class RateCoding(Coding):
             else:
                 dense = self.analog_macs_per_sample(snn) * batch
                 result.input_macs = dense.expand(steps).clone()
-        for layer in layers.values():
-            layer.reset_state()
+        snn.reset_state()
         return result
 
     # --- evaluations as data: a curve of every step ----------------------------------------------------

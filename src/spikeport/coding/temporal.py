@@ -37,8 +37,7 @@ class TemporalCoding(Coding):
     converted_steps: Count = 8  # K of a plain snn(x)
     coded_layers: Annotated[int, Range(0)] = 1  # FS neuron layers on the longest path
     analog_input: bool = True  # the input is injected whole (else coded by FS neurons of its own)
-    # Products of two decoded signals (one multiplication per element) and the synaptic ops their analog
-    # results drive: non-spiking work, counted as MACs.
+    # Networks saved before analog ops were layers of their own: their products' work, counted as MACs.
     product_ops_per_sample: Annotated[float, Range(0)] = 0.0
 
     @property
@@ -74,6 +73,10 @@ class TemporalCoding(Coding):
 
     def latency(self, steps: int) -> int:
         return steps * self.coded_layers
+
+    def analog_runs(self, steps: int) -> int:
+        """An analog op acts once on the decoded values of an inference, whatever K."""
+        return 1
 
     def throughput(self, steps: int) -> float:
         return 1.0 / steps

@@ -15,6 +15,7 @@ description allocate nothing until the file's own tensors take their place.
 
 from __future__ import annotations
 
+import builtins
 import inspect
 import keyword
 import operator
@@ -27,9 +28,21 @@ from torch import Tensor, fx, nn
 
 from spikeport.fs_codes import code_from_dict, code_to_dict
 from spikeport.graph.ops import ACTIVATION_FUNCTIONS, FUNCTION_ROLES, METHOD_ROLES
-from spikeport.layers import QCFS, PaddedMaxPool2d, TiledAvgPool2d, TiledMaxPool2d
+from spikeport.layers import (
+    QCFS,
+    AnalogProduct,
+    MatMul,
+    PaddedMaxPool2d,
+    ScaledDotProductAttention,
+    Softmax,
+    SpikeSite,
+    TiledAvgPool2d,
+    TiledMaxPool2d,
+)
 from spikeport.neurons import IFNeuron, SpikingMaxPool
-from spikeport.neurons.fs import AnalogProduct, FSCode, FSMaxPool, FSNeuron
+from spikeport.neurons.analog import AccumulatedOp, AnalogOp
+from spikeport.neurons.fs import FSCode, FSMaxPool, FSNeuron
+from spikeport.neurons.signed import SignedIFNeuron
 
 
 class DescriptionError(ValueError):
@@ -97,6 +110,17 @@ SPECS: dict[str, ModuleSpec] = {
     "GELU": ModuleSpec(nn.GELU, ("approximate",)),
     "LeakyReLU": ModuleSpec(nn.LeakyReLU, ("negative_slope",)),
     "AnalogProduct": ModuleSpec(AnalogProduct),
+    "MatMul": ModuleSpec(MatMul),
+    "Softmax": ModuleSpec(Softmax, ("dim",)),
+    "ScaledDotProductAttention": ModuleSpec(ScaledDotProductAttention, ("is_causal", "scale")),
+    "SpikeSite": ModuleSpec(SpikeSite),
+    "LayerNorm": ModuleSpec(
+        nn.LayerNorm,
+        ("normalized_shape", "eps", "elementwise_affine"),
+        lambda m: {"bias": m.bias is not None},
+    ),
+    "RMSNorm": ModuleSpec(nn.RMSNorm, ("normalized_shape", "eps", "elementwise_affine")),
+    "LocalResponseNorm": ModuleSpec(nn.LocalResponseNorm, ("size", "alpha", "beta", "k")),
     "QCFS": ModuleSpec(QCFS, ("levels",), lambda m: {"threshold": float(m.threshold.detach())}),
     "IFNeuron": ModuleSpec(
         IFNeuron,
@@ -124,6 +148,16 @@ SPECS: dict[str, ModuleSpec] = {
         },
     ),
     "FSMaxPool": ModuleSpec(FSMaxPool, read=lambda m: {"scale": m.scale}, children=("pool",)),
+    "SignedIFNeuron": ModuleSpec(SignedIFNeuron, read=lambda m: {"threshold": m.threshold, "bias": m.bias}),
+    "AnalogOp": ModuleSpec(
+        AnalogOp, ("ops_per_sample", "extra_ops_per_sample"), state=("in_static_prefix",), children=("op",)
+    ),
+    "AccumulatedOp": ModuleSpec(
+        AccumulatedOp,
+        ("ops_per_sample", "extra_ops_per_sample"),
+        state=("in_static_prefix",),
+        children=("op",),
+    ),
 }
 
 
@@ -131,8 +165,11 @@ def _function_name(function) -> str:
     return f"{function.__module__}.{function.__name__}"
 
 
+# Canonical graphs call no getattr (x.shape became x.size()): a saved graph may not reach attributes.
 FUNCTIONS: dict[str, Callable] = {
-    _function_name(f): f for f in [*FUNCTION_ROLES, *ACTIVATION_FUNCTIONS, operator.neg] if callable(f)
+    _function_name(f): f
+    for f in [*FUNCTION_ROLES, *ACTIVATION_FUNCTIONS, operator.neg]
+    if callable(f) and f is not builtins.getattr
 }
 METHODS = frozenset(METHOD_ROLES)  # tensor methods a call_method node may name
 NODE_OPS = frozenset({"placeholder", "get_attr", "call_function", "call_method", "call_module", "output"})

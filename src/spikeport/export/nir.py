@@ -17,7 +17,8 @@ What NIR cannot say, and what a consumer will therefore not reproduce:
 - an initial membrane potential (``metadata["spikeport.initial_potential"]``, in thresholds);
 - spikeport fires at ``v >= threshold``, NIR's IF at ``v > threshold`` (equal only off the boundary), and
   it steps in discrete time (``v += I`` per step), NIR's equations are continuous (``dv/dt = R I``).
-- max-pools, concatenation, slicing, FS neurons and analog products have no NIR node: export refuses them
+- max-pools, concatenation, slicing, FS neurons, analog ops (normalisations, softmax, products) and signed
+  neurons have no NIR node: export refuses them
   (convert with ``max_to_avg=True`` for max-pools).
 
 Import reads graphs of those nodes (Input, Output, Conv1d/2d, Affine, Linear, AvgPool2d, SumPool2d, Flatten,
@@ -42,6 +43,8 @@ from spikeport.graph.prepare import PreparedModel
 from spikeport.graph.shapes import propagate_shapes
 from spikeport.network import SpikingNetwork
 from spikeport.neurons import IFNeuron, Reset
+from spikeport.neurons.analog import AnalogOp
+from spikeport.neurons.signed import SignedIFNeuron
 
 
 class NIRExportError(ConversionError):
@@ -255,6 +258,24 @@ def _pool_windows(node, module, in_shape, exporter) -> tuple[tuple[int, int], tu
     return pair(module.kernel_size), pair(module.stride or module.kernel_size)
 
 
+def refuse_analog_work(snn: SpikingNetwork) -> None:
+    """NIR has no analog ops and no signed spikes: name the first node that needs them."""
+    modules = dict(snn.graph_module.named_modules())
+    for node in snn.graph_module.graph.nodes:
+        module = modules.get(node.target) if node.op == "call_module" else None
+        if isinstance(module, AnalogOp):
+            raise NIRExportError(
+                f"node '{node.name}' ({type(module.op).__name__}) is an analog op; NIR has no node for "
+                "normalisations, softmax, products of two signals or activations computed on values, so "
+                "networks with them cannot be exported (they convert, simulate and save with spikeport)"
+            )
+        if isinstance(module, SignedIFNeuron):
+            raise NIRExportError(
+                f"node '{node.name}' sends signed spikes; NIR's IF neurons spike one way only, so networks "
+                "with signed spike sites (after analog ops) cannot be exported"
+            )
+
+
 def export_nir(snn: SpikingNetwork, path: str | Path | None = None, *, soft_reset: str = "metadata"):
     """Write ``snn`` as a NIR graph (HDF5 via ``nir.write``) and return the ``nir.NIRGraph``.
 
@@ -267,6 +288,7 @@ def export_nir(snn: SpikingNetwork, path: str | Path | None = None, *, soft_rese
         raise ValueError(f"soft_reset must be 'metadata' or 'hard', got {soft_reset!r}")
     if snn.coding.nir_refusal is not None:
         raise NIRExportError(snn.coding.nir_refusal)
+    refuse_analog_work(snn)
     graph = _Exporter(snn, soft_reset).run()
     if path is not None:
         nir.write(str(path), graph)

@@ -6,7 +6,9 @@ and dropout, identities and a final softmax are gone. Later passes then look at 
 
 from __future__ import annotations
 
+import builtins
 import copy
+import operator
 
 import torch
 import torch.nn.functional as F
@@ -23,7 +25,7 @@ from spikeport.graph.ops import (
     role_of,
     supported_summary,
 )
-from spikeport.layers import QCFS, PaddedMaxPool2d
+from spikeport.layers import QCFS, MatMul, PaddedMaxPool2d, ScaledDotProductAttention, Softmax, SpikeSite
 
 POOL_MODULES = {
     F.avg_pool1d: nn.AvgPool1d,
@@ -128,12 +130,7 @@ def redirect_inplace_users(gm: fx.GraphModule) -> None:
 
 
 def _replace_with_module(gm: fx.GraphModule, node: fx.Node, module: nn.Module, stem: str) -> None:
-    name = stem
-    index = 1
-    existing = modules_of(gm)
-    while name in existing:
-        name = f"{stem}_{index}"
-        index += 1
+    name = _fresh_name(gm, stem)
     gm.add_submodule(name, module)
     with gm.graph.inserting_before(node):
         replacement = gm.graph.call_module(name, (node.args[0],))
@@ -279,7 +276,10 @@ def _tuple(value) -> tuple:
 
 
 def remove_passthrough(gm: fx.GraphModule) -> list[str]:
-    """Drop dropout, identities and a softmax that ends the network; returns notes for the user."""
+    """Drop dropout, identities and a softmax that ends the network; returns notes for the user.
+
+    A softmax inside the network (attention) stays, as a ``Softmax`` module: an analog op.
+    """
     notes: list[str] = []
     modules = modules_of(gm)
     output = next(n for n in gm.graph.nodes if n.op == "output")
@@ -290,11 +290,223 @@ def remove_passthrough(gm: fx.GraphModule) -> list[str]:
             gm.graph.erase_node(node)
         elif role is Role.READOUT_SOFTMAX:
             if list(node.users) != [output]:
-                raise ConversionError(
-                    f"node '{node.name}' ({describe(node, modules)}) is a softmax inside the network; only a "
-                    "softmax that produces the output can be dropped (argmax is unchanged)"
-                )
+                _keep_inner_softmax(gm, node, modules)
+                continue
             node.replace_all_uses_with(node.args[0])
             gm.graph.erase_node(node)
             notes.append(f"dropped the final softmax '{node.name}': the read-out's argmax is unchanged")
     return notes
+
+
+def _keep_inner_softmax(gm: fx.GraphModule, node: fx.Node, modules: dict[str, nn.Module]) -> None:
+    """A softmax that does not end the network becomes a ``Softmax`` module (log-softmax has no use there)."""
+    module = modules.get(node.target) if node.op == "call_module" else None
+    is_log = isinstance(module, nn.LogSoftmax) or getattr(node.target, "__name__", node.target) in (
+        "log_softmax",
+    )
+    if is_log:
+        raise ConversionError(
+            f"node '{node.name}' ({describe(node, modules)}) is a log-softmax inside the network; only a "
+            "log-softmax that produces the output converts (it is dropped: the argmax is unchanged)"
+        )
+    if module is not None:
+        dim = module.dim
+    else:
+        dim = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else None)
+    if not isinstance(dim, int):
+        raise ConversionError(
+            f"node '{node.name}' ({describe(node, modules)}) is a softmax without a constant dim; name the "
+            "dimension (softmax(x, dim=-1))"
+        )
+    _replace_with_module(gm, node, Softmax(dim), "softmax")
+
+
+def shapes_to_sizes(gm: fx.GraphModule) -> None:
+    """``x.shape`` becomes ``x.size()``: the same sizes, in a spelling the saved format knows."""
+    for node in list(gm.graph.nodes):
+        if node.op != "call_function" or node.target is not builtins.getattr:
+            continue
+        if node.args[1:] != ("shape",):
+            raise ConversionError(
+                f"node '{node.name}' reads the attribute {node.args[1]!r} of a tensor; only x.shape converts"
+            )
+        with gm.graph.inserting_before(node):
+            size = gm.graph.call_method("size", (node.args[0],))
+        node.replace_all_uses_with(size)
+        gm.graph.erase_node(node)
+    gm.recompile()
+
+
+def _constant(gm: fx.GraphModule, value, node: fx.Node, what: str):
+    """The tensor a ``get_attr`` argument names (None stays None); a value computed from data is refused."""
+    if value is None or not isinstance(value, fx.Node):
+        return value
+    if value.op != "get_attr":
+        raise ConversionError(
+            f"node '{node.name}' takes its {what} from a computed value ('{value.name}'); only parameters of "
+            "the model convert there"
+        )
+    return _attribute(gm, value.target)
+
+
+def _attribute(gm: fx.GraphModule, target: str):
+    owner, _, name = target.rpartition(".")
+    return getattr(gm.get_submodule(owner) if owner else gm, name)
+
+
+def _argument(node: fx.Node, index: int, name: str, default=None):
+    return node.kwargs.get(name, node.args[index] if len(node.args) > index else default)
+
+
+def _layer_norm(gm: fx.GraphModule, node: fx.Node) -> nn.Module:
+    shape = _argument(node, 1, "normalized_shape")
+    weight = _constant(gm, _argument(node, 2, "weight"), node, "weight")
+    bias = _constant(gm, _argument(node, 3, "bias"), node, "bias")
+    eps = _argument(node, 4, "eps", 1e-5)
+    module = nn.LayerNorm(shape, eps, elementwise_affine=weight is not None, bias=bias is not None)
+    with torch.no_grad():
+        if weight is not None:
+            module.weight.copy_(weight)
+        if bias is not None:
+            module.bias.copy_(bias)
+    return module
+
+
+def _rms_norm(gm: fx.GraphModule, node: fx.Node) -> nn.Module:
+    shape = _argument(node, 1, "normalized_shape")
+    weight = _constant(gm, _argument(node, 2, "weight"), node, "weight")
+    module = nn.RMSNorm(shape, _argument(node, 3, "eps"), elementwise_affine=weight is not None)
+    if weight is not None:
+        with torch.no_grad():
+            module.weight.copy_(weight)
+    return module
+
+
+def _local_response_norm(gm: fx.GraphModule, node: fx.Node) -> nn.Module:
+    return nn.LocalResponseNorm(
+        _argument(node, 1, "size"),
+        _argument(node, 2, "alpha", 1e-4),
+        _argument(node, 3, "beta", 0.75),
+        _argument(node, 4, "k", 1.0),
+    )
+
+
+def _attention(gm: fx.GraphModule, node: fx.Node) -> nn.Module:
+    mask = _argument(node, 3, "attn_mask")
+    if mask is not None:
+        raise ConversionError(
+            f"node '{node.name}' (function scaled_dot_product_attention) takes an attention mask; masks are "
+            "not converted (use is_causal=True for a causal mask, or no mask)"
+        )
+    if _argument(node, 7, "enable_gqa", False):
+        raise ConversionError(
+            f"node '{node.name}' (function scaled_dot_product_attention) uses grouped-query attention "
+            "(enable_gqa=True); repeat the keys and values to the number of query heads instead"
+        )
+    scale = _argument(node, 6, "scale")
+    if isinstance(scale, fx.Node):
+        raise ConversionError(
+            f"node '{node.name}' (function scaled_dot_product_attention) takes its scale from a tensor; "
+            "give a number"
+        )
+    return ScaledDotProductAttention(bool(_argument(node, 5, "is_causal", False)), scale)
+
+
+# Functional analog ops and the module each becomes, built from the call (parameters copied in).
+ANALOG_FUNCTIONS = {
+    F.layer_norm: _layer_norm,
+    F.rms_norm: _rms_norm,
+    F.local_response_norm: _local_response_norm,
+    F.scaled_dot_product_attention: _attention,
+}
+MATMULS = {torch.matmul, torch.bmm, operator.matmul, "matmul", "bmm"}
+
+
+def canonicalize_analog_ops(gm: fx.GraphModule) -> int:
+    """Every analog op becomes a module of its own that takes only signals: functional layer/RMS/local
+    response norms and attention take their parameters along, ``a @ b`` becomes ``MatMul``. Returns how
+    many analog ops the graph has (products of two elementwise signals come later, once signals are known).
+    """
+    modules = modules_of(gm)
+    calls = module_call_counts(gm)
+    count = 0
+    for node in list(gm.graph.nodes):
+        if role_of(node, modules) is not Role.ANALOG:
+            continue
+        count += 1
+        if node.op == "call_module":
+            if calls[node.target] > 1:  # an analog op keeps state in a simulation: one module per call site
+                _replace_with_module(gm, node, copy.deepcopy(modules[node.target]), "analog")
+            continue
+        if node.target in MATMULS:
+            operands = node.args[:2]
+            if not all(isinstance(a, fx.Node) and a.op != "get_attr" for a in operands):
+                raise ConversionError(
+                    f"node '{node.name}' ({describe(node, modules)}) multiplies by a constant matrix; use "
+                    "nn.Linear for a weight (spikeport counts its synapses)"
+                )
+            module, inputs = MatMul(), tuple(operands)
+        else:
+            module = ANALOG_FUNCTIONS[node.target](gm, node)
+            inputs = (
+                (node.args[0],) if not isinstance(module, ScaledDotProductAttention) else tuple(node.args[:3])
+            )
+        name = _fresh_name(gm, type(module).__name__.lower())
+        gm.add_submodule(name, module)
+        with gm.graph.inserting_before(node):
+            replacement = gm.graph.call_module(name, inputs)
+        node.replace_all_uses_with(replacement)
+        gm.graph.erase_node(node)
+    gm.graph.eliminate_dead_code()
+    gm.recompile()
+    return count
+
+
+def _fresh_name(gm: fx.GraphModule, stem: str) -> str:
+    existing = modules_of(gm)
+    name, index = stem, 1
+    while name in existing:
+        name, index = f"{stem}_{index}", index + 1
+    return name
+
+
+SYNAPTIC_ROLES = (Role.WEIGHTED, Role.POOL, Role.AFFINE)
+
+
+def _reaches_synapses(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
+    """Whether ``node``'s value reaches a synaptic layer through linear glue, data movement and max-pools."""
+    stack, seen = list(node.users), set()
+    while stack:
+        user = stack.pop()
+        if user in seen:
+            continue
+        seen.add(user)
+        role = role_of(user, modules)
+        if role in SYNAPTIC_ROLES:
+            return True
+        if role in (Role.LINEAR, Role.STRUCTURAL, Role.MAX_POOL):  # a pool passes spikes on
+            stack.extend(user.users)
+    return False
+
+
+def insert_spike_sites(gm: fx.GraphModule) -> int:
+    """Put a ``SpikeSite`` after every analog op whose value feeds synapses; returns how many.
+
+    Synapses are what spikes drive: there, and only there, the analog op's output is carried by spikes.
+    Between analog ops (scores into a softmax) and into neurons (which integrate any current) values
+    travel as they are: one analog op after another is still exact on accumulated inputs.
+    """
+    modules = modules_of(gm)
+    sites = 0
+    for node in list(gm.graph.nodes):
+        if role_of(node, modules) is not Role.ANALOG or not _reaches_synapses(node, modules):
+            continue
+        name = _fresh_name(gm, f"{node.name}_spikes")
+        gm.add_submodule(name, SpikeSite())
+        with gm.graph.inserting_after(node):
+            site = gm.graph.call_module(name, (node,))
+        node.replace_all_uses_with(site, delete_user_cb=lambda user, site=site: user is not site)
+        sites += 1
+    if sites:
+        gm.recompile()
+    return sites

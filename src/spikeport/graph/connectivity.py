@@ -8,7 +8,7 @@ handled by the op itself, not by a formula.
 
 A spike's fan-out is followed through every linear op up to the next neurons, spiking max-pool or the
 output: the count of paths, which is the size of the fused synaptic layer when pooling windows do not
-overlap. An event that reaches a max-pool (or an analog product) costs one accumulation there; the pool's
+overlap. An event that reaches a max-pool (or an analog op) costs one accumulation there; the pool's
 own output events are counted with the pool's fan-out.
 """
 
@@ -97,7 +97,7 @@ _SUMMING = {torch.mean: torch.sum, torch.sum: torch.sum, "mean": "sum", "sum": "
 class _PathCounter(fx.Interpreter):
     """Runs a graph's connectivity twin on one sample, with a seed injected at ``source``.
 
-    Activation, max-pool and product nodes other than the source stop paths (their output is a constant zero) and their inputs,
+    Activation, max-pool and analog nodes other than the source stop paths (their output is a constant zero) and their inputs,
     like the network's output, are the terminals whose summed value the paths reach.
     """
 
@@ -120,7 +120,7 @@ class _PathCounter(fx.Interpreter):
         role = role_of(node, self.modules)
         if role is Role.INPUT:
             return torch.zeros(1, *node.meta["sample_shape"], dtype=torch.float64)
-        if role in (Role.ACTIVATION, Role.MAX_POOL, Role.PRODUCT):
+        if role in (Role.ACTIVATION, Role.MAX_POOL, Role.ANALOG):
             self.reached.extend(self.env[arg].sum() for arg in node.all_input_nodes)
             return torch.zeros(1, *node.meta["sample_shape"], dtype=torch.float64)
         if role is Role.OUTPUT:
@@ -128,6 +128,8 @@ class _PathCounter(fx.Interpreter):
             self.reached.append(result.sum())
             return result
         args, kwargs = self.fetch_args_kwargs_from_env(node)
+        if node not in self.signal:  # sizes and constants: computed as they are
+            return getattr(self, node.op)(node.target, args, kwargs)
         if role in (Role.WEIGHTED, Role.POOL, Role.AFFINE):
             return self.twin(str(node.target))(args[0])
         if role is Role.LINEAR:

@@ -108,12 +108,14 @@ def threshold_level(statistic: MaxStatistic, percentile: float | None) -> Tensor
 
 
 class ActivationObserver(nn.Module):
-    """Pass-through module that feeds what flows through it to a statistic."""
+    """Pass-through module that feeds what flows through it to a statistic (its magnitude, with ``magnitude``:
+    a signed spike site's threshold covers both signs)."""
 
-    def __init__(self, statistic: MaxStatistic):
+    def __init__(self, statistic: MaxStatistic, magnitude: bool = False):
         super().__init__()
         self.statistic = statistic
+        self.magnitude = magnitude
 
     def forward(self, x: Tensor) -> Tensor:
-        self.statistic.update(x)
+        self.statistic.update(x.abs() if self.magnitude else x)
         return x

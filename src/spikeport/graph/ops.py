@@ -1,13 +1,15 @@
 """What each traced op *is* to the converter.
 
 Conversion only needs to know an op's role: synaptic layers (linear maps with weights), activations
-(replaced by neurons), linear glue (adds, means, scalings) and pure data movement. Everything that is
+(replaced by neurons), linear glue (adds, means, scalings), pure data movement, and analog ops (the
+normalisations, softmax and products of transformers), which no neuron computes. Everything that is
 linear in the signal is exact under rate coding (the mean of a linear map is the map of the mean), so
-only activations change. An op missing from this table is an error, never a guess.
+only activations and analog ops change. An op missing from this table is an error, never a guess.
 """
 
 from __future__ import annotations
 
+import builtins
 import operator
 from enum import Enum
 
@@ -15,9 +17,19 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from spikeport.layers import QCFS, PaddedMaxPool2d, TiledAvgPool2d, TiledMaxPool2d
+from spikeport.layers import (
+    QCFS,
+    AnalogProduct,
+    MatMul,
+    PaddedMaxPool2d,
+    ScaledDotProductAttention,
+    Softmax,
+    SpikeSite,
+    TiledAvgPool2d,
+    TiledMaxPool2d,
+)
 from spikeport.neurons import IFNeuron, SpikingMaxPool
-from spikeport.neurons.fs import AnalogProduct, FSMaxPool, FSNeuron
+from spikeport.neurons.fs import FSMaxPool, FSNeuron
 
 
 class Role(str, Enum):
@@ -27,7 +39,8 @@ class Role(str, Enum):
     POOL = "pool"  # average pooling: fixed weights
     AFFINE = "affine"  # per-channel scale and shift (BatchNorm not folded into a layer before it)
     ACTIVATION = "activation"  # replaced by spiking neurons
-    PRODUCT = "product"  # the product of two signals: an analog op (temporal coding only)
+    # Computed on values, not by neurons: normalisations, a softmax inside the network, products of two signals.
+    ANALOG = "analog"
     MAX_POOL = "max_pool"  # replaced by a gated spiking max-pool
     LINEAR = "linear"  # add, sub, mean, scaling by a constant
     STRUCTURAL = "structural"  # reshape, flatten, cat, slicing: moves data, computes nothing
@@ -63,7 +76,14 @@ MODULE_ROLES: dict[type[nn.Module], Role] = {
     IFNeuron: Role.ACTIVATION,
     FSNeuron: Role.ACTIVATION,
     FSMaxPool: Role.MAX_POOL,
-    AnalogProduct: Role.PRODUCT,
+    SpikeSite: Role.ACTIVATION,
+    AnalogProduct: Role.ANALOG,
+    MatMul: Role.ANALOG,
+    ScaledDotProductAttention: Role.ANALOG,
+    Softmax: Role.ANALOG,
+    nn.LayerNorm: Role.ANALOG,
+    nn.RMSNorm: Role.ANALOG,
+    nn.LocalResponseNorm: Role.ANALOG,
     nn.Flatten: Role.STRUCTURAL,
     nn.Unflatten: Role.STRUCTURAL,
     nn.ZeroPad1d: Role.STRUCTURAL,  # zero padding: silent neurons at the border, exact
@@ -135,6 +155,19 @@ FUNCTION_ROLES: dict[object, Role] = {
     torch.transpose: Role.STRUCTURAL,
     operator.getitem: Role.STRUCTURAL,
     F.pad: Role.STRUCTURAL,  # zero padding only: checked per node
+    torch.unbind: Role.STRUCTURAL,
+    torch.chunk: Role.STRUCTURAL,
+    torch.split: Role.STRUCTURAL,
+    builtins.getattr: Role.ATTRIBUTE,  # x.shape: checked per node
+    operator.floordiv: Role.ATTRIBUTE,  # arithmetic on sizes (head_dim = C // heads); refused on signals
+    # Analog ops in functional spelling: canonicalisation makes each a module of its own.
+    F.layer_norm: Role.ANALOG,
+    F.rms_norm: Role.ANALOG,
+    F.local_response_norm: Role.ANALOG,
+    F.scaled_dot_product_attention: Role.ANALOG,
+    torch.matmul: Role.ANALOG,
+    torch.bmm: Role.ANALOG,
+    operator.matmul: Role.ANALOG,
     F.dropout: Role.REMOVE,
     F.dropout1d: Role.REMOVE,
     F.dropout2d: Role.REMOVE,
@@ -148,9 +181,23 @@ METHOD_ROLES: dict[str, Role] = {
     **dict.fromkeys(ACTIVATION_METHODS, Role.ACTIVATION),
     **dict.fromkeys(["add", "add_", "sub", "sub_", "mul", "div", "mean", "sum"], Role.LINEAR),
     **dict.fromkeys(
-        ["view", "reshape", "flatten", "squeeze", "unsqueeze", "permute", "transpose", "__getitem__"],
+        [
+            "view",
+            "reshape",
+            "flatten",
+            "squeeze",
+            "unsqueeze",
+            "permute",
+            "transpose",
+            "__getitem__",
+            "expand",
+            "unbind",
+            "chunk",
+            "split",
+        ],
         Role.STRUCTURAL,
     ),
+    **dict.fromkeys(["matmul", "bmm"], Role.ANALOG),
     **dict.fromkeys(["size", "dim"], Role.ATTRIBUTE),
     **dict.fromkeys(["contiguous", "clone", "detach"], Role.REMOVE),
     **dict.fromkeys(["softmax", "log_softmax"], Role.READOUT_SOFTMAX),
@@ -189,6 +236,10 @@ def supported_summary() -> str:
         FSNeuron,
         FSMaxPool,
         AnalogProduct,
+        MatMul,
+        ScaledDotProductAttention,
+        Softmax,
+        SpikeSite,
         PaddedMaxPool2d,
         TiledAvgPool2d,
         TiledMaxPool2d,
@@ -196,8 +247,9 @@ def supported_summary() -> str:
     modules = ", ".join(sorted({cls.__name__ for cls in MODULE_ROLES if cls not in internal}))
     return (
         f"supported modules: {modules}; functions: relu, silu, sigmoid, tanh, gelu, hardswish, leaky_relu, "
-        "add/sub, mul/div by a constant (a product of two signals with method='fs'), mean/sum, "
-        "avg and max pools, flatten/reshape/view/cat/getitem/permute, zero padding, dropout"
+        "add/sub, mul/div by a constant, products of two signals (x * y, x @ y, matmul/bmm), layer_norm, rms_norm, "
+        "local_response_norm, softmax, scaled_dot_product_attention (no mask from data), mean/sum, avg and max "
+        "pools, flatten/reshape/view/cat/getitem/permute/transpose/expand/unbind/chunk/split, zero padding, dropout"
     )
 
 

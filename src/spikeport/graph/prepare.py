@@ -12,10 +12,13 @@ from spikeport.errors import ConversionError
 from spikeport.fs_codes import FITTED_ACTIVATIONS
 from spikeport.graph.canonical import (
     canonicalize_activations,
+    canonicalize_analog_ops,
     canonicalize_pools,
     check_supported,
+    insert_spike_sites,
     redirect_inplace_users,
     remove_passthrough,
+    shapes_to_sizes,
 )
 from spikeport.graph.connectivity import fanouts
 from spikeport.graph.fold import fold_batchnorms, fold_batchnorms_forward
@@ -30,7 +33,8 @@ if TYPE_CHECKING:
 
 @dataclass
 class PreparedModel:
-    """A canonical graph of the model: BN folded, dropout gone, every activation an ``nn.ReLU`` module."""
+    """A canonical graph of the model: BN folded, dropout gone, every activation and analog op a module of its
+    own, a ``SpikeSite`` wherever an analog op's value enters synapses."""
 
     graph_module: fx.GraphModule
     input_shape: tuple[int, ...]
@@ -44,12 +48,12 @@ class PreparedModel:
 
     @cached_property
     def spike_fanouts(self) -> dict[str, Tensor]:
-        """Fan-out per element of the input, every activation, max-pool and product (``graph.connectivity``)."""
+        """Fan-out per element of the input, every activation, max-pool and analog op (``graph.connectivity``)."""
         modules = dict(self.graph_module.named_modules())
         sources = [
             n
             for n in self.graph_module.graph.nodes
-            if role_of(n, modules) in (Role.INPUT, Role.ACTIVATION, Role.MAX_POOL, Role.PRODUCT)
+            if role_of(n, modules) in (Role.INPUT, Role.ACTIVATION, Role.MAX_POOL, Role.ANALOG)
         ]
         return fanouts(self.graph_module, sources)
 
@@ -73,8 +77,10 @@ def prepare(model: nn.Module, example: Tensor) -> PreparedModel:
     check_supported(gm)
     redirect_inplace_users(gm)
     notes = remove_passthrough(gm)
+    shapes_to_sizes(gm)
     canonicalize_activations(gm)
     canonicalize_pools(gm)
+    canonicalize_analog_ops(gm)
     folded = fold_batchnorms(gm)
     if folded:
         notes.append(f"folded {folded} BatchNorm layer(s) into the conv/linear layer before them")
@@ -92,16 +98,20 @@ def prepare(model: nn.Module, example: Tensor) -> PreparedModel:
     output = next(n for n in gm.graph.nodes if n.op == "output")
     if not isinstance(output.args[0], fx.Node):
         raise ConversionError("the model must return a single tensor (the class scores), not a tuple or dict")
-    products = canonicalize_products(gm)
-    if products:
+    canonicalize_products(gm)
+    analog = [n for n in gm.graph.nodes if role_of(n, dict(gm.named_modules())) is Role.ANALOG]
+    if analog:
+        sites = insert_spike_sites(gm)
         notes.append(
-            f"{products} product(s) of two signals (e.g. gates): analog ops, counted apart from spikes"
+            f"{len(analog)} analog op(s) (normalisations, softmax, products of two signals): computed on "
+            f"values, counted apart from spikes; {sites} of them feed synapses through signed spikes"
         )
     input_shape = propagate_shapes(gm, example)
     prepared = PreparedModel(gm, input_shape, notes)
     if not prepared.activation_nodes():  # a network of synapses only: nothing would spike
         raise ConversionError(
-            "the model has no activation to convert into spiking neurons; spikeport converts ReLU (every "
-            f"method) and, with method='fs', {', '.join(sorted(FITTED_ACTIVATIONS))} (LeakyReLU with slope 0.01 only)"
+            "the model has no activation to convert into spiking neurons (and no analog op that feeds "
+            f"synapses); spikeport converts ReLU, {', '.join(sorted(set(FITTED_ACTIVATIONS) - {'relu'}))} "
+            "(LeakyReLU with slope 0.01 only), normalisations, softmax and products"
         )
     return prepared

@@ -11,7 +11,7 @@ from torch import Tensor, fx
 
 from spikeport.errors import ConversionError, InputShapeError
 from spikeport.graph.ops import SCALING_FUNCTIONS, SCALING_METHODS, Role, describe, role_of
-from spikeport.neurons.fs import AnalogProduct
+from spikeport.layers import AnalogProduct
 
 
 class _Recorder(fx.Interpreter):
@@ -82,12 +82,23 @@ def propagate_shapes(gm: fx.GraphModule, example: Tensor) -> tuple[int, ...]:
         if node.name not in reference.shapes or node.op == "get_attr":  # constants have no batch
             continue
         s1, s2 = reference.shapes[node.name], probe.shapes[node.name]
+        if role_of(node, modules) is Role.STRUCTURAL and _batch_moved(s1, s2, batch, other.shape[0]):
+            continue  # [3, B, heads, N, d] of a fused q/k/v projection: unbound before any other op
         if len(s1) == 0 or s1[0] != batch or s2[0] != other.shape[0] or s1[1:] != s2[1:]:
             raise _batch_error(
                 node, modules, f"shape {list(s1)} for batch {batch}, {list(s2)} for {other.shape[0]}"
             )
         node.meta["sample_shape"] = s1[1:]
     return tuple(example.shape[1:])
+
+
+def _batch_moved(s1: tuple, s2: tuple, batch: int, other: int) -> bool:
+    """Whether exactly one dim other than 0 follows the batch, the others keeping their sizes (data
+    movement may move the batch; the ops that compute must see it at dim 0, which they are checked for)."""
+    if len(s1) != len(s2) or len(s1) < 2:
+        return False
+    moved = [d for d in range(len(s1)) if s1[d] != s2[d]]
+    return len(moved) == 1 and moved[0] > 0 and s1[moved[0]] == batch and s2[moved[0]] == other
 
 
 def signal_nodes(gm: fx.GraphModule) -> set[fx.Node]:
@@ -106,13 +117,20 @@ def signal_nodes(gm: fx.GraphModule) -> set[fx.Node]:
 def canonicalize_products(gm: fx.GraphModule) -> int:
     """``a * b`` is linear when one side is a constant; a product of two signals becomes an ``AnalogProduct``.
 
-    Rate-coded methods refuse the product (a product of rates is not the rate of the product); temporal
-    coding computes it on decoded values and counts it as an analog op. Dividing by a signal is refused.
-    Returns how many products were found.
+    A product of rates is not the rate of the product, so the product is an analog op (computed on the
+    accumulated inputs under rate coding, on decoded values under temporal coding) and counted as such.
+    Dividing by a signal is refused. Returns how many products were found.
     """
     signal = signal_nodes(gm)
+    modules = dict(gm.named_modules())
     products = 0
     for node in list(gm.graph.nodes):
+        on_signal = any(a in signal for a in node.all_input_nodes)
+        if node.op == "call_function" and role_of(node, modules) is Role.ATTRIBUTE and on_signal:
+            raise ConversionError(
+                f"node '{node.name}' ({describe(node, modules)}) computes on a signal; it converts only on "
+                "sizes (such as x.shape[-1] // heads)"
+            )
         is_scaling = (node.op == "call_function" and node.target in SCALING_FUNCTIONS) or (
             node.op == "call_method" and node.target in SCALING_METHODS
         )

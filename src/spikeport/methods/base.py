@@ -15,15 +15,13 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, ClassVar
 
-from torch import Tensor, nn
+from torch import Tensor
 
 from spikeport.assembly.rate import assemble
-from spikeport.errors import ConversionError, OptionError
+from spikeport.errors import OptionError
 from spikeport.graph.canonical import max_pools_before_activations, max_pools_to_average
-from spikeport.graph.ops import Role, describe
 from spikeport.graph.prepare import PreparedModel
 from spikeport.neurons import IFNeuron, Reset, SpikingLayer
-from spikeport.qcfs import QCFS
 
 if TYPE_CHECKING:
     from spikeport.network import SpikingNetwork
@@ -104,27 +102,6 @@ class RateMethod(Method):
             swapped = max_pools_before_activations(prepared.graph_module)
             if swapped:
                 prepared.notes.append(f"pooled the input currents of {swapped} layer(s) before their neurons")
-
-    def check(self, prepared: PreparedModel) -> None:
-        """Rate codes express ReLU only, and no product of two signals."""
-        modules = dict(prepared.graph_module.named_modules())
-        for node in prepared.activation_nodes():
-            module = modules[node.target]
-            if not isinstance(module, nn.ReLU | QCFS):
-                raise ConversionError(
-                    f"node '{node.name}' ({describe(node, modules)}) is a {type(module).__name__} activation; "
-                    f"method {self.name!r} codes "
-                    "activations as firing rates, which express only ReLU (a rate is never negative and "
-                    "grows linearly with its input); convert with method='fs' (temporal coding fits any "
-                    "activation) or retrain with ReLU"
-                )
-        for node in prepared.nodes_of(Role.PRODUCT):
-            a, b = node.all_input_nodes
-            raise ConversionError(
-                f"node '{node.name}' multiplies two signals ('{a.name}' and '{b.name}'); that is not linear "
-                f"and cannot be rate-coded by method {self.name!r} (gates such as squeeze-and-excitation "
-                "need method='fs', which computes the product as a counted analog op)"
-            )
 
     def thresholds(self, prepared: PreparedModel, batches: Batches) -> dict[str, Tensor]:
         """Threshold per activation node name (a scalar, or one value per channel)."""

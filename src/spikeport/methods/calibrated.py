@@ -36,11 +36,13 @@ from math import prod
 from typing import ClassVar
 
 import torch
-from torch import Tensor, fx
+from torch import Tensor, fx, nn
 
 from spikeport.assembly.rate import assemble, broadcastable
 from spikeport.distributed import all_sum
+from spikeport.errors import ConversionError
 from spikeport.graph.observers import channels_first
+from spikeport.graph.ops import Role, describe
 from spikeport.graph.prepare import PreparedModel
 from spikeport.graph.subgraph import feeding_subgraph
 from spikeport.methods.base import Batches, RateMethod
@@ -59,6 +61,7 @@ from spikeport.methods.weight_fit import (
 from spikeport.network import SpikingNetwork
 from spikeport.neurons.dynamics import Reset, if_scan
 from spikeport.options import Count, Fraction, Percentile
+from spikeport.qcfs import QCFS
 
 
 @dataclass
@@ -86,6 +89,20 @@ class Calibrated(RateMethod):
     calibration_limit: Count = 2048  # calibration samples simulated per fitting pass (one per depth)
     weights: bool = True  # weight calibration: each layer's synapses fitted to its spiking inputs at T
     simulated_fit: bool = True  # the weight fit's loss at the simulated neurons' rates, not the rate model's
+
+    def check(self, prepared: PreparedModel) -> None:
+        """The layer fit models ReLU neurons: analog ops and smooth activations are for the other methods."""
+        super().check(prepared)
+        modules = dict(prepared.graph_module.named_modules())
+        for node in [*prepared.nodes_of(Role.ANALOG), *prepared.activation_nodes()]:
+            module = modules[node.target]
+            if isinstance(module, nn.ReLU | QCFS):
+                continue
+            raise ConversionError(
+                f"node '{node.name}' ({describe(node, modules)}) is not a ReLU; method 'calibrated' fits "
+                "ReLU layers only (its rate model), so convert networks with analog ops or smooth activations "
+                "with ecc, percentile or max (rate) or fs (temporal)"
+            )
 
     def thresholds(self, prepared: PreparedModel, batches: Batches) -> dict[str, Tensor]:
         return data_based_thresholds(prepared, batches, self.channelwise, self.percentile)

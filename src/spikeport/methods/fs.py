@@ -6,7 +6,9 @@
 - SiLU, sigmoid, tanh, GELU, hardswish, LeakyReLU(0.01): fitted codes, the shipped ones
   (``spikeport.fs_codes``; a note says how many calibration inputs fall outside their range) or, with
   ``fit="layer"``, one fitted to each layer's own calibration inputs.
-- Products of two signals (gates) are analog ops on decoded values, counted apart.
+- Analog ops (normalisations, softmax, products of two signals) act on decoded values, counted apart; where
+  their values enter synapses, signed FS neurons code them (the binary code of the magnitude, scaled by its
+  calibrated maximum or percentile, each spike carrying the sign).
 - Input: injected as an analog current (default), or coded by an FS input layer (``input_coding="fs"``:
   the binary code of the input's calibrated range; inputs must then be non-negative).
 """
@@ -34,6 +36,9 @@ from spikeport.methods.statistics import data_based_thresholds, observe_activati
 from spikeport.network import SpikingNetwork
 from spikeport.neurons.fs import MAX_BINARY_STEPS, FSCode, FSNeuron
 from spikeport.options import Percentile, Range
+
+# Coded by the binary code of a calibrated scale: ReLU, and the signed sites after analog ops.
+BINARY = ("relu", "signed")
 
 
 class AbsMaxStatistic(MaxStatistic):
@@ -100,7 +105,7 @@ class FS(Method):
                     f"node '{node.name}' is a {module!r} activation, which FS has no code for; FS codes "
                     f"relu and {', '.join(sorted(FITTED_ACTIVATIONS))} (LeakyReLU with slope 0.01 only)"
                 )
-            if name != "relu" and self.fit == "shipped" and self.steps not in fitted_codes(name):
+            if name not in BINARY and self.fit == "shipped" and self.steps not in fitted_codes(name):
                 available = ", ".join(map(str, sorted(fitted_codes(name)))) or "none"
                 raise ConversionError(
                     f"node '{node.name}' ({name}) has no fitted FS code for K={self.steps} steps (available: "
@@ -122,12 +127,12 @@ class FS(Method):
 
         # ReLU scales: the levels data-based thresholds read (from shared statistics when given)
         scales = data_based_thresholds(prepared, batches, self.channelwise, self.percentile)
-        fitted = [n for n, a in names.items() if a != "relu" and not FITTED_ACTIVATIONS[a].homogeneous]
+        fitted = [n for n, a in names.items() if a not in BINARY and not FITTED_ACTIVATIONS[a].homogeneous]
         samples = observe_activations(prepared, batches, lambda _: InputSample()) if fitted else {}
         neurons: dict[str, FSNeuron] = {}
         for node_name, activation in names.items():
-            if activation == "relu":
-                neurons[node_name] = FSNeuron("relu", scales[node_name], rounding=self.rounding)
+            if activation in BINARY:  # spike sites: the magnitude's maximum or percentile is their scale
+                neurons[node_name] = FSNeuron(activation, scales[node_name], rounding=self.rounding)
             elif node_name in samples:
                 codes = self.codes_for(
                     layers[node_name], FITTED_ACTIVATIONS[activation], samples[node_name], prepared
@@ -135,7 +140,7 @@ class FS(Method):
                 neurons[node_name] = FSNeuron(activation, torch.tensor(1.0), codes=codes)
             else:
                 neurons[node_name] = FSNeuron(activation, torch.tensor(1.0), codes=fitted_codes(activation))
-        homogeneous = [n for n, a in names.items() if a != "relu" and FITTED_ACTIVATIONS[a].homogeneous]
+        homogeneous = [n for n, a in names.items() if a not in BINARY and FITTED_ACTIVATIONS[a].homogeneous]
         if homogeneous:
             ranges = observe_activations(prepared, batches, lambda _: AbsMaxStatistic(self.channelwise))
             for node_name in homogeneous:

@@ -18,6 +18,7 @@ from spikeport.graph.observers import (
     threshold_statistic,
 )
 from spikeport.graph.prepare import PreparedModel
+from spikeport.layers import SpikeSite
 from spikeport.methods.base import Batches
 
 Statistic = TypeVar("Statistic")
@@ -48,19 +49,22 @@ def observed_ann(
     *,
     truncate: bool = False,
 ) -> tuple[torch.fx.GraphModule, dict[str, Statistic]]:
-    """A copy of the ANN that feeds the input of each activation (those in ``names``, default all) to a statistic.
+    """A copy of the ANN that feeds the input of each activation (those in ``names``, default all) to a statistic
+    (the magnitude of the input of a signed spike site).
 
-    ``truncate``: the copy ends at the observers (it returns what they saw), so layers that feed none of them
-    are not computed at all.
+        ``truncate``: the copy ends at the observers (it returns what they saw), so layers that feed none of them
+        are not computed at all.
     """
     gm = copy.deepcopy(prepared.graph_module)
     names = {a.name for a in prepared.activation_nodes()} if names is None else names
     statistics: dict[str, Statistic] = {}
     observers = []
+    modules = dict(gm.named_modules())
     for node in [n for n in gm.graph.nodes if n.name in names]:
         statistic = make_statistic(node.name)
         name = f"observer_{node.name}"
-        gm.add_submodule(name, ActivationObserver(statistic))
+        signed = isinstance(modules.get(node.target), SpikeSite)
+        gm.add_submodule(name, ActivationObserver(statistic, magnitude=signed))
         with gm.graph.inserting_before(node):
             observed = gm.graph.call_module(name, (node.args[0],))
         node.replace_input_with(node.args[0], observed)

@@ -67,3 +67,22 @@ def if_scan(
         if reset is Reset.SOFT:
             v.sub_(spikes)
     return v, out
+
+
+def signed_if_scan(v: Tensor, currents: Tensor, threshold: Tensor) -> Tensor:
+    """Signed integrate-and-fire over the leading time axis of ``currents`` ([t, B, ...]), ``v`` updated in place.
+
+    A neuron sends ``+threshold`` when its membrane reaches half a threshold and ``-threshold`` when it falls
+    to minus half, and subtracts what it sent (soft reset). The membrane then stays within half a threshold
+    of zero while the input per step stays within one threshold, so the spikes sum to the input summed so far,
+    rounded to the nearest multiple of the threshold: signed values carried by ternary spikes.
+    """
+    out = torch.empty_like(currents)
+    threshold = threshold.to(v.dtype)
+    half = threshold / 2
+    for t in range(currents.shape[0]):
+        v.add_(currents[t])
+        spikes = torch.ge(v, half, out=out[t])
+        spikes.sub_((v <= -half).to(v.dtype)).mul_(threshold)
+        v.sub_(spikes)
+    return out

@@ -144,6 +144,11 @@ class FSNeuron(SpikingLayer):
     def analytic(self) -> bool:
         return self.codes is None
 
+    @property
+    def signed(self) -> bool:
+        """Spikes of either sign: the binary code of the magnitude, each spike carrying the sign."""
+        return self.activation == "signed"
+
     def extra_repr(self) -> str:
         scale = self.scale
         shown = f"{scale.item():.4g}" if scale.numel() == 1 else f"per-channel[{scale.numel()}]"
@@ -169,11 +174,13 @@ class FSNeuron(SpikingLayer):
         scale = self.scale.to(x.dtype)
         code = self.code(clock.steps)
         if self.analytic:  # the binary code's closed form: the same numbers, fewer passes
-            levels = binary_levels(x / scale, code)
+            sign = torch.sign(x) if self.signed else None
+            levels = binary_levels(x.abs() / scale if self.signed else x / scale, code)
             if clock.recording:
                 digits = binary_digits(levels.long(), clock.steps)  # the spikes, most significant first
                 self.record(digits.reshape(clock.steps, x.shape[0], -1).sum(dim=1))
-            return levels.mul_(scale * 2.0**-clock.steps)  # both factors exact: one rounding, as before
+            levels.mul_(scale * 2.0**-clock.steps)  # both factors exact: one rounding, as before
+            return levels if sign is None else levels.mul_(sign)
         spikes, decoded = fs_scan(x / scale, code)
         if clock.recording:
             self.record(spikes.reshape(clock.steps, x.shape[0], -1).sum(dim=1).double())
@@ -192,8 +199,9 @@ class FSMaxPool(SpikingLayer):
     Binary codes arrive most significant digit first and each digit outweighs all later ones together, so
     a pool can pick its winner online (a candidate drops out at the first digit where another spikes and
     it does not) and forward the winner's spikes as they come: the output is the code of the maximum, one
-    step behind at most. Simulated on the decoded values (the same result), counting the winner's spikes.
-    ``scale`` is the coding scale of the neurons before the pool (set by assembly).
+    step behind at most. Signed codes (sign first, then the magnitude's digits) pick their winner online the
+    same way, the smallest magnitude winning among negatives. Simulated on the decoded values (the same
+    result), counting the winner's spikes. ``scale`` is the coding scale of the neurons before the pool.
     """
 
     is_neuron = False
@@ -208,19 +216,7 @@ class FSMaxPool(SpikingLayer):
         clock = self.running_clock()
         if clock.recording:
             steps = clock.steps
-            levels = (out.double() / self.scale.double() * 2.0**steps).round_().long()
+            levels = (out.double().abs() / self.scale.double() * 2.0**steps).round_().long()
             digits = binary_digits(levels, steps)  # [K, B, ...]
             self.record(digits.reshape(steps, x.shape[0], -1).sum(dim=1))
         return out
-
-
-class AnalogProduct(torch.nn.Module):
-    """The product of two decoded signals (e.g. a squeeze-and-excitation gate times its features).
-
-    No spiking neuron multiplies two signals, so this is an analog op: the network computes it on decoded
-    values and the evaluation counts it (one multiplication per element, and the dense synaptic ops its
-    analog output drives) as non-spiking work, never as spikes.
-    """
-
-    def forward(self, a: Tensor, b: Tensor) -> Tensor:
-        return a * b

@@ -7,6 +7,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from spikeport.neurons.analog import constant_or_steps
 from spikeport.neurons.dynamics import Reset, if_scan
 from spikeport.neurons.events import SpikingLayer
 from spikeport.neurons.layout import dense, sum_over_batch
@@ -96,17 +97,22 @@ class IFNeuron(SpikingLayer):
         self.record(counts)
 
 
-class CurrentProbe(IFNeuron):
-    """An IF layer's stand-in while calibration looks at its input (``SpikingNetwork.observing``): it hands
-    the input currents, ``[steps, batch, ...]``, to ``observe`` and emits nothing."""
+class CurrentProbe(SpikingLayer):
+    """A spiking layer's stand-in while calibration looks at its input (``SpikingNetwork.observing``): it hands
+    the input currents, ``[steps, batch, ...]`` (bias included), to ``observe`` and emits nothing. Signed
+    neurons hand over the currents' magnitude: their threshold covers both signs."""
 
-    def __init__(self, neuron: IFNeuron, observe: Callable[[Tensor], None]):
-        super().__init__(
-            neuron.threshold, neuron.reset_mode, neuron.initial_potential, neuron.spike_value, neuron.bias
-        )
-        self.clock, self.fanout, self.observe = neuron.clock, neuron.fanout, observe
+    def __init__(self, layer: torch.nn.Module, observe: Callable[[Tensor], None]):
+        super().__init__()  # a neuron layer to the runner: the static prefix ends before it, as before the neurons
+        self.clock, self.observe = layer.clock, observe
+        if isinstance(layer, SpikingLayer):
+            self.fanout = layer.fanout
+        self.bias = getattr(layer, "bias", None)
+        self.magnitude = bool(getattr(layer, "signed", False))
 
     def forward(self, x: Tensor) -> Tensor:
-        currents = self.input_currents(x)
-        self.observe(currents)
+        if self.bias is not None:
+            x = x + self.bias.to(x.dtype)
+        currents = constant_or_steps(x, self.clock)
+        self.observe(currents.abs() if self.magnitude else currents)
         return x.new_zeros(currents.shape[0] * currents.shape[1], 1)  # nothing reads it: the graph ends here

@@ -1,0 +1,112 @@
+"""Vision transformers converted: accuracy, agreement, spikes, SOPs and analog ops at every T (and K).
+
+Trains (cached in --out) the small pre-norm ViT of ``spikeport.models.vit`` (4x4 patches, class token, width 64,
+4 blocks, 4 heads, GELU MLP) on MNIST and on Fashion-MNIST, calibrates on training images, and evaluates on
+the test images: FS (temporal coding, K = 4..12) and the rate-coded methods (T = 1..64). Analog ops (LayerNorm,
+softmax, the attention's products, GELU under rate coding) are counted beside the SOPs.
+Run: python bench/transformers.py [--epochs 6] [--limit 10000] [--rate-limit 2000] [--out results/transformers]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+from benchlib import save_json
+from torch import nn
+
+import spikeport as sp
+from spikeport.data import load_dataset
+from spikeport.models import vit
+from spikeport.train import accuracy, train_classifier
+
+CODES = (4, 6, 8, 10, 12)
+TIMESTEPS = (1, 2, 4, 8, 16, 32, 64)
+RATE_METHODS = ("ecc", "percentile", "max[reset=soft]")
+
+
+def trained(dataset: str, train, epochs: int, out: Path) -> tuple[nn.Module, float]:
+    torch.manual_seed(0)
+    model = vit(image_size=28, patch_size=4, in_channels=1, classes=10, width=64, depth=4, heads=4)
+    path = out / f"{dataset}-vit-e{epochs}.pt"
+    if path.is_file():
+        model.load_state_dict(torch.load(path, weights_only=True))
+        return model.eval(), 0.0
+    start = time.perf_counter()
+    train_classifier(model, train.x.reshape(-1, 1, 28, 28), train.y, epochs=epochs, lr=1e-3, seed=0)
+    torch.save(model.state_dict(), path)
+    return model.eval(), time.perf_counter() - start
+
+
+def summary(ev: sp.Evaluation) -> dict:
+    return {
+        "accuracy": ev.accuracy,
+        "agreement": ev.agreement,
+        "spikes_per_image": ev.spikes_per_image,
+        "sops_per_image": ev.sops_per_image,
+        "analog_ops_per_image": ev.analog_ops_per_image,
+        "latency_steps": ev.latency_steps,
+        "ann_analog_ops_per_image": ev.ann_analog_ops_per_image,
+        "ann_macs_per_image": ev.ann_macs_per_image,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--datasets", default="mnist,fashion-mnist")
+    parser.add_argument("--limit", type=int, default=10000, help="test images for FS")
+    parser.add_argument("--rate-limit", type=int, default=2000, help="test images for the rate-coded methods")
+    parser.add_argument("--calibration", type=int, default=2000, help="training images to calibrate on")
+    parser.add_argument("--methods", default=",".join(RATE_METHODS))
+    parser.add_argument("--out", default="results/transformers")
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results: dict = {"codes": CODES, "timesteps": TIMESTEPS, "nets": {}}
+    rows = []
+    for dataset in args.datasets.split(","):
+        train = load_dataset(dataset, "train")
+        test = load_dataset(dataset, "test")
+        x_test, y_test = test.x.reshape(-1, 1, 28, 28), test.y
+        calibration = train.x[-args.calibration :].reshape(-1, 1, 28, 28)  # training images, not the test set
+        model, seconds = trained(dataset, train, args.epochs, out)
+        ann = accuracy(model, x_test, y_test)
+        print(f"{dataset}: ANN {100 * ann:.2f}% ({'cached' if not seconds else f'trained in {seconds:.0f} s'})")
+        entry = results["nets"][dataset] = {"ann_accuracy": ann, "train_seconds": seconds, "methods": {}}
+        runs = [("fs", CODES, args.limit)] + [(m, TIMESTEPS, args.rate_limit) for m in args.methods.split(",")]
+        for spec, steps, limit in runs:
+            start = time.perf_counter()
+            snn = sp.convert(model, calibration, spec, **({"steps": 8} if spec == "fs" else {}))
+            converted = time.perf_counter() - start
+            data = (x_test[:limit], y_test[:limit])
+            start = time.perf_counter()
+            ev = sp.evaluate(snn, data, steps, ann=model, progress=False)
+            simulated = time.perf_counter() - start
+            entry["methods"][spec] = summary(ev) | {
+                "samples": ev.samples,
+                "convert_seconds": converted,
+                "evaluate_seconds": simulated,
+            }
+            for t in steps:
+                rows.append(
+                    f"| {dataset} | {spec} | {t} | {ev.samples} | {100 * ev.accuracy[t]:.2f} | "
+                    f"{100 * ev.agreement[t]:.2f} | {ev.spikes_per_image[t] / 1e3:.1f}k | "
+                    f"{ev.sops_per_image[t] / 1e6:.2f}M | {ev.analog_ops_per_image[t] / 1e6:.2f}M |"
+                )
+                print(rows[-1], flush=True)
+            print(ev.to_markdown())
+    header = (
+        "| data | method | T or K | images | accuracy % | agreement % | spikes/img | SOPs/img | analog ops/img |\n"
+        "|:---|:---|---:|---:|---:|---:|---:|---:|---:|"
+    )
+    table = header + "\n" + "\n".join(rows)
+    print("\n" + table)
+    (out / "results.md").write_text(table + "\n")
+    save_json(out / "results.json", results)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+"""Signed spiking neurons: where a signal can be negative (the output of a normalisation or an attention).
+
+A rate code of a ReLU needs one sign of spike; the values after a LayerNorm or an attention have both. Each
+neuron here sends spikes of either sign (``dynamics.signed_if_scan``), so the synapses after it are still
+driven by events. A signed spike carries one bit more than a binary one (its sign), which reports state.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from spikeport.neurons.analog import constant_or_steps
+from spikeport.neurons.dynamics import signed_if_scan
+from spikeport.neurons.events import SpikingLayer
+from spikeport.neurons.layout import sum_over_batch
+
+
+class SignedIFNeuron(SpikingLayer):
+    """Signed integrate-and-fire neurons for one spike site: spikes of ``+-threshold``, soft reset.
+
+    ``bias``: a constant current added at every step (per channel), as for ``IFNeuron``.
+    """
+
+    signed = True
+
+    def __init__(self, threshold: Tensor, bias: Tensor | None = None):
+        super().__init__()
+        self.register_buffer("threshold", threshold.detach().clone())
+        self.register_buffer("bias", None if bias is None else bias.detach().clone())
+        self.v: Tensor | None = None
+
+    def extra_repr(self) -> str:
+        th = self.threshold
+        shown = f"{th.item():.4g}" if th.numel() == 1 else f"per-channel[{th.numel()}]"
+        return f"threshold={shown}, signed"
+
+    def reset_state(self, record_steps: int = 0) -> None:
+        self.v = None
+        super().reset_state(record_steps)
+
+    def forward(self, x: Tensor) -> Tensor:
+        clock = self.running_clock()
+        if self.bias is not None:
+            x = x + self.bias.to(x.dtype)
+        currents = constant_or_steps(x, clock)
+        if self.v is None:
+            self.v = torch.zeros_like(currents[0])
+        out = signed_if_scan(self.v, currents, self.threshold.to(x.dtype))
+        if clock.recording:
+            events = sum_over_batch(out.ne(0).to(out.dtype)).reshape(clock.steps, -1).double()
+            self.record(events)
+        return out.reshape(clock.steps * clock.batch, *x.shape[1:])
