@@ -74,9 +74,13 @@ def main() -> None:
         calibration = train.x[-args.calibration :].reshape(-1, 1, 28, 28)  # training images, not the test set
         model, seconds = trained(dataset, train, args.epochs, out)
         ann = accuracy(model, x_test, y_test)
-        print(f"{dataset}: ANN {100 * ann:.2f}% ({'cached' if not seconds else f'trained in {seconds:.0f} s'})")
+        print(
+            f"{dataset}: ANN {100 * ann:.2f}% ({'cached' if not seconds else f'trained in {seconds:.0f} s'})"
+        )
         entry = results["nets"][dataset] = {"ann_accuracy": ann, "train_seconds": seconds, "methods": {}}
-        runs = [("fs", CODES, args.limit)] + [(m, TIMESTEPS, args.rate_limit) for m in args.methods.split(",")]
+        runs = [("fs", CODES, args.limit)] + [
+            (m, TIMESTEPS, args.rate_limit) for m in args.methods.split(",")
+        ]
         for spec, steps, limit in runs:
             start = time.perf_counter()
             snn = sp.convert(model, calibration, spec, **({"steps": 8} if spec == "fs" else {}))
