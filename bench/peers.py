@@ -23,14 +23,25 @@ data set where it calibrates at all, and is measured by the same code on the sam
 Nets: ``demo`` (the demo CNN on MNIST, trained by ``spikeport demo``, cached), and two Fashion-MNIST nets of
 ``bench/low_latency.py`` (trained there for 5 epochs, cached in results/low-latency): ``fashion-cnn`` (the
 demo layout) and ``fashion-vgg-bn-max`` (a VGG with BatchNorm and max-pools), where conversion loses more
-and the recipes' differences are larger than one test image.
+and the recipes' differences are larger than one test image; and ``vit-mnist``, the small ViT of
+``bench/transformers.py`` (``spikeport.models.vit``, trained there for 6 epochs, cached in results/transformers;
+not in the default ``--nets``). ``calibrated`` fits ReLU nets only, so on the ViT spikeport's recipes are
+bench/transformers.py's rate-coded ones (ecc, percentile, max with soft reset) and ecc stands in for
+``calibrated`` in the same-budget table.
 
 Peer recipes, each as its documentation recommends: SpikingJelly RateCodingRecipe with max, and with 99.9 %
 channel-wise, the half-threshold start and max-pools moved before the neurons (``pre_spike_maxpool``);
 LocalThresholdBalancingRecipe; sinabs ``from_model`` (multi-spike IAF, subtractive reset) on the raw weights,
 and after ``normalize_weights`` (99th percentile, Rueckauer 2017; each ReLU's parameters are those of the
 nearest module before it, a BatchNorm where there is one: scaling its weight and bias scales its output).
-Run: python bench/peers.py [--nets demo,fashion-cnn,fashion-vgg-bn-max] [--limit 10000]
+On the ViT the only peer is SpikingJelly's STATransformerRecipe (Jiang et al., ICLR 2024) in its spiking mode
+``spiking_encoder``, with its default threshold_scale 1 and with the 0.5 of its ViT example, converted for each T
+of the table (T is part of the recipe: it sets the encoders' thresholds) and run for that T with the image at the
+first step only (its operators take temporal differences). It converts ``nn.MultiheadAttention`` only, so it gets
+the same ViT with the same weights written that way (``MultiheadViT``); its encoders send multiples of their
+threshold (signed), counted like a sinabs multi-spike neuron; between them the network passes analog
+differences. sinabs has no transformer conversion (``from_model`` makes ReLUs spiking: a ViT has none).
+Run: python bench/peers.py [--nets demo,fashion-cnn,fashion-vgg-bn-max,vit-mnist] [--limit 10000]
      [--venv results/peers-venv] [--json bench/results/peers.json]
      python bench/peers.py --report [--json ...]   # an earlier run's tables again, from its JSON
 """
@@ -38,6 +49,7 @@ Run: python bench/peers.py [--nets demo,fashion-cnn,fashion-vgg-bn-max] [--limit
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import statistics
@@ -60,8 +72,17 @@ NETS = {
     "demo": ("mnist", None),
     "fashion-cnn": ("fashion-mnist", "cnn"),
     "fashion-vgg-bn-max": ("fashion-mnist", "vgg-bn-max"),
+    "vit-mnist": ("mnist", "vit"),  # bench/transformers.py's ViT
 }
+DEFAULT_NETS = ("demo", "fashion-cnn", "fashion-vgg-bn-max")
 TIMED_NETS = ("demo",)  # speed and time to agreement are measured on these
+TRANSFORMER_NETS = ("vit-mnist",)  # spikeport's TRANSFORMER_RECIPES against SpikingJelly's STA
+TRANSFORMER_RECIPES = ("ecc", "percentile", "max[reset=soft]")  # bench/transformers.py's rate-coded methods
+# SpikingJelly STATransformerRecipe: label -> threshold_scale (1: its default; 0.5: its ImageNet ViT example)
+STA_SCALES = {
+    "SpikingJelly STA spiking_encoder, for each T": 1.0,
+    "SpikingJelly STA spiking_encoder, threshold_scale 0.5, for each T": 0.5,
+}
 PER_STEP_KEYS = ("accuracy", "agreement", "spikes_per_image", "wrong")  # a recipe's results keyed by T
 
 # simulate(x, T, count) -> (the network's output summed over steps 1..t, for every t: [T, B, classes],
@@ -72,18 +93,26 @@ Simulate = Callable[[torch.Tensor, int, bool], tuple[torch.Tensor, torch.Tensor 
 class SpikeCounter:
     """Counts the spikes of a peer's neurons through forward hooks, step by step, while ``counting``.
 
-    ``per_step(output, steps)`` turns one call's output into that call's spikes per step ([steps] or a
-    scalar for a call that is one step); the counts of consecutive calls are concatenated."""
+    ``per_step(output, steps)`` turns one call's output, in units of ``unit(neuron)`` (what one spike sends),
+    into that call's spikes per step ([steps] or a scalar for a call that is one step); the counts of
+    consecutive calls are concatenated."""
 
-    def __init__(self, neurons: list[torch.nn.Module], per_step: Callable[[torch.Tensor, int], torch.Tensor]):
-        self.per_step, self.steps, self.counting, self.layers = per_step, 1, False, len(neurons)
+    def __init__(
+        self,
+        neurons: list[torch.nn.Module],
+        per_step: Callable[[torch.Tensor, int], torch.Tensor],
+        unit: Callable[[torch.nn.Module], torch.Tensor | float] = lambda neuron: 1.0,
+    ):
+        self.per_step, self.unit, self.layers = per_step, unit, len(neurons)
+        self.steps, self.counting = 1, False
         self.calls: list[torch.Tensor] = []
         for neuron in neurons:
             neuron.register_forward_hook(self.hook)
 
     def hook(self, module, inputs, output) -> None:
         if self.counting:
-            self.calls.append(self.per_step(output.detach(), self.steps).double().reshape(-1))
+            spikes = output.detach() / self.unit(module)
+            self.calls.append(self.per_step(spikes, self.steps).double().reshape(-1))
 
     def start(self, steps: int, counting: bool) -> None:
         self.steps, self.counting, self.calls = steps, counting, []
@@ -115,9 +144,18 @@ def trained_net(net: str) -> torch.nn.Module:
         from spikeport.demo import demo_model
 
         return demo_model(progress=False, log=lambda *a: None).eval()
-    from low_latency import trained  # bench/low_latency.py: its nets and their cache
-
     from spikeport.data import load_dataset
+
+    if name == "vit":  # bench/transformers.py, by path: ``import transformers`` may be Hugging Face's
+        spec = importlib.util.spec_from_file_location(
+            "bench_transformers", Path(__file__).with_name("transformers.py")
+        )
+        transformers = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(transformers)
+        out = Path("results/transformers")
+        out.mkdir(parents=True, exist_ok=True)
+        return transformers.trained(dataset, load_dataset(dataset, "train"), 6, out)[0]
+    from low_latency import trained  # bench/low_latency.py: its nets and their cache
 
     return trained(name, load_dataset(dataset, "train"), 5, Path("results/low-latency"), dataset)[0]
 
@@ -147,15 +185,20 @@ def seconds_per_image(simulate: Simulate, x: torch.Tensor, steps: int, repeats: 
 
 
 def measure(
-    simulate: Simulate, x: torch.Tensor, y: torch.Tensor, reference: torch.Tensor, timed: bool
+    simulate: Simulate,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    reference: torch.Tensor,
+    timed: bool,
+    steps: int = max(TIMESTEPS),
 ) -> dict:
-    """Accuracy, agreement and spikes per image after every step up to 32, the test images each T of the table
-    gets wrong, the first T at 99.5 % agreement, and (``timed``) speed at T=64 and time to that agreement."""
-    steps = max(TIMESTEPS)
+    """Accuracy, agreement and spikes per image after every step up to ``steps`` (32), the test images each T
+    of the table (up to ``steps``) gets wrong, the first T at 99.5 % agreement, and (``timed``) speed at T=64
+    and time to that agreement."""
     correct = torch.zeros(steps)
     agree = torch.zeros(steps)
     spikes = torch.zeros(steps, dtype=torch.float64)
-    wrong: dict[int, list[int]] = {t: [] for t in TIMESTEPS}
+    wrong: dict[int, list[int]] = {t: [] for t in TIMESTEPS if t <= steps}
     start = time.perf_counter()
     with torch.no_grad():
         for i in range(0, len(x), 100):
@@ -165,7 +208,7 @@ def measure(
             correct += right.sum(1)
             agree += (prediction == reference[i : i + 100]).sum(1)
             spikes += batch_spikes
-            for t in TIMESTEPS:
+            for t in wrong:
                 wrong[t] += (i + torch.nonzero(~right[t - 1]).flatten()).tolist()
     cumulative = spikes.cumsum(0) / len(x)
     result = {
@@ -186,7 +229,7 @@ def measure(
 
 
 def peer_side(net: str, limit: int, out: Path) -> None:
-    """Runs inside the peer venv: SpikingJelly and sinabs conversions of ``net``."""
+    """Runs inside the peer venv: SpikingJelly and sinabs conversions of ``net`` (SpikingJelly's STA on a ViT)."""
     import copy
 
     from spikingjelly.activation_based import ann2snn, neuron
@@ -197,6 +240,9 @@ def peer_side(net: str, limit: int, out: Path) -> None:
     with torch.no_grad():
         reference = model(x).argmax(1)
     loader = [(calibration[i : i + 100], None) for i in range(0, len(calibration), 100)]
+    if net in TRANSFORMER_NETS:  # sinabs makes ReLUs spiking only: a ViT has none
+        out.write_text(json.dumps(sta_recipes(model, loader, x, y, reference)))
+        return
     jelly = {
         "SpikingJelly RateCoding max": lambda: ann2snn.RateCodingRecipe(dataloader=loader, mode="max"),
         "SpikingJelly RateCoding 99.9% channel-wise, half threshold": lambda: ann2snn.RateCodingRecipe(
@@ -231,6 +277,107 @@ def jelly_simulating(snn: torch.nn.Module, neurons: list[torch.nn.Module]) -> Si
         functional.reset_net(snn)
         counter.start(1, count)
         return torch.stack([snn(batch) for _ in range(steps)]).cumsum(0), counter.spikes()
+
+    return simulate
+
+
+class MultiheadBlock(torch.nn.Module):
+    """A block of spikeport's ViT with its attention as ``nn.MultiheadAttention``: qkv's weight and bias are its
+    packed in-projection (q, k, v, each split into heads alike), proj its out-projection; same scale."""
+
+    def __init__(self, block: torch.nn.Module):
+        super().__init__()
+        attention = block.attn
+        self.norm1, self.norm2, self.mlp = block.norm1, block.norm2, block.mlp
+        self.attn = torch.nn.MultiheadAttention(attention.width, attention.heads, batch_first=True)
+        with torch.no_grad():
+            self.attn.in_proj_weight.copy_(attention.qkv.weight)
+            self.attn.in_proj_bias.copy_(attention.qkv.bias)
+            self.attn.out_proj.weight.copy_(attention.proj.weight)
+            self.attn.out_proj.bias.copy_(attention.proj.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.norm1(x)
+        h, _ = self.attn(h, h, h, need_weights=False)  # unpacked, as torchvision's ViT does
+        x = x + h
+        return x + self.mlp(self.norm2(x))
+
+
+class MultiheadViT(torch.nn.Module):
+    """spikeport's ViT, same function and weights, in the form SpikingJelly's STA recipe converts: attention as
+    ``nn.MultiheadAttention`` (its step-mode graph refuses timm's qkv permute, which moves the batch dimension,
+    and matmul and softmax calls); the class token and positions stay parameters, which it feeds at step 1."""
+
+    def __init__(self, vit: torch.nn.Module):
+        super().__init__()
+        self.pool, self.patch_embed = vit.pool, vit.patch_embed
+        self.cls_token, self.pos_embed = vit.cls_token, vit.pos_embed
+        self.blocks = torch.nn.Sequential(*(MultiheadBlock(block) for block in vit.blocks))
+        self.norm, self.head = vit.norm, vit.head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.patch_embed(x).flatten(2).transpose(1, 2)
+        if self.cls_token is not None:
+            x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
+        x = self.norm(self.blocks(x + self.pos_embed))
+        return self.head(x[:, 0] if self.pool == "cls" else x.mean(dim=1))
+
+
+def sta_recipes(
+    model: torch.nn.Module, loader: list, x: torch.Tensor, y: torch.Tensor, reference: torch.Tensor
+) -> dict:
+    """SpikingJelly's STATransformerRecipe (``spiking_encoder``, each of STA_SCALES) on the ViT: a network for
+    each T of the table, run for that T; the results keyed by T like spikeport's tuned ``calibrated``."""
+    import copy
+
+    from spikingjelly.activation_based import ann2snn
+
+    ann = MultiheadViT(model).eval()
+    with torch.no_grad():
+        gap = float((ann(x[:100]) - model(x[:100])).abs().max())
+    if gap > 1e-4:
+        raise RuntimeError(f"MultiheadViT differs from the ViT by {gap} on the first test images")
+    results = {}
+    for label, scale in STA_SCALES.items():
+        tuned, seconds = {}, []
+        for t in TIMESTEPS:
+            start = time.perf_counter()
+            recipe = ann2snn.STATransformerRecipe(
+                dataloader=loader, time_steps=t, mode="spiking_encoder", threshold_scale=scale
+            )
+            snn = ann2snn.FXConverter(recipe=recipe, device="cpu").convert(copy.deepcopy(ann)).eval()
+            seconds.append(time.perf_counter() - start)
+            tuned[t] = measure(sta_simulating(snn), x, y, reference, False, steps=t)
+        reached = [t for t, r in tuned.items() if r["agreement"][t] >= AGREEMENT_TARGET]
+        results[label] = {key: {t: r[key][t] for t, r in tuned.items()} for key in PER_STEP_KEYS} | {
+            "convert_seconds": max(seconds),
+            "evaluate_seconds": sum(r["evaluate_seconds"] for r in tuned.values()),
+            "steps_to_agreement": reached[0] if reached else None,
+        }
+    return results
+
+
+def sta_simulating(snn: torch.nn.Module) -> Simulate:
+    """An STA network as ``measure`` runs it, for exactly the T it was converted for (its constants span T
+    steps): the image at the first step and zeros after (its operators take temporal differences), all steps
+    in one call; each encoder step sends |output / threshold| spikes."""
+    from spikingjelly.activation_based import functional
+    from spikingjelly.activation_based.ann2snn.recipes.sta_transformer import _STASpikeEncoder
+
+    functional.set_step_mode(snn, "m")
+    encoders = [m for m in snn.modules() if isinstance(m, _STASpikeEncoder)]
+    counter = SpikeCounter(
+        encoders,
+        lambda out, steps: out.round().abs().reshape(steps, -1).sum(1),
+        unit=lambda encoder: encoder.v_threshold,  # one threshold per channel, the last dimension
+    )
+
+    def simulate(batch: torch.Tensor, steps: int, count: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        functional.reset_net(snn)
+        counter.start(steps, count)
+        frames = torch.zeros(steps, *batch.shape, dtype=batch.dtype)
+        frames[0] = batch
+        return snn(frames).cumsum(0), counter.spikes()
 
     return simulate
 
@@ -297,7 +444,8 @@ def simulating(snn) -> Simulate:
 def our_side(net: str, limit: int) -> tuple[dict, float]:
     """spikeport's recipes: ``calibrated`` tuned for T = 8 (one network for every T), tuned for each T of the
     table (``calibrated[timesteps=T]``, a network per column: the user names the T they will run), ``ecc``, and
-    (on timed nets) ``fs`` (temporal coding, by code length K); and the ANN's accuracy on the test images."""
+    (on timed nets) ``fs`` (temporal coding, by code length K); on a ViT TRANSFORMER_RECIPES instead (calibrated
+    fits ReLU nets only); and the ANN's accuracy on the test images."""
     import spikeport as sp
     from spikeport.methods.calibrated import Calibrated
 
@@ -313,6 +461,9 @@ def our_side(net: str, limit: int) -> tuple[dict, float]:
         converted = time.perf_counter() - start
         return {**measure(simulating(snn), x, y, reference, timed), "convert_seconds": converted}
 
+    ann = float((reference == y).float().mean())
+    if net in TRANSFORMER_NETS:
+        return {f"spikeport {spec}": run(spec) for spec in TRANSFORMER_RECIPES}, ann
     results = {f"spikeport {spec}": run(spec) for spec in ("calibrated", "ecc")}
     # calibrated's default T is one of these: that column is the default network, not converted again
     default_steps = Calibrated.timesteps
@@ -328,7 +479,7 @@ def our_side(net: str, limit: int) -> tuple[dict, float]:
     }
     if timed:
         results["spikeport fs"] = fs_recipe(model, calibration, x, y)
-    return results, float((reference == y).float().mean())
+    return results, ann
 
 
 def fs_recipe(model, calibration, x, y) -> dict:
@@ -400,7 +551,8 @@ def report(net: str, ours: dict, peers: dict, ann: float, limit: int) -> dict:
     )
     print(f"standard error of one accuracy at the ANN's level on these images {error:.2f} points")
     paired = report_paired(ours_rate, peers, pairs)
-    report_same_budget(ours["spikeport calibrated"], peers)
+    default = "spikeport ecc" if net in TRANSFORMER_NETS else "spikeport calibrated"  # one network, every T
+    report_same_budget(default, ours[default], peers)
     summary = {
         "ann_accuracy": ann,
         "test_images": limit,
@@ -433,10 +585,10 @@ def report_paired(ours: dict, peers: dict, pairs: dict[int, tuple[str, str]]) ->
     return paired
 
 
-def report_same_budget(default: dict, peers: dict) -> None:
-    """Each peer's accuracy at T next to spikeport's default network with no more spikes per image."""
+def report_same_budget(label: str, default: dict, peers: dict) -> None:
+    """Each peer's accuracy at T next to spikeport's default network (``label``) with no more spikes per image."""
     print(
-        "\nAt the same spike budget: each peer's accuracy % at T, and spikeport calibrated's (one network, every"
+        f"\nAt the same spike budget: each peer's accuracy % at T, and {label}'s (one network, every"
         "\nT) at the longest T' whose spikes per image are no more than the peer's at T, as peer / spikeport (T'):\n"
     )
     print_header("peer")
@@ -505,7 +657,9 @@ def report_speed(ours: dict, peers: dict) -> float | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--nets", default=",".join(NETS), help=f"comma-separated, of {', '.join(NETS)}")
+    parser.add_argument(
+        "--nets", default=",".join(DEFAULT_NETS), help=f"comma-separated, of {', '.join(NETS)}"
+    )
     parser.add_argument("--limit", type=int, default=10000)
     parser.add_argument("--venv", default="results/peers-venv")
     parser.add_argument("--json", default="bench/results/peers.json")

@@ -2,9 +2,11 @@
 
 Trains (cached in --out) the small pre-norm ViT of ``spikeport.models.vit`` (4x4 patches, class token, width 64,
 4 blocks, 4 heads, GELU MLP) on MNIST and on Fashion-MNIST, calibrates on training images, and evaluates on
-the test images: FS (temporal coding, K = 4..12) and the rate-coded methods (T = 1..64). Analog ops (LayerNorm,
+the test images: FS (temporal coding, K = 4..12 with the shipped GELU codes; K = 12 with codes fitted to each
+layer's calibration inputs, ``fs[fit=layer]``) and the rate-coded methods (T = 1..64). Analog ops (LayerNorm,
 softmax, the attention's products, GELU under rate coding) are counted beside the SOPs.
 Run: python bench/transformers.py [--epochs 6] [--limit 10000] [--rate-limit 2000] [--out results/transformers]
+     [--fs "fs;fs[fit=layer]"] [--methods ecc,percentile,max[reset=soft]] (an empty list runs none)
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from spikeport.models import vit
 from spikeport.train import accuracy, train_classifier
 
 CODES = (4, 6, 8, 10, 12)
+FITTED_STEPS = 12  # fs[fit=layer] fits one code length per conversion
 TIMESTEPS = (1, 2, 4, 8, 16, 32, 64)
 RATE_METHODS = ("ecc", "percentile", "max[reset=soft]")
 
@@ -61,6 +64,7 @@ def main() -> None:
     parser.add_argument("--rate-limit", type=int, default=2000, help="test images for the rate-coded methods")
     parser.add_argument("--calibration", type=int, default=2000, help="training images to calibrate on")
     parser.add_argument("--methods", default=",".join(RATE_METHODS))
+    parser.add_argument("--fs", default="fs;fs[fit=layer]", help="FS method specs, separated by semicolons")
     parser.add_argument("--out", default="results/transformers")
     args = parser.parse_args()
     out = Path(args.out)
@@ -78,12 +82,16 @@ def main() -> None:
             f"{dataset}: ANN {100 * ann:.2f}% ({'cached' if not seconds else f'trained in {seconds:.0f} s'})"
         )
         entry = results["nets"][dataset] = {"ann_accuracy": ann, "train_seconds": seconds, "methods": {}}
-        runs = [("fs", CODES, args.limit)] + [
-            (m, TIMESTEPS, args.rate_limit) for m in args.methods.split(",")
+        fs = [
+            (spec, CODES if "fit=layer" not in spec else (FITTED_STEPS,))
+            for spec in args.fs.split(";")
+            if spec
         ]
-        for spec, steps, limit in runs:
+        runs = [(spec, codes, args.limit, {"steps": max(codes)}) for spec, codes in fs]
+        runs += [(m, TIMESTEPS, args.rate_limit, {}) for m in args.methods.split(",") if m]
+        for spec, steps, limit, options in runs:
             start = time.perf_counter()
-            snn = sp.convert(model, calibration, spec, **({"steps": 8} if spec == "fs" else {}))
+            snn = sp.convert(model, calibration, spec, **options)
             converted = time.perf_counter() - start
             data = (x_test[:limit], y_test[:limit])
             start = time.perf_counter()

@@ -143,6 +143,8 @@ def test_analog_ops_are_counted_apart_from_spikes():
     assert rate.analog_ops_per_image[8] == pytest.approx(4 * rate.analog_ops_per_image[2])  # every step
     assert rate.ann_analog_ops_per_image > 0
     assert "analog ops/img" in rate.to_markdown()
+    signed = {layer.name for layer in rate.layers if layer.signed}
+    assert "blocks_0_norm1_spikes" in signed and "Signed spikes" in rate.to_markdown()
     fs = sp.evaluate(sp.convert(model, x, "fs", steps=8), x, timesteps=[8], progress=False)
     # once per inference, on decoded values: the ANN's own analog work (GELU is coded by FS neurons)
     assert fs.analog_ops_per_image[8] < rate.analog_ops_per_image[8]

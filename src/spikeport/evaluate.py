@@ -17,6 +17,7 @@ from spikeport.errors import DataError, InputError, OptionError
 from spikeport.evaluation import AnalogLayerReport, Evaluation, LayerReport
 from spikeport.metrics import EnergyModel
 from spikeport.network import SpikingNetwork, module_device
+from spikeport.neurons import SpikingLayer
 from spikeport.options import positive_ints
 
 
@@ -319,9 +320,15 @@ def _layer_reports(
                 spikes_per_image=per_image,
                 firing_rate={t: per_image[t] / (size * t) for t in steps},
                 sops_per_image=sops(name),
+                signed=_signed(layer),
             )
         )
     return reports
+
+
+def _signed(layer: SpikingLayer) -> bool:
+    """Signed IF neurons, and FS neurons of signed sites, send spikes of either sign."""
+    return bool(getattr(layer, "signed", False))
 
 
 def _neuron_count(snn: SpikingNetwork) -> int:

@@ -22,6 +22,7 @@ class LayerReport:
     spikes_per_image: dict[int, float]
     firing_rate: dict[int, float]  # spikes per neuron per time step
     sops_per_image: dict[int, float]
+    signed: bool = False  # spikes of either sign: each carries one bit more than a binary spike
 
 
 @dataclass

@@ -78,11 +78,18 @@ def _ann_analog(ev: Evaluation) -> str:
 
 def _analog_note(ev: Evaluation) -> str:
     """What the analog ops cost, and a warning where they outweigh the spikes' synaptic work."""
+    signed = [layer.name for layer in ev.layers if layer.signed]
+    note = (
+        f"\nSigned spikes: {len(signed)} of {len(ev.layers)} spiking layers send spikes of either sign (one bit "
+        "more per spike)."
+        if signed
+        else ""
+    )
     if not ev.analog_layers:
-        return ""
+        return note
     last = ev.timesteps[-1]
     heaviest = max(ev.analog_layers, key=lambda layer: layer.ops_per_image[last])
-    note = (
+    note += (
         f"\nAnalog ops (normalisations, softmax, products; not spike-driven, priced like MACs in the energy): "
         f"{len(ev.analog_layers)} ops, the heaviest {heaviest.name} ({heaviest.op}, "
         f"{_count(heaviest.ops_per_image[last])} per image at {last})."
