@@ -90,3 +90,9 @@ def test_output_does_not_depend_on_other_samples(options):
     with torch.no_grad():
         alone, batched = model(x[:1]), model(x)
     torch.testing.assert_close(batched[:1], alone)
+
+
+def test_the_builders_load_on_first_use_as_sp_models():
+    import spikeport as sp
+
+    assert sp.models.vit is vit

@@ -29,7 +29,7 @@ from spikeport.errors import (
     SpikeportError,
 )
 from spikeport.evaluate import evaluate
-from spikeport.evaluation import Evaluation, LayerReport
+from spikeport.evaluation import AnalogLayerReport, Evaluation, LayerReport
 from spikeport.export.nir import export_nir, import_nir
 from spikeport.frontends import load_model
 from spikeport.metrics import EnergyModel
@@ -38,6 +38,7 @@ from spikeport.registry import register_neuron
 from spikeport.serialize import load, save
 
 __all__ = [
+    "AnalogLayerReport",
     "CalibrationError",
     "Coding",
     "Comparison",
@@ -64,7 +65,17 @@ __all__ = [
     "keep_freed_memory",
     "load",
     "load_model",
+    "models",
     "qcfs",
     "register_neuron",
     "save",
 ]
+
+
+def __getattr__(name: str):
+    """``sp.models`` (the model builders) loads on first use: most conversions never build a model."""
+    if name == "models":
+        import importlib
+
+        return importlib.import_module("spikeport.models")
+    raise AttributeError(f"module 'spikeport' has no attribute {name!r}")
