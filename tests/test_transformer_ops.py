@@ -149,6 +149,7 @@ def test_analog_ops_are_counted_apart_from_spikes():
     # once per inference, on decoded values: the ANN's own analog work (GELU is coded by FS neurons)
     assert fs.analog_ops_per_image[8] < rate.analog_ops_per_image[8]
     assert {layer.op for layer in fs.analog_layers} == {"LayerNorm", "MatMul", "Softmax"}
+    assert fs.ann_analog_ops_per_image == rate.ann_analog_ops_per_image  # the same ANN whatever the method
 
 
 @pytest.mark.parametrize("method", ["max", "fs"])
@@ -240,3 +241,37 @@ def test_calibrated_names_the_first_op_it_cannot_fit():
         sp.ConversionError, match=r"node 'blocks_0_norm1' .* is not a ReLU; method 'calibrated'"
     ):
         sp.convert(tiny_vit(), torch.rand(8, 1, 8, 8), "calibrated")
+
+
+class MobileBlock(nn.Module):
+    """EfficientNet's MBConv in small: expand, depthwise conv, SiLU, squeeze-and-excitation gate, project."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(1, 8, 3, padding=1)
+        self.expand = nn.Conv2d(8, 16, 1)
+        self.depthwise = nn.Conv2d(16, 16, 3, padding=1, groups=16)
+        self.reduce, self.restore = nn.Conv2d(16, 4, 1), nn.Conv2d(4, 16, 1)
+        self.project = nn.Conv2d(16, 8, 1)
+        self.fc = nn.Linear(8, 5)
+
+    def forward(self, x):
+        x = F.silu(self.stem(x))
+        h = F.silu(self.depthwise(F.silu(self.expand(x))))
+        gate = torch.sigmoid(self.restore(F.silu(self.reduce(h.mean(dim=(2, 3), keepdim=True)))))
+        x = x + self.project(h * gate)
+        return self.fc(x.mean(dim=(2, 3)))
+
+
+@pytest.mark.parametrize("method", ["ecc", "fs"])
+def test_efficientnet_style_blocks_convert(method):
+    torch.manual_seed(0)
+    model = MobileBlock().eval()
+    x = torch.rand(32, 1, 8, 8)
+    snn = sp.convert(model, x, method)
+    if method == "fs":
+        with torch.no_grad():
+            assert float((snn(x, timesteps=12)[-1] - model(x)).abs().max()) < 0.05
+        return
+    early, late = readout_errors(snn, model, x[:8])
+    assert late < 0.25 * early

@@ -15,6 +15,7 @@ from spikeport.coding import Run
 from spikeport.data import as_batches
 from spikeport.errors import DataError, InputError, OptionError
 from spikeport.evaluation import AnalogLayerReport, Evaluation, LayerReport
+from spikeport.graph.ops import ACTIVATION_MODULES
 from spikeport.metrics import EnergyModel
 from spikeport.network import SpikingNetwork, module_device
 from spikeport.neurons import SpikingLayer
@@ -245,7 +246,12 @@ def _summarise(
             }
     analog_layers = _analog_reports(snn, steps)
     analog = {t: sum(layer.ops_per_image[t] for layer in analog_layers) for t in steps}
-    ann_analog = sum(layer.ops_per_sample for layer in snn.analog_layers().values())
+    # The ANN's own analog ops; an activation computed on values is an SNN's stand-in for a neuron, not ANN work
+    ann_analog = sum(
+        layer.ops_per_sample
+        for layer in snn.analog_layers().values()
+        if not isinstance(layer.op, ACTIVATION_MODULES)
+    )
     neurons = _neuron_count(snn)
     layers = _layer_reports(
         snn,
