@@ -4,7 +4,9 @@ Trains (cached in --out) the small pre-norm ViT of ``spikeport.models.vit`` (4x4
 4 blocks, 4 heads, GELU MLP) on MNIST and on Fashion-MNIST, calibrates on training images, and evaluates on
 the test images: FS (temporal coding, K = 4..12 with the shipped GELU codes; K = 12 with codes fitted to each
 layer's calibration inputs, ``fs[fit=layer]``) and the rate-coded methods (T = 1..64). Analog ops (LayerNorm,
-softmax, the attention's products, GELU under rate coding) are counted beside the SOPs.
+softmax, the attention's products, GELU under rate coding) are counted beside the SOPs; simulation time is
+measured against the ANN's on one batch of 100 images, in turns (SNN / (T x ANN) for a rate code, SNN / ANN for
+FS's one pass).
 Run: python bench/transformers.py [--epochs 6] [--limit 10000] [--rate-limit 2000] [--out results/transformers]
      [--fs "fs;fs[fit=layer]"] [--methods ecc,percentile,max[reset=soft]] (an empty list runs none)
 """
@@ -16,7 +18,7 @@ import time
 from pathlib import Path
 
 import torch
-from benchlib import save_json
+from benchlib import interleaved_medians, save_json
 from torch import nn
 
 import spikeport as sp
@@ -41,6 +43,21 @@ def trained(dataset: str, train, epochs: int, out: Path) -> tuple[nn.Module, flo
     train_classifier(model, train.x.reshape(-1, 1, 28, 28), train.y, epochs=epochs, lr=1e-3, seed=0)
     torch.save(model.state_dict(), path)
     return model.eval(), time.perf_counter() - start
+
+
+def speed(model: nn.Module, snn: sp.SpikingNetwork, x: torch.Tensor, steps: int) -> dict:
+    """Simulation time of a ``steps`` run against as many ANN passes as it stands for (one per step of a rate
+    code, one for a temporal code's single read-out), on one batch, run in turns."""
+    passes = steps if snn.coding.step_curves else 1
+    with torch.no_grad():
+        medians = interleaved_medians({"snn": lambda: snn(x, timesteps=steps), "ann": lambda: model(x)}, 3)
+    return {
+        "batch": len(x),
+        "steps": steps,
+        "snn_seconds": medians["snn"],
+        "ann_seconds": medians["ann"],
+        "ratio": medians["snn"] / (passes * medians["ann"]),
+    }
 
 
 def summary(ev: sp.Evaluation) -> dict:
@@ -101,7 +118,13 @@ def main() -> None:
                 "samples": ev.samples,
                 "convert_seconds": converted,
                 "evaluate_seconds": simulated,
+                "speed": speed(model, snn, x_test[:100], max(steps)),
             }
+            timing = entry["methods"][spec]["speed"]
+            print(
+                f"{spec}: {max(steps)} steps of 100 images in {timing['snn_seconds']:.2f} s; "
+                f"SNN / ANN passes = {timing['ratio']:.1f}"
+            )
             for t in steps:
                 rows.append(
                     f"| {dataset} | {spec} | {t} | {ev.samples} | {100 * ev.accuracy[t]:.2f} | "
