@@ -275,3 +275,84 @@ def test_efficientnet_style_blocks_convert(method):
         return
     early, late = readout_errors(snn, model, x[:8])
     assert late < 0.25 * early
+
+
+class ThreeFactors(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b, self.c, self.out = (nn.Linear(4, 4) for _ in range(4))
+        with torch.no_grad():  # every factor positive: a product that is never zero
+            for layer in (self.a, self.b, self.c):
+                layer.weight.uniform_(0.0, 0.5)
+                layer.bias.fill_(0.2)
+
+    def forward(self, x):
+        return self.out(torch.relu(self.a(x)) * torch.relu(self.b(x)) * torch.relu(self.c(x)))
+
+
+def test_a_product_of_products_is_an_analog_op_too():
+    torch.manual_seed(0)
+    model = ThreeFactors().eval()
+    x = torch.rand(32, 4)
+    snn = sp.convert(model, x, "percentile")
+    assert sum(type(m.op).__name__ == "AnalogProduct" for m in snn.analog_layers().values()) == 2
+    early, late = readout_errors(snn, model, x[:8])
+    assert late < 0.25 * early
+
+
+def test_smooth_activations_in_a_sequential_save_and_load(tmp_path):
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Linear(4, 6), nn.LayerNorm(6), nn.Linear(6, 6), nn.GELU(), nn.Linear(6, 3)
+    ).eval()
+    x = torch.rand(16, 4)
+    snn = sp.convert(model, x, "ecc")
+    loaded = sp.load(sp.save(snn, tmp_path / "seq.spk"))
+    torch.testing.assert_close(loaded(x), snn(x), rtol=0, atol=0)
+
+
+def test_a_smooth_activation_calibrates_on_both_signs():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 4), nn.Tanh(), nn.Linear(4, 2)).eval()
+    with torch.no_grad():
+        model[0].bias.copy_(torch.tensor([-3.0, -3.0, -3.0, 0.5]))
+    x = torch.rand(32, 4)
+    early, late = readout_errors(sp.convert(model, x, "ecc"), model, x[:8], steps=(16, 1024))
+    assert late < 0.1 * early
+
+
+class SelfAttention(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.q, self.out = nn.Linear(4, 4), nn.Linear(4, 2)
+
+    def forward(self, x):
+        q = self.q(x)
+        return self.out(F.scaled_dot_product_attention(q, q, q)[:, 0])
+
+
+@pytest.mark.parametrize("method", ["max", "fs"])
+def test_attention_of_one_tensor_with_itself_converts(method):
+    torch.manual_seed(0)
+    snn = sp.convert(SelfAttention().eval(), torch.rand(8, 3, 4), method)
+    assert len(snn.analog_layers()) == 1
+
+
+class NanoGPTNorm(nn.Module):
+    """nanoGPT's LayerNorm: the normalised shape read off the weight."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc, self.out = nn.Linear(4, 4), nn.Linear(4, 2)
+        self.weight, self.bias = nn.Parameter(torch.ones(4) * 1.5), nn.Parameter(torch.zeros(4))
+
+    def forward(self, x):
+        return self.out(F.layer_norm(self.fc(x), self.weight.shape, self.weight, self.bias, 1e-5))
+
+
+def test_layer_norm_with_its_shape_read_off_the_weight():
+    torch.manual_seed(0)
+    model = NanoGPTNorm().eval()
+    x = torch.rand(16, 4)
+    early, late = readout_errors(sp.convert(model, x, "ecc"), model, x[:8])
+    assert late < 0.25 * early

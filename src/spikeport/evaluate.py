@@ -289,11 +289,10 @@ def _analog_ops(snn: SpikingNetwork) -> tuple[float, float]:
     """The analog work of one image: what runs once (a static prefix's ops), and what runs every step."""
     once = per_step = 0.0
     for layer in snn.analog_layers().values():
-        work = layer.ops_per_sample + layer.extra_ops_per_sample
-        if layer.in_static_prefix and snn.static_input:
-            once += work
+        if layer.in_static_prefix and snn.static_input:  # a plain op on a constant: nothing accumulated
+            once += layer.ops_per_sample
         else:
-            per_step += work
+            per_step += layer.ops_per_sample + layer.extra_ops_per_sample
     return once, per_step
 
 
@@ -301,10 +300,12 @@ def _analog_reports(snn: SpikingNetwork, steps: list[int]) -> list[AnalogLayerRe
     """Each analog op's work per image at every step count (once per image in a static prefix)."""
     reports = []
     for name, layer in snn.analog_layers().items():
-        work = layer.ops_per_sample + layer.extra_ops_per_sample
-        static = layer.in_static_prefix and snn.static_input
-        runs = {t: 1 if static else snn.coding.analog_runs(t) for t in steps}
-        reports.append(AnalogLayerReport(name, type(layer.op).__name__, {t: work * runs[t] for t in steps}))
+        if layer.in_static_prefix and snn.static_input:  # a plain op on a constant, once per image
+            ops = {t: layer.ops_per_sample for t in steps}
+        else:
+            work = layer.ops_per_sample + layer.extra_ops_per_sample
+            ops = {t: work * snn.coding.analog_runs(t) for t in steps}
+        reports.append(AnalogLayerReport(name, type(layer.op).__name__, ops))
     return reports
 
 

@@ -13,6 +13,7 @@ from spikeport.assembly.static_prefix import static_prefix
 from spikeport.coding import RateCoding
 from spikeport.encoding import Encoding
 from spikeport.graph.analog_cost import accumulation_ops, analog_ops
+from spikeport.graph.canonical import fresh_name
 from spikeport.graph.ops import Role, role_of
 from spikeport.graph.prepare import PreparedModel
 from spikeport.layers import SpikeSite, TiledAvgPool2d, TiledMaxPool2d
@@ -131,9 +132,14 @@ VALUE_ACTIVATIONS = (nn.SiLU, nn.GELU, nn.Sigmoid, nn.Tanh, nn.Hardswish, nn.Lea
 
 def on_accumulated_inputs(node: fx.Node, op: nn.Module) -> AccumulatedOp:
     """An analog op (or an activation computed on values) as it runs under rate coding, with its cost."""
-    inputs = [tuple(a.meta["sample_shape"]) for a in node.all_input_nodes]
+    inputs = input_shapes(node)
     output = tuple(node.meta["sample_shape"])
     return AccumulatedOp(op, analog_ops(op, inputs, output), accumulation_ops(inputs, output))
+
+
+def input_shapes(node: fx.Node) -> list[tuple[int, ...]]:
+    """The per-sample shape of each signal argument, in order (``sdpa(q, q, q)`` has three)."""
+    return [tuple(a.meta["sample_shape"]) for a in node.args if isinstance(a, fx.Node)]
 
 
 def spikes_after(gm: fx.GraphModule, node: fx.Node, activation: nn.Module, level: Tensor) -> str:
@@ -147,7 +153,7 @@ def spikes_after(gm: fx.GraphModule, node: fx.Node, activation: nn.Module, level
     with torch.no_grad():
         reach = copy.deepcopy(activation).double()(grid * level.double()).abs().amax(dim=0)
     threshold = torch.where(reach > 0, reach, level.double()).to(level.dtype)
-    name = f"{str(node.target).replace('.', '_')}_spikes"
+    name = fresh_name(gm, f"{node.name}_spikes")
     gm.add_submodule(name, SignedIFNeuron(threshold))
     with gm.graph.inserting_after(node):
         spikes = gm.graph.call_module(name, (node,))

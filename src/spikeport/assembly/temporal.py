@@ -7,7 +7,7 @@ import copy
 import torch
 from torch import fx
 
-from spikeport.assembly.rate import broadcastable, use_tiled_pools
+from spikeport.assembly.rate import broadcastable, input_shapes, use_tiled_pools
 from spikeport.coding import TemporalCoding
 from spikeport.errors import ConversionError
 from spikeport.graph.analog_cost import analog_ops
@@ -28,8 +28,7 @@ def coded_source(node: fx.Node, modules: dict) -> fx.Node | None:
 
 def on_decoded_values(node: fx.Node, op: torch.nn.Module) -> AnalogOp:
     """An analog op as it runs under temporal coding: once per inference, on the decoded values."""
-    inputs = [tuple(a.meta["sample_shape"]) for a in node.all_input_nodes]
-    return AnalogOp(op, analog_ops(op, inputs, tuple(node.meta["sample_shape"])))
+    return AnalogOp(op, analog_ops(op, input_shapes(node), tuple(node.meta["sample_shape"])))
 
 
 def coded_depth(gm: fx.GraphModule) -> int:

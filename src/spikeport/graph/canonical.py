@@ -130,7 +130,7 @@ def redirect_inplace_users(gm: fx.GraphModule) -> None:
 
 
 def _replace_with_module(gm: fx.GraphModule, node: fx.Node, module: nn.Module, stem: str) -> None:
-    name = _fresh_name(gm, stem)
+    name = fresh_name(gm, stem)
     gm.add_submodule(name, module)
     with gm.graph.inserting_before(node):
         replacement = gm.graph.call_module(name, (node.args[0],))
@@ -358,9 +358,24 @@ def _argument(node: fx.Node, index: int, name: str, default=None):
     return node.kwargs.get(name, node.args[index] if len(node.args) > index else default)
 
 
-def _layer_norm(gm: fx.GraphModule, node: fx.Node) -> nn.Module:
+def _normalized_shape(node: fx.Node, weight) -> tuple[int, ...]:
+    """The normalised shape as numbers: given, or read off the weight when the call takes it from a shape
+    (``F.layer_norm(x, self.weight.shape, self.weight, ...)``, as nanoGPT writes it)."""
     shape = _argument(node, 1, "normalized_shape")
+    parts = shape if isinstance(shape, list | tuple) else [shape]
+    if not any(isinstance(part, fx.Node) for part in parts):
+        return tuple(parts)
+    if weight is None:
+        raise ConversionError(
+            f"node '{node.name}' ({node.target.__name__}) takes its normalized_shape from a tensor's shape and "
+            "has no weight to read it from; give the sizes as numbers"
+        )
+    return tuple(weight.shape)
+
+
+def _layer_norm(gm: fx.GraphModule, node: fx.Node) -> nn.Module:
     weight = _constant(gm, _argument(node, 2, "weight"), node, "weight")
+    shape = _normalized_shape(node, weight)
     bias = _constant(gm, _argument(node, 3, "bias"), node, "bias")
     eps = _argument(node, 4, "eps", 1e-5)
     module = nn.LayerNorm(shape, eps, elementwise_affine=weight is not None, bias=bias is not None)
@@ -373,8 +388,8 @@ def _layer_norm(gm: fx.GraphModule, node: fx.Node) -> nn.Module:
 
 
 def _rms_norm(gm: fx.GraphModule, node: fx.Node) -> nn.Module:
-    shape = _argument(node, 1, "normalized_shape")
     weight = _constant(gm, _argument(node, 2, "weight"), node, "weight")
+    shape = _normalized_shape(node, weight)
     module = nn.RMSNorm(shape, _argument(node, 3, "eps"), elementwise_affine=weight is not None)
     if weight is not None:
         with torch.no_grad():
@@ -451,7 +466,7 @@ def canonicalize_analog_ops(gm: fx.GraphModule) -> int:
             inputs = (
                 (node.args[0],) if not isinstance(module, ScaledDotProductAttention) else tuple(node.args[:3])
             )
-        name = _fresh_name(gm, type(module).__name__.lower())
+        name = fresh_name(gm, type(module).__name__.lower())
         gm.add_submodule(name, module)
         with gm.graph.inserting_before(node):
             replacement = gm.graph.call_module(name, inputs)
@@ -462,7 +477,8 @@ def canonicalize_analog_ops(gm: fx.GraphModule) -> int:
     return count
 
 
-def _fresh_name(gm: fx.GraphModule, stem: str) -> str:
+def fresh_name(gm: fx.GraphModule, stem: str) -> str:
+    """``stem``, or ``stem_1``, ``stem_2``...: a top-level module name the graph does not use yet."""
     existing = modules_of(gm)
     name, index = stem, 1
     while name in existing:
@@ -501,7 +517,7 @@ def insert_spike_sites(gm: fx.GraphModule) -> int:
     for node in list(gm.graph.nodes):
         if role_of(node, modules) is not Role.ANALOG or not _reaches_synapses(node, modules):
             continue
-        name = _fresh_name(gm, f"{node.name}_spikes")
+        name = fresh_name(gm, f"{node.name}_spikes")
         gm.add_submodule(name, SpikeSite())
         with gm.graph.inserting_after(node):
             site = gm.graph.call_module(name, (node,))

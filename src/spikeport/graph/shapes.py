@@ -151,6 +151,7 @@ def canonicalize_products(gm: fx.GraphModule) -> int:
             replacement = gm.graph.call_module(name, tuple(operands))
         node.replace_all_uses_with(replacement)
         gm.graph.erase_node(node)
+        signal.add(replacement)  # (a * b) * c: the product is a signal for the ops after it
         products += 1
     if products:
         gm.recompile()

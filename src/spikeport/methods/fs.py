@@ -128,7 +128,11 @@ class FS(Method):
         # ReLU scales: the levels data-based thresholds read (from shared statistics when given)
         scales = data_based_thresholds(prepared, batches, self.channelwise, self.percentile)
         fitted = [n for n, a in names.items() if a not in BINARY and not FITTED_ACTIVATIONS[a].homogeneous]
-        samples = observe_activations(prepared, batches, lambda _: InputSample()) if fitted else {}
+        samples = (
+            observe_activations(prepared, batches, lambda _: InputSample(), magnitudes=False)
+            if fitted
+            else {}
+        )
         neurons: dict[str, FSNeuron] = {}
         for node_name, activation in names.items():
             if activation in BINARY:  # spike sites: the magnitude's maximum or percentile is their scale

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from spikeport.assembly.rate import positive_thresholds
 from spikeport.distributed import active, all_sum
@@ -18,21 +18,26 @@ from spikeport.graph.observers import (
     threshold_statistic,
 )
 from spikeport.graph.prepare import PreparedModel
-from spikeport.layers import SpikeSite
+from spikeport.layers import QCFS
 from spikeport.methods.base import Batches
 
 Statistic = TypeVar("Statistic")
 
 
 def observe_activations(
-    prepared: PreparedModel, batches: Batches, make_statistic: Callable[[str], Statistic]
+    prepared: PreparedModel,
+    batches: Batches,
+    make_statistic: Callable[[str], Statistic],
+    *,
+    magnitudes: bool = True,
 ) -> dict[str, Statistic]:
     """Statistics of the input of every activation, keyed by activation node name.
 
     ``make_statistic(name)`` makes the statistic of the activation node ``name``: anything with an
-    ``update(x)`` method.
+    ``update(x)`` method. ``magnitudes``: the statistic of a range sees magnitudes where the range covers both
+    signs (``observes_magnitude``); False hands every statistic the inputs as they are.
     """
-    gm, statistics = observed_ann(prepared, make_statistic)
+    gm, statistics = observed_ann(prepared, make_statistic, magnitudes=magnitudes)
     seen = 0
     with torch.no_grad():
         for x in batches():
@@ -48,12 +53,13 @@ def observed_ann(
     names: set[str] | None = None,
     *,
     truncate: bool = False,
+    magnitudes: bool = True,
 ) -> tuple[torch.fx.GraphModule, dict[str, Statistic]]:
     """A copy of the ANN that feeds the input of each activation (those in ``names``, default all) to a statistic
-    (the magnitude of the input of a signed spike site).
+    (the magnitude of its input where ``observes_magnitude``, unless ``magnitudes`` is False).
 
-        ``truncate``: the copy ends at the observers (it returns what they saw), so layers that feed none of them
-        are not computed at all.
+    ``truncate``: the copy ends at the observers (it returns what they saw), so layers that feed none of them
+    are not computed at all.
     """
     gm = copy.deepcopy(prepared.graph_module)
     names = {a.name for a in prepared.activation_nodes()} if names is None else names
@@ -63,8 +69,8 @@ def observed_ann(
     for node in [n for n in gm.graph.nodes if n.name in names]:
         statistic = make_statistic(node.name)
         name = f"observer_{node.name}"
-        signed = isinstance(modules.get(node.target), SpikeSite)
-        gm.add_submodule(name, ActivationObserver(statistic, magnitude=signed))
+        magnitude = magnitudes and observes_magnitude(modules[node.target])
+        gm.add_submodule(name, ActivationObserver(statistic, magnitude=magnitude))
         with gm.graph.inserting_before(node):
             observed = gm.graph.call_module(name, (node.args[0],))
         node.replace_input_with(node.args[0], observed)
@@ -76,6 +82,12 @@ def observed_ann(
         gm.graph.eliminate_dead_code()
     gm.recompile()
     return gm, statistics
+
+
+def observes_magnitude(activation: nn.Module) -> bool:
+    """A spike site, or an activation with negative values (tanh, SiLU...): their range covers both signs, so
+    calibration sees the magnitude of their input; a ReLU's range is its largest positive input."""
+    return not isinstance(activation, nn.ReLU | QCFS)
 
 
 def reduce_statistics(prepared: PreparedModel, statistics: dict, seen: int) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from spikeport.neurons.analog import constant_or_steps
+from spikeport.neurons.analog import AnalogOp, constant_or_steps
 from spikeport.neurons.dynamics import Reset, if_scan
 from spikeport.neurons.events import SpikingLayer
 from spikeport.neurons.layout import dense, sum_over_batch
@@ -108,7 +108,8 @@ class CurrentProbe(SpikingLayer):
         if isinstance(layer, SpikingLayer):
             self.fanout = layer.fanout
         self.bias = getattr(layer, "bias", None)
-        self.magnitude = bool(getattr(layer, "signed", False))
+        # signed neurons, and smooth activations computed on values (their range covers both signs)
+        self.magnitude = bool(getattr(layer, "signed", False)) or isinstance(layer, AnalogOp)
 
     def forward(self, x: Tensor) -> Tensor:
         if self.bias is not None:
