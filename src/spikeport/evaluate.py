@@ -285,26 +285,26 @@ def _summarise(
     )
 
 
+def _analog_work(snn: SpikingNetwork, layer) -> tuple[float, float]:
+    """One analog op's work for one image: what it does once (a plain op on a constant, in a static prefix:
+    nothing accumulated), and what it does each time it runs (``coding.analog_runs`` times a run)."""
+    if layer.in_static_prefix and snn.static_input:
+        return layer.ops_per_sample, 0.0
+    return 0.0, layer.ops_per_sample + layer.extra_ops_per_sample
+
+
 def _analog_ops(snn: SpikingNetwork) -> tuple[float, float]:
-    """The analog work of one image: what runs once (a static prefix's ops), and what runs every step."""
-    once = per_step = 0.0
-    for layer in snn.analog_layers().values():
-        if layer.in_static_prefix and snn.static_input:  # a plain op on a constant: nothing accumulated
-            once += layer.ops_per_sample
-        else:
-            per_step += layer.ops_per_sample + layer.extra_ops_per_sample
-    return once, per_step
+    """The analog work of one image: what runs once, and what runs every step (``_analog_work``, summed)."""
+    works = [_analog_work(snn, layer) for layer in snn.analog_layers().values()]
+    return sum(once for once, _ in works), sum(each for _, each in works)
 
 
 def _analog_reports(snn: SpikingNetwork, steps: list[int]) -> list[AnalogLayerReport]:
-    """Each analog op's work per image at every step count (once per image in a static prefix)."""
+    """Each analog op's work per image at every step count."""
     reports = []
     for name, layer in snn.analog_layers().items():
-        if layer.in_static_prefix and snn.static_input:  # a plain op on a constant, once per image
-            ops = {t: layer.ops_per_sample for t in steps}
-        else:
-            work = layer.ops_per_sample + layer.extra_ops_per_sample
-            ops = {t: work * snn.coding.analog_runs(t) for t in steps}
+        once, each = _analog_work(snn, layer)
+        ops = {t: once + each * snn.coding.analog_runs(t) for t in steps}
         reports.append(AnalogLayerReport(name, type(layer.op).__name__, ops))
     return reports
 

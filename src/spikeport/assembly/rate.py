@@ -13,7 +13,7 @@ from spikeport.assembly.static_prefix import static_prefix
 from spikeport.coding import RateCoding
 from spikeport.encoding import Encoding
 from spikeport.graph.analog_cost import accumulation_ops, analog_ops
-from spikeport.graph.canonical import fresh_name
+from spikeport.graph.canonical import insert_after
 from spikeport.graph.ops import Role, role_of
 from spikeport.graph.prepare import PreparedModel
 from spikeport.layers import SpikeSite, TiledAvgPool2d, TiledMaxPool2d
@@ -153,11 +153,7 @@ def spikes_after(gm: fx.GraphModule, node: fx.Node, activation: nn.Module, level
     with torch.no_grad():
         reach = copy.deepcopy(activation).double()(grid * level.double()).abs().amax(dim=0)
     threshold = torch.where(reach > 0, reach, level.double()).to(level.dtype)
-    name = fresh_name(gm, f"{node.name}_spikes")
-    gm.add_submodule(name, SignedIFNeuron(threshold))
-    with gm.graph.inserting_after(node):
-        spikes = gm.graph.call_module(name, (node,))
-    node.replace_all_uses_with(spikes, delete_user_cb=lambda user: user is not spikes)
+    spikes = insert_after(gm, node, SignedIFNeuron(threshold), f"{node.name}_spikes")
     spikes.meta["sample_shape"] = node.meta["sample_shape"]
     return spikes.name
 

@@ -11,6 +11,7 @@ from spikeport.assembly.rate import broadcastable, input_shapes, use_tiled_pools
 from spikeport.coding import TemporalCoding
 from spikeport.errors import ConversionError
 from spikeport.graph.analog_cost import analog_ops
+from spikeport.graph.canonical import insert_after
 from spikeport.graph.ops import Role, role_of
 from spikeport.graph.prepare import PreparedModel
 from spikeport.network import SpikingNetwork, model_dtype, module_device
@@ -91,10 +92,7 @@ def assemble_fs(
         coder = copy.deepcopy(input_neuron)
         coder.scale = broadcastable(coder.scale, prepared.input_shape, dtype)
         coder.fanout = input_fanout
-        gm.add_submodule("input_coder", coder)
-        with gm.graph.inserting_after(source):
-            coded = gm.graph.call_module("input_coder", (source,))
-        source.replace_all_uses_with(coded, delete_user_cb=lambda user: user is not coded)
+        coded = insert_after(gm, source, coder, "input_coder")
         coded.meta["sample_shape"] = prepared.input_shape
     gm.recompile()
     coding = TemporalCoding(

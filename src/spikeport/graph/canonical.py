@@ -129,13 +129,29 @@ def redirect_inplace_users(gm: fx.GraphModule) -> None:
                 user.replace_input_with(mutated, node)
 
 
-def _replace_with_module(gm: fx.GraphModule, node: fx.Node, module: nn.Module, stem: str) -> None:
+def replace_with_module(
+    gm: fx.GraphModule, node: fx.Node, module: nn.Module, stem: str, inputs: tuple | None = None
+) -> fx.Node:
+    """``node`` becomes a call of ``module`` (a fresh submodule named after ``stem``) on ``inputs`` (default:
+    the node's first argument); returns the new node."""
     name = fresh_name(gm, stem)
     gm.add_submodule(name, module)
     with gm.graph.inserting_before(node):
-        replacement = gm.graph.call_module(name, (node.args[0],))
+        replacement = gm.graph.call_module(name, (node.args[0],) if inputs is None else inputs)
     node.replace_all_uses_with(replacement)
     gm.graph.erase_node(node)
+    return replacement
+
+
+def insert_after(gm: fx.GraphModule, node: fx.Node, module: nn.Module, stem: str) -> fx.Node:
+    """A call of ``module`` (a fresh submodule named after ``stem``) on ``node``'s value, which every other
+    reader of ``node`` now reads instead; returns the new node."""
+    name = fresh_name(gm, stem)
+    gm.add_submodule(name, module)
+    with gm.graph.inserting_after(node):
+        after = gm.graph.call_module(name, (node,))
+    node.replace_all_uses_with(after, delete_user_cb=lambda user: user is not after)
+    return after
 
 
 def canonicalize_activations(gm: fx.GraphModule) -> None:
@@ -156,7 +172,7 @@ def canonicalize_activations(gm: fx.GraphModule) -> None:
             if calls[node.target] == 1:
                 gm.set_submodule(node.target, fresh)
             else:
-                _replace_with_module(gm, node, fresh, type(module).__name__.lower())
+                replace_with_module(gm, node, fresh, type(module).__name__.lower())
             continue
         if node.op == "call_function" and node.target in ACTIVATION_FUNCTIONS:
             fresh = ACTIVATION_FUNCTIONS[node.target](node)
@@ -164,7 +180,7 @@ def canonicalize_activations(gm: fx.GraphModule) -> None:
             fresh = ACTIVATION_METHODS[node.target](node)
         else:
             continue
-        _replace_with_module(gm, node, fresh, type(fresh).__name__.lower())
+        replace_with_module(gm, node, fresh, type(fresh).__name__.lower())
 
 
 def views_to_reshapes(gm: fx.GraphModule) -> None:
@@ -187,7 +203,7 @@ def canonicalize_pools(gm: fx.GraphModule) -> None:
         if node.op == "call_module":
             module = gm.get_submodule(node.target)
             if isinstance(module, MAX_POOL_MODULES) and calls[node.target] > 1:
-                _replace_with_module(gm, node, copy.deepcopy(module), "max_pool")
+                replace_with_module(gm, node, copy.deepcopy(module), "max_pool")
             continue
         if node.op != "call_function" or node.target not in POOL_MODULES | MAX_POOL_FUNCTIONS:
             continue
@@ -203,7 +219,7 @@ def canonicalize_pools(gm: fx.GraphModule) -> None:
             module = MAX_POOL_FUNCTIONS[node.target](**parameters)
         else:
             module = POOL_MODULES[node.target](*node.args[1:], **node.kwargs)
-        _replace_with_module(gm, node, module, "max_pool" if is_max else "pool")
+        replace_with_module(gm, node, module, "max_pool" if is_max else "pool")
 
 
 def max_pools_to_average(gm: fx.GraphModule) -> int:
@@ -318,7 +334,7 @@ def _keep_inner_softmax(gm: fx.GraphModule, node: fx.Node, modules: dict[str, nn
             f"node '{node.name}' ({describe(node, modules)}) is a softmax without a constant dim; name the "
             "dimension (softmax(x, dim=-1))"
         )
-    _replace_with_module(gm, node, Softmax(dim), "softmax")
+    replace_with_module(gm, node, Softmax(dim), "softmax")
 
 
 def shapes_to_sizes(gm: fx.GraphModule) -> None:
@@ -451,7 +467,7 @@ def canonicalize_analog_ops(gm: fx.GraphModule) -> int:
         count += 1
         if node.op == "call_module":
             if calls[node.target] > 1:  # an analog op keeps state in a simulation: one module per call site
-                _replace_with_module(gm, node, copy.deepcopy(modules[node.target]), "analog")
+                replace_with_module(gm, node, copy.deepcopy(modules[node.target]), "analog")
             continue
         if node.target in MATMULS:
             operands = node.args[:2]
@@ -466,12 +482,7 @@ def canonicalize_analog_ops(gm: fx.GraphModule) -> int:
             inputs = (
                 (node.args[0],) if not isinstance(module, ScaledDotProductAttention) else tuple(node.args[:3])
             )
-        name = fresh_name(gm, type(module).__name__.lower())
-        gm.add_submodule(name, module)
-        with gm.graph.inserting_before(node):
-            replacement = gm.graph.call_module(name, inputs)
-        node.replace_all_uses_with(replacement)
-        gm.graph.erase_node(node)
+        replace_with_module(gm, node, module, type(module).__name__.lower(), inputs)
     gm.graph.eliminate_dead_code()
     gm.recompile()
     return count
@@ -517,11 +528,7 @@ def insert_spike_sites(gm: fx.GraphModule) -> int:
     for node in list(gm.graph.nodes):
         if role_of(node, modules) is not Role.ANALOG or not _reaches_synapses(node, modules):
             continue
-        name = fresh_name(gm, f"{node.name}_spikes")
-        gm.add_submodule(name, SpikeSite())
-        with gm.graph.inserting_after(node):
-            site = gm.graph.call_module(name, (node,))
-        node.replace_all_uses_with(site, delete_user_cb=lambda user, site=site: user is not site)
+        insert_after(gm, node, SpikeSite(), f"{node.name}_spikes")
         sites += 1
     if sites:
         gm.recompile()

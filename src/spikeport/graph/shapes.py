@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, fx
 
 from spikeport.errors import ConversionError, InputShapeError
+from spikeport.graph.canonical import replace_with_module
 from spikeport.graph.ops import SCALING_FUNCTIONS, SCALING_METHODS, Role, describe, role_of
 from spikeport.layers import AnalogProduct
 
@@ -145,12 +146,7 @@ def canonicalize_products(gm: fx.GraphModule) -> int:
             )
         if len(operands) < 2:
             continue
-        name = f"product_{node.name}"
-        gm.add_submodule(name, AnalogProduct())
-        with gm.graph.inserting_before(node):
-            replacement = gm.graph.call_module(name, tuple(operands))
-        node.replace_all_uses_with(replacement)
-        gm.graph.erase_node(node)
+        replacement = replace_with_module(gm, node, AnalogProduct(), f"product_{node.name}", tuple(operands))
         signal.add(replacement)  # (a * b) * c: the product is a signal for the ops after it
         products += 1
     if products:

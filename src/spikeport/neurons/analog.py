@@ -93,8 +93,11 @@ class AccumulatedOp(AnalogOp):
         return out.to(inputs[0].dtype).flatten(0, 1)
 
 
-def constant_or_steps(x: Tensor, clock: SimulationClock) -> Tensor:
-    """``x`` as ``[steps, batch, ...]``: a value computed once per batch (analog input) stands for every step."""
+def constant_or_steps(x: Tensor, clock: SimulationClock, bias: Tensor | None = None) -> Tensor:
+    """``x`` as ``[steps, batch, ...]``: a value computed once per batch (analog input) stands for every step,
+    as a view with stride 0 over the steps. ``bias``: a constant current added first (per channel)."""
+    if bias is not None:
+        x = x + bias.to(x.dtype)
     if x.shape[0] == clock.batch and clock.steps > 1:
         return x.unsqueeze(0).expand(clock.steps, *x.shape)
     return x.reshape(clock.steps, clock.batch, *x.shape[1:])

@@ -8,6 +8,11 @@ from torch import Tensor, nn
 from spikeport.simulation_clock import SimulationClock
 
 
+def level_repr(level: Tensor) -> str:
+    """A threshold or coding scale for a module's repr: its value, or how many channels have one each."""
+    return f"{level.item():.4g}" if level.numel() == 1 else f"per-channel[{level.numel()}]"
+
+
 class SpikingLayer(nn.Module):
     """Base of the modules that emit events (IF neurons, FS neurons, spiking max-pools).
 

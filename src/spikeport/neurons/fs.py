@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from spikeport.neurons.events import SpikingLayer
+from spikeport.neurons.events import SpikingLayer, level_repr
 
 
 @dataclass(frozen=True)
@@ -150,8 +150,7 @@ class FSNeuron(SpikingLayer):
         return self.activation == "signed"
 
     def extra_repr(self) -> str:
-        scale = self.scale
-        shown = f"{scale.item():.4g}" if scale.numel() == 1 else f"per-channel[{scale.numel()}]"
+        shown = level_repr(self.scale)
         steps = f"1..{MAX_BINARY_STEPS}" if self.analytic else ",".join(map(str, sorted(self.codes)))
         return f"activation={self.activation}, scale={shown}, steps={steps}"
 

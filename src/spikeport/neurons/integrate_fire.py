@@ -9,7 +9,7 @@ from torch import Tensor
 
 from spikeport.neurons.analog import AnalogOp, constant_or_steps
 from spikeport.neurons.dynamics import Reset, if_scan
-from spikeport.neurons.events import SpikingLayer
+from spikeport.neurons.events import SpikingLayer, level_repr
 from spikeport.neurons.layout import dense, sum_over_batch
 
 
@@ -43,8 +43,7 @@ class IFNeuron(SpikingLayer):
         self.owns_input = False
 
     def extra_repr(self) -> str:
-        th = self.threshold
-        shown = f"{th.item():.4g}" if th.numel() == 1 else f"per-channel[{th.numel()}]"
+        shown = level_repr(self.threshold)
         return f"threshold={shown}, reset={self.reset_mode.value}, initial_potential={self.initial_potential}"
 
     def reset_state(self, record_steps: int = 0) -> None:
@@ -52,14 +51,8 @@ class IFNeuron(SpikingLayer):
         super().reset_state(record_steps)
 
     def input_currents(self, x: Tensor) -> Tensor:
-        """This chunk's input currents, ``[steps, batch, ...]``, bias included; an analog input's current,
-        the same at every step, comes as a view with stride 0 over the steps."""
-        clock = self.running_clock()
-        if self.bias is not None:
-            x = x + self.bias.to(x.dtype)
-        if x.shape[0] == clock.batch:  # the same current at every step (analog input, computed once)
-            return x.unsqueeze(0).expand(clock.steps, *x.shape)
-        return x.reshape(clock.steps, clock.batch, *x.shape[1:])
+        """This chunk's input currents, ``[steps, batch, ...]``, bias included (``constant_or_steps``)."""
+        return constant_or_steps(x, self.running_clock(), self.bias)
 
     def forward(self, x: Tensor) -> Tensor:
         clock = self.running_clock()
@@ -112,8 +105,6 @@ class CurrentProbe(SpikingLayer):
         self.magnitude = bool(getattr(layer, "signed", False)) or isinstance(layer, AnalogOp)
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.bias is not None:
-            x = x + self.bias.to(x.dtype)
-        currents = constant_or_steps(x, self.clock)
+        currents = constant_or_steps(x, self.clock, self.bias)
         self.observe(currents.abs() if self.magnitude else currents)
         return x.new_zeros(currents.shape[0] * currents.shape[1], 1)  # nothing reads it: the graph ends here

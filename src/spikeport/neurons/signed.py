@@ -12,7 +12,7 @@ from torch import Tensor
 
 from spikeport.neurons.analog import constant_or_steps
 from spikeport.neurons.dynamics import signed_if_scan
-from spikeport.neurons.events import SpikingLayer
+from spikeport.neurons.events import SpikingLayer, level_repr
 from spikeport.neurons.layout import sum_over_batch
 
 
@@ -31,8 +31,7 @@ class SignedIFNeuron(SpikingLayer):
         self.v: Tensor | None = None
 
     def extra_repr(self) -> str:
-        th = self.threshold
-        shown = f"{th.item():.4g}" if th.numel() == 1 else f"per-channel[{th.numel()}]"
+        shown = level_repr(self.threshold)
         return f"threshold={shown}, signed"
 
     def reset_state(self, record_steps: int = 0) -> None:
@@ -41,9 +40,7 @@ class SignedIFNeuron(SpikingLayer):
 
     def forward(self, x: Tensor) -> Tensor:
         clock = self.running_clock()
-        if self.bias is not None:
-            x = x + self.bias.to(x.dtype)
-        currents = constant_or_steps(x, clock)
+        currents = constant_or_steps(x, clock, self.bias)
         if self.v is None:
             self.v = torch.zeros_like(currents[0])
         out = signed_if_scan(self.v, currents, self.threshold.to(x.dtype))
