@@ -213,25 +213,33 @@ def _summarise(
 ) -> Evaluation:
     """Per-step-count figures from the runs' sums: each step count read where its run answers it."""
     coding, n = snn.coding, tally.samples
-    accuracy, agreement, spikes, sops, macs = {}, {}, {}, {}, {}
+    accuracy, agreement, spikes, sops, macs, priced, bits = {}, {}, {}, {}, {}, {}, {}
+    # graded spikes: their synaptic ops cost more (``EnergyModel.sop_weight``) and carry more bits
+    weights = {name: energy.sop_weight(layer.spike_bits) for name, layer in snn.spiking_layers().items()}
+    event_bits = {name: _event_bits(layer) for name, layer in snn.spiking_layers().items()}
     layer_spikes: dict[str, dict[int, float]] = {name: {} for name in snn.spiking_layers()}
     layer_sops: dict[str, dict[int, float]] = {name: {} for name in snn.spiking_layers()}
     curves: dict[str, list] = {}
     once, per_run = _analog_ops(snn)
     for run in tally.runs:
         total_spikes = sum(run.spikes.values(), _zeros(run.run.steps)).cumsum(0)
+        total_bits = sum((s * event_bits[k] for k, s in run.spikes.items()), _zeros(run.run.steps)).cumsum(0)
         total_sops = sum(run.sops.values(), run.input_sops.clone())
+        total_priced = sum((s * weights[k] for k, s in run.sops.items()), run.input_sops.clone())
         cumulative_sops, cumulative_macs = total_sops.cumsum(0), run.input_macs.cumsum(0)
+        cumulative_priced = total_priced.cumsum(0)
         per_layer = {name: (run.spikes[name].cumsum(0), run.sops[name].cumsum(0)) for name in run.spikes}
         for point in run.run.points:
             row, counted = coding.readout_row(run.run, point), coding.counted_steps(run.run, point) - 1
             accuracy[point] = float(run.correct[row]) / n if tally.labelled else None
             agreement[point] = float(run.agree[row]) / n if with_ann else None
             spikes[point] = float(total_spikes[counted]) / n
+            bits[point] = float(total_bits[counted]) / n
             sops[point], macs[point] = (
                 float(cumulative_sops[counted]) / n,
                 float(cumulative_macs[counted]) / n,
             )
+            priced[point] = float(cumulative_priced[counted]) / n
             for name, (layer_spike_sums, layer_sop_sums) in per_layer.items():
                 layer_spikes[name][point] = float(layer_spike_sums[counted]) / n
                 layer_sops[name][point] = float(layer_sop_sums[counted]) / n
@@ -242,7 +250,9 @@ def _summarise(
                 "accuracy": (run.correct / n).tolist() if tally.labelled else [None] * run.run.steps,
                 "agreement": (run.agree / n).tolist() if with_ann else [None] * run.run.steps,
                 "sops_per_image": (cumulative_sops / n).tolist(),
-                "energy_per_image": energy.energy(cumulative_sops / n, cumulative_macs / n + analog).tolist(),
+                "energy_per_image": energy.energy(
+                    cumulative_priced / n, cumulative_macs / n + analog
+                ).tolist(),
             }
     analog_layers = _analog_reports(snn, steps)
     analog = {t: sum(layer.ops_per_image[t] for layer in analog_layers) for t in steps}
@@ -267,7 +277,7 @@ def _summarise(
         spikes_per_image={t: spikes[t] for t in steps},
         sops_per_image={t: sops[t] for t in steps},
         macs_per_image={t: macs[t] for t in steps},
-        energy_per_image={t: energy.energy(sops[t], macs[t] + analog[t]) for t in steps},
+        energy_per_image={t: energy.energy(priced[t], macs[t] + analog[t]) for t in steps},
         ann_accuracy=(tally.ann_correct / n) if (with_ann and tally.labelled) else None,
         ann_macs_per_image=snn.ann_macs_per_image,
         ann_energy_per_image=energy.energy(0, snn.ann_macs_per_image + ann_analog),
@@ -279,6 +289,7 @@ def _summarise(
         latency_steps={t: coding.latency(t) for t in steps},
         throughput={t: coding.throughput(t) for t in steps},
         spikes_per_neuron={t: spikes[t] / neurons for t in steps},
+        spike_bits_per_image={t: bits[t] for t in steps},
         analog_ops_per_image=analog,
         ann_analog_ops_per_image=float(ann_analog),
         analog_layers=analog_layers,
@@ -328,6 +339,7 @@ def _layer_reports(
                 firing_rate={t: per_image[t] / (size * t) for t in steps},
                 sops_per_image=sops(name),
                 signed=_signed(layer),
+                spike_bits=int(layer.spike_bits),
             )
         )
     return reports
@@ -336,6 +348,11 @@ def _layer_reports(
 def _signed(layer: SpikingLayer) -> bool:
     """Signed IF neurons, and FS neurons of signed sites, send spikes of either sign."""
     return bool(getattr(layer, "signed", False))
+
+
+def _event_bits(layer: SpikingLayer) -> int:
+    """Bits one event of ``layer`` carries: its magnitude's, plus one for a sign."""
+    return int(layer.spike_bits) + _signed(layer)
 
 
 def _neuron_count(snn: SpikingNetwork) -> int:

@@ -23,6 +23,7 @@ class LayerReport:
     firing_rate: dict[int, float]  # spikes per neuron per time step
     sops_per_image: dict[int, float]
     signed: bool = False  # spikes of either sign: each carries one bit more than a binary spike
+    spike_bits: int = 1  # bits of magnitude per spike: 1 binary, more for graded spikes
 
 
 @dataclass
@@ -68,6 +69,9 @@ class Evaluation:
     analog_ops_per_image: dict[int, float] = field(default_factory=dict)
     ann_analog_ops_per_image: float = 0.0
     analog_layers: list[AnalogLayerReport] = field(default_factory=list)
+    # Bits the spikes carry per image (each spike's magnitude bits, plus one for a sign): what a binary
+    # network's spike count is, for graded or signed spikes.
+    spike_bits_per_image: dict[int, float] = field(default_factory=dict)
 
     def latency(self, target: float = 0.99, metric: str = "agreement") -> int | None:
         """First time step at which ``metric`` (agreement or accuracy) reaches ``target`` and stays there.
@@ -108,6 +112,7 @@ class Evaluation:
             "throughput",
             "spikes_per_neuron",
             "analog_ops_per_image",
+            "spike_bits_per_image",
         ]
         for key in per_t:
             if key in raw:

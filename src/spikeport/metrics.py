@@ -25,6 +25,11 @@ class EnergyModel:
     def energy(self, sops: float, macs: float) -> float:
         return sops * self.joules_per_sop + macs * self.joules_per_mac
 
+    def sop_weight(self, bits: int) -> float:
+        """What a synaptic op of a ``bits``-bit graded spike costs, in binary SOPs: the weight times the spike's
+        level, as ``bits`` shift-and-adds, and never more than a MAC."""
+        return float(min(bits, self.joules_per_mac / self.joules_per_sop))
+
 
 def ann_macs_per_image(gm: fx.GraphModule) -> int:
     """Multiply-accumulates of one ANN forward pass: every synapse of every conv, linear, pool and BN."""

@@ -32,6 +32,8 @@ def method_label(method: dict) -> str:
     label = method.get("method", "snn")
     if method.get("weight_bits"):
         label += f" ({method['weight_bits']}-bit weights)"
+    if (method.get("spike_bits") or 1) > 1:
+        label += f" ({method['spike_bits']}-bit spikes)"
     if method.get("max_to_avg"):
         label += " (max-pools as averages)"
     return label
@@ -42,12 +44,14 @@ def evaluation_markdown(ev: Evaluation) -> str:
     name = method_label(ev.method)
     coding = coding_named(ev.coding)
     analog = bool(ev.analog_layers)
-    columns = coding.steps_header().count("|") + 10 + analog
+    bits = _carries_bits(ev)
+    columns = coding.steps_header().count("|") + 10 + analog + bits
     header = (
         f"**{name}** on {ev.samples} samples — ANN accuracy {_pct(ev.ann_accuracy)}%, "
         f"ANN {_count(ev.ann_macs_per_image)} MACs{_ann_analog(ev)} / {ev.ann_energy_per_image * 1e6:.3f} µJ "
         "per image\n\n"
-        f"| {coding.steps_header()} | accuracy % | Δ vs ANN | agreement % | spikes/img | spikes/neuron | SOPs/img | "
+        f"| {coding.steps_header()} | accuracy % | Δ vs ANN | agreement % | spikes/img |"
+        f"{' spike bits/img |' if bits else ''} spikes/neuron | SOPs/img | "
         f"MACs/img |{' analog ops/img |' if analog else ''} energy/img µJ | energy vs ANN |\n"
         "|" + "---:|" * columns + "\n"
     )
@@ -59,17 +63,40 @@ def evaluation_markdown(ev: Evaluation) -> str:
         per_neuron = ev.spikes_per_neuron.get(t)
         rows.append(
             f"| {coding.steps_cell(ev, t)} | {_pct(acc)} | {delta} | {_pct(ev.agreement[t])} | "
-            f"{_count(ev.spikes_per_image[t])} | {'–' if per_neuron is None else f'{per_neuron:.2f}'} | "
+            f"{_count(ev.spikes_per_image[t])} | "
+            + (f"{_count(ev.spike_bits_per_image[t])} | " if bits else "")
+            + f"{'–' if per_neuron is None else f'{per_neuron:.2f}'} | "
             f"{_count(ev.sops_per_image[t])} | {_count(ev.macs_per_image[t])} | "
             + (f"{_count(ev.analog_ops_per_image[t])} | " if analog else "")
             + f"{ev.energy_per_image[t] * 1e6:.3f} | {ratio:.2f}× |"
         )
-    footer = coding.table_notes(ev) + _analog_note(ev)
+    footer = coding.table_notes(ev) + _graded_note(ev) + _analog_note(ev)
     for target in LATENCY_TARGETS:
         steps = ev.latency(target)
         if steps is not None:
             footer += f"\nLatency: {steps} steps to {100 * target:g}% agreement with the ANN."
     return header + "\n".join(rows) + ("\n" + footer if footer else "") + "\n"
+
+
+def _carries_bits(ev: Evaluation) -> bool:
+    """Whether some spikes carry more than one bit (graded or signed): then tables count the bits too."""
+    return bool(ev.spike_bits_per_image) and any(layer.spike_bits > 1 or layer.signed for layer in ev.layers)
+
+
+def _graded_note(ev: Evaluation) -> str:
+    """How many bits graded spikes carry, and how the energy prices them."""
+    graded = [layer for layer in ev.layers if layer.spike_bits > 1]
+    if not graded:
+        return ""
+    widest = max(layer.spike_bits for layer in graded)
+    weight = min(
+        widest, ev.energy_model.get("joules_per_mac", 1.0) / ev.energy_model.get("joules_per_sop", 1.0)
+    )
+    return (
+        f"\nGraded spikes: {len(graded)} of {len(ev.layers)} spiking layers send spikes of up to {widest} bits "
+        f"({2**widest - 1} levels per step); spike bits/img counts them. Their synaptic ops are priced as "
+        f"{weight:.3g} SOPs each in the energy (a shift-and-add per bit, at most a MAC)."
+    )
 
 
 def _ann_analog(ev: Evaluation) -> str:

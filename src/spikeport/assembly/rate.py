@@ -20,6 +20,7 @@ from spikeport.layers import SpikeSite, TiledAvgPool2d, TiledMaxPool2d
 from spikeport.network import DEFAULT_MEMORY_BUDGET, SpikingNetwork, model_dtype, module_device
 from spikeport.neurons import IFNeuron, Reset, SpikingLayer, SpikingMaxPool
 from spikeport.neurons.analog import AccumulatedOp
+from spikeport.neurons.dynamics import BINARY
 from spikeport.neurons.signed import SignedIFNeuron
 
 # Makes the spiking layer of one activation site from its threshold and spike value (None: the threshold).
@@ -57,12 +58,14 @@ def assemble(
     ann: torch.nn.Module | None = None,
     spike_values: dict[str, Tensor] | None = None,
     neuron: NeuronFactory | None = None,
+    levels: int = BINARY,
 ) -> SpikingNetwork:
     """Build the SpikingNetwork; ``thresholds`` maps activation node names to layer/channel thresholds.
 
     ``neuron(threshold, spike_value)`` makes the spiking layer of one activation site (the method's choice;
     default: ``IFNeuron`` with ``reset`` and ``initial_potential``), the threshold shaped to broadcast over
-    ``[B, C, ...]``.
+    ``[B, C, ...]``. ``levels`` > 1: graded spikes of that many levels (``dynamics.graded_if_scan``), for
+    the default neurons and the signed ones alike.
 
     ``ann`` is the reference for agreement (None: none, as for imported networks). ``spike_values``: what
     the spikes of some layers carry instead of their threshold (binary spikes of imported networks).
@@ -78,15 +81,16 @@ def assemble(
         threshold = broadcastable(thresholds[node.name], shape, dtype)
         module = modules[node.target]
         if isinstance(module, SpikeSite):
-            gm.set_submodule(str(node.target), SignedIFNeuron(threshold))
+            gm.set_submodule(str(node.target), SignedIFNeuron(threshold, levels=levels))
             continue
         if isinstance(module, VALUE_ACTIVATIONS):
-            fanouts[spikes_after(gm, node, module, threshold)] = fanouts[node.name]
+            fanouts[spikes_after(gm, node, module, threshold, levels)] = fanouts[node.name]
             continue
         value = (spike_values or {}).get(node.name)
         value = None if value is None else broadcastable(value, shape, dtype)
         if neuron is None:
-            gm.set_submodule(str(node.target), IFNeuron(threshold, reset, initial_potential, value))
+            neuron_layer = IFNeuron(threshold, reset, initial_potential, value, levels=levels)
+            gm.set_submodule(str(node.target), neuron_layer)
         else:
             gm.set_submodule(str(node.target), neuron(threshold, value))
     modules = dict(gm.named_modules())
@@ -108,6 +112,7 @@ def assemble(
         if isinstance(layer, SpikingMaxPool):
             layer.in_static_prefix = static is not None and node in static
             layer.spike_unit = spike_unit_of(node.all_input_nodes[0], modules)
+            layer.spike_bits = spike_bits_of(node.all_input_nodes[0], modules)
         if isinstance(layer, IFNeuron):
             layer.owns_input = owns_fresh_input(node, modules)
     source = next(n for n in gm.graph.nodes if n.op == "placeholder")
@@ -142,7 +147,9 @@ def input_shapes(node: fx.Node) -> list[tuple[int, ...]]:
     return [tuple(a.meta["sample_shape"]) for a in node.args if isinstance(a, fx.Node)]
 
 
-def spikes_after(gm: fx.GraphModule, node: fx.Node, activation: nn.Module, level: Tensor) -> str:
+def spikes_after(
+    gm: fx.GraphModule, node: fx.Node, activation: nn.Module, level: Tensor, levels: int = BINARY
+) -> str:
     """Compute ``activation`` (GELU, SiLU...) on accumulated inputs and send its values on as signed spikes.
 
     ``level`` is the calibrated range of the activation's input (as a ReLU's threshold); the spikes' threshold
@@ -153,7 +160,7 @@ def spikes_after(gm: fx.GraphModule, node: fx.Node, activation: nn.Module, level
     with torch.no_grad():
         reach = copy.deepcopy(activation).double()(grid * level.double()).abs().amax(dim=0)
     threshold = torch.where(reach > 0, reach, level.double()).to(level.dtype)
-    spikes = insert_after(gm, node, SignedIFNeuron(threshold), f"{node.name}_spikes")
+    spikes = insert_after(gm, node, SignedIFNeuron(threshold, levels=levels), f"{node.name}_spikes")
     spikes.meta["sample_shape"] = node.meta["sample_shape"]
     return spikes.name
 
@@ -180,10 +187,16 @@ def spike_unit_of(source: fx.Node, modules: dict) -> Tensor | None:
     """What each spike of ``source`` carries when it is a neuron layer (its threshold, or the value its
     spikes are given), else None: a max-pool reading it can then count spikes instead of summing values."""
     neuron = modules.get(source.target) if source.op == "call_module" else None
-    if not isinstance(neuron, IFNeuron):
+    if not isinstance(neuron, IFNeuron) or neuron.levels != BINARY:  # graded: values, summed in float64
         return None
-    unit = neuron.threshold if neuron.spike_value is None else neuron.spike_value
+    unit = neuron.unit()
     return unit.detach().clone() if bool((unit > 0).all()) else None  # max commutes with positive scales
+
+
+def spike_bits_of(source: fx.Node, modules: dict) -> int:
+    """The bits each event of ``source`` carries: a max-pool passes on its input's graded spikes."""
+    layer = modules.get(source.target) if source.op == "call_module" else None
+    return layer.spike_bits if isinstance(layer, SpikingLayer) else 1
 
 
 def positive_thresholds(raw: Tensor) -> Tensor:

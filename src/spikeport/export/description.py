@@ -124,7 +124,7 @@ SPECS: dict[str, ModuleSpec] = {
     "QCFS": ModuleSpec(QCFS, ("levels",), lambda m: {"threshold": float(m.threshold.detach())}),
     "IFNeuron": ModuleSpec(
         IFNeuron,
-        ("initial_potential",),
+        ("initial_potential", "levels"),
         lambda m: {
             "threshold": m.threshold,
             "reset": m.reset_mode.value,
@@ -135,6 +135,7 @@ SPECS: dict[str, ModuleSpec] = {
     ),
     "SpikingMaxPool": ModuleSpec(
         SpikingMaxPool,
+        ("spike_bits",),
         read=lambda m: {"spike_unit": m.spike_unit},
         state=("in_static_prefix",),
         children=("pool",),
@@ -148,7 +149,9 @@ SPECS: dict[str, ModuleSpec] = {
         },
     ),
     "FSMaxPool": ModuleSpec(FSMaxPool, read=lambda m: {"scale": m.scale}, children=("pool",)),
-    "SignedIFNeuron": ModuleSpec(SignedIFNeuron, read=lambda m: {"threshold": m.threshold, "bias": m.bias}),
+    "SignedIFNeuron": ModuleSpec(
+        SignedIFNeuron, ("levels",), read=lambda m: {"threshold": m.threshold, "bias": m.bias}
+    ),
     "AnalogOp": ModuleSpec(
         AnalogOp, ("ops_per_sample", "extra_ops_per_sample"), state=("in_static_prefix",), children=("op",)
     ),

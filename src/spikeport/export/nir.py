@@ -258,8 +258,8 @@ def _pool_windows(node, module, in_shape, exporter) -> tuple[tuple[int, int], tu
     return pair(module.kernel_size), pair(module.stride or module.kernel_size)
 
 
-def refuse_analog_work(snn: SpikingNetwork) -> None:
-    """NIR has no analog ops and no signed spikes: name the first node that needs them."""
+def refuse_what_nir_lacks(snn: SpikingNetwork) -> None:
+    """NIR has no analog ops, no signed and no graded spikes: name the first node that needs them."""
     modules = dict(snn.graph_module.named_modules())
     for node in snn.graph_module.graph.nodes:
         module = modules.get(node.target) if node.op == "call_module" else None
@@ -268,6 +268,11 @@ def refuse_analog_work(snn: SpikingNetwork) -> None:
                 f"node '{node.name}' ({type(module.op).__name__}) is an analog op; NIR has no node for "
                 "normalisations, softmax, products of two signals or activations computed on values, so "
                 "networks with them cannot be exported (they convert, simulate and save with spikeport)"
+            )
+        if isinstance(module, IFNeuron) and module.levels != 1:
+            raise NIRExportError(
+                f"node '{node.name}' sends graded spikes ({module.spike_bits} bits); NIR's IF neurons send "
+                "binary spikes, so convert with spike_bits=1 to export"
             )
         if isinstance(module, SignedIFNeuron):
             raise NIRExportError(
@@ -288,7 +293,7 @@ def export_nir(snn: SpikingNetwork, path: str | Path | None = None, *, soft_rese
         raise ValueError(f"soft_reset must be 'metadata' or 'hard', got {soft_reset!r}")
     if snn.coding.nir_refusal is not None:
         raise NIRExportError(snn.coding.nir_refusal)
-    refuse_analog_work(snn)
+    refuse_what_nir_lacks(snn)
     graph = _Exporter(snn, soft_reset).run()
     if path is not None:
         nir.write(str(path), graph)

@@ -13,7 +13,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import Enum
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Annotated, ClassVar
 
 from torch import Tensor
 
@@ -25,7 +25,7 @@ from spikeport.neurons import IFNeuron, Reset, SpikingLayer
 
 if TYPE_CHECKING:
     from spikeport.network import SpikingNetwork
-from spikeport.options import Fraction, check_fields, parse_options
+from spikeport.options import Fraction, Range, check_fields, parse_options
 
 Batches = Callable[[], Iterator[Tensor]]  # re-iterable calibration input: each call starts a new pass
 
@@ -92,6 +92,14 @@ class RateMethod(Method):
     # Max-pool the input currents before the neurons (ReLU -> max-pool becomes max-pool -> ReLU, the same
     # ANN): the spiking pool then settles at once instead of after tens of steps, with fewer neurons.
     pool_before_neurons: bool = False
+    # Bits per spike: 1 sends binary spikes; b > 1 graded spikes of 2^b - 1 levels (a burst sent as one
+    # event), so T steps resolve T * (2^b - 1) levels. Reports count the bits; energy prices them.
+    spike_bits: Annotated[int, Range(1, 8)] = 1
+
+    @property
+    def levels(self) -> int:
+        """Spike levels per step: 1 for binary spikes, 2^b - 1 for b-bit graded spikes."""
+        return 2**self.spike_bits - 1
 
     def shares_statistics(self) -> bool:
         return super().shares_statistics() and not self.pool_before_neurons
@@ -109,12 +117,12 @@ class RateMethod(Method):
 
     def build(self, prepared: PreparedModel, batches: Batches, **network) -> SpikingNetwork:
         thresholds = self.thresholds(prepared, batches)
-        return assemble(prepared, thresholds, neuron=self.neuron, **network)
+        return assemble(prepared, thresholds, neuron=self.neuron, levels=self.levels, **network)
 
     def neuron(self, threshold: Tensor, spike_value: Tensor | None) -> SpikingLayer:
         """The spiking layer of one activation site: an integrate-and-fire neuron with this method's reset
         and start (a method with another neuron type overrides this)."""
-        return IFNeuron(threshold, self.reset, self.initial_potential, spike_value)
+        return IFNeuron(threshold, self.reset, self.initial_potential, spike_value, levels=self.levels)
 
 
 def parse_method(spec: str) -> tuple[str, dict]:

@@ -114,7 +114,12 @@ class Calibrated(RateMethod):
         if self.correction or self.search or self.weights:
             thresholds, biases = self.fit_layers(prepared, batches, thresholds)
         snn = assemble(
-            prepared, thresholds, reset=self.reset, initial_potential=self.initial_potential, **network
+            prepared,
+            thresholds,
+            reset=self.reset,
+            initial_potential=self.initial_potential,
+            levels=self.levels,
+            **network,
         )
         set_biases(snn, biases)
         done = [
@@ -153,7 +158,11 @@ class Calibrated(RateMethod):
 
     def fitted_snn(self, fit: Fit) -> SpikingNetwork:
         snn = assemble(
-            fit.prepared, fit.thresholds, reset=self.reset, initial_potential=self.initial_potential
+            fit.prepared,
+            fit.thresholds,
+            reset=self.reset,
+            initial_potential=self.initial_potential,
+            levels=self.levels,
         )
         set_biases(snn, fit.biases)
         return snn
@@ -176,6 +185,7 @@ class Calibrated(RateMethod):
                 scales,
                 self.initial_potential,
                 self.reset,
+                levels=self.levels,
                 keep_targets=record,
             ),
             current,
@@ -210,7 +220,9 @@ class Calibrated(RateMethod):
         """Whether the spike trains that the layers of one depth read fit in memory (a bit per spike slot,
         a neuron's steps padded to whole bytes)."""
         sizes = [prod(n.meta["sample_shape"]) for n in fit.prepared.activation_nodes() if n.name in reads]
-        needed = sum(sizes) * packed_length(self.timesteps) * self.calibration_limit
+        # bytes per neuron: steps packed eight to a byte, or a graded spike's level per byte
+        per_neuron = packed_length(self.timesteps) if self.levels == 1 else self.timesteps
+        needed = sum(sizes) * per_neuron * self.calibration_limit
         if needed <= SPIKE_TRAINS_BUDGET:
             return True
         fit.prepared.notes.append(
@@ -243,7 +255,7 @@ class Calibrated(RateMethod):
             threshold = broadcastable(fit.thresholds[name], shapes[name], target.dtype).to(target.device)
 
             def rate(current: Tensor, threshold: Tensor = threshold) -> Tensor:
-                return rate_model(current, threshold, self.timesteps, self.initial_potential)
+                return rate_model(current, threshold, self.timesteps * self.levels, self.initial_potential)
 
             bias = fit.biases.get(name, torch.zeros(())).to(target)
             exact = None
@@ -255,6 +267,7 @@ class Calibrated(RateMethod):
                     timesteps=self.timesteps,
                     threshold=threshold,
                     initial_potential=self.initial_potential,
+                    levels=self.levels,
                 )
             inputs = [recorded[r] for r in reads]
             self.note_fit(fit.prepared, name, layer, inputs, target, rate, bias, exact)
@@ -340,6 +353,7 @@ class LayerFit:
         scales: Tensor,
         initial_potential: float,
         reset: Reset | str,
+        levels: int = 1,
         keep_targets: bool = False,
     ):
         self.targets: list[Tensor] | None = [] if keep_targets else None
@@ -349,6 +363,7 @@ class LayerFit:
         self.scales = scales
         self.initial_potential = initial_potential
         self.reset = Reset.parse(reset)
+        self.levels = levels
         size = (len(scales), threshold.numel())
         self.squared = torch.zeros(size, dtype=torch.float64)
         self.offset = torch.zeros(size, dtype=torch.float64)
@@ -365,8 +380,8 @@ class LayerFit:
         for i, scale in enumerate(self.scales.tolist()):
             # the layer runs where the currents are; the sums stay on the CPU
             threshold = (self.base * scale).to(currents)
-            v = (self.initial_potential * threshold).expand(currents.shape[1:]).clone()
-            _, out = if_scan(v, currents, threshold, self.reset, update_state=True)
+            v = (self.initial_potential * threshold / self.levels).expand(currents.shape[1:]).clone()
+            _, out = if_scan(v, currents, threshold, self.reset, update_state=True, levels=self.levels)
             rate = out.mean(dim=0)
             self.squared[i] += self.per_channel((target - rate).square_()).cpu()
             self.offset[i] += self.per_channel(torch.minimum(target, threshold) - rate).cpu()

@@ -86,7 +86,13 @@ class RMP(RateMethod):
             name: torch.tensor(1.0) for name in depths
         }  # placeholders for not-yet-calibrated layers
         for depth in sorted(set(depths.values())):
-            snn = assemble(prepared, thresholds, reset=self.reset, initial_potential=self.initial_potential)
+            snn = assemble(
+                prepared,
+                thresholds,
+                reset=self.reset,
+                initial_potential=self.initial_potential,
+                levels=self.levels,
+            )
             observers = {
                 name: CurrentObserver(
                     threshold_statistic(self.channelwise, self.percentile), per_step=self.current == "step"

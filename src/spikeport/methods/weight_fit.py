@@ -39,7 +39,8 @@ EXACT_REFRESH = 100
 
 def rate_model(mean_current: Tensor, threshold: Tensor, timesteps: int, initial_potential: float) -> Tensor:
     """The rate (in the ANN's units) of soft-reset IF neurons driven by ``mean_current`` for ``timesteps`` steps:
-    QCFS's clip-floor-shift (``spikeport.qcfs``) with T levels and the start potential as its shift."""
+    QCFS's clip-floor-shift (``spikeport.qcfs``) with T levels and the start potential as its shift. Graded
+    spikes of L levels over T steps: ``timesteps`` = T * L (they resolve what T * L binary steps do)."""
     level = floor_straight_through(mean_current * (timesteps / threshold) + initial_potential)
     return level.clamp(0, timesteps) * (threshold / timesteps)
 
@@ -197,7 +198,10 @@ class SpikingInputs:
         neurons = [(node.name, neuron) for node, neuron in snn.neuron_nodes() if node.name in names]
         self.handles = [neuron.register_forward_hook(self._hook(name)) for name, neuron in neurons]
         self.trains = trains
-        self.spike_values = {name: spike_size(neuron) for name, neuron in neurons} if trains else {}
+        self.spike_values = (
+            {name: neuron.unit().detach().clone() for name, neuron in neurons} if trains else {}
+        )
+        self.graded = {name for name, neuron in neurons if neuron.levels > 1}
         self.spikes: dict[str, list[Tensor]] = {name: [] for name in self.spike_values}
         self.batch = 0
 
@@ -206,7 +210,10 @@ class SpikingInputs:
             steps = out.shape[0] // self.batch
             per_step = out.reshape(steps, self.batch, *out.shape[1:])
             self.parts[name].append(per_step.mean(dim=0).contiguous())
-            if name in self.spikes:
+            if name in self.spikes and name in self.graded:  # levels per step, [B, T, ...]
+                levels = per_step.div(self.spike_values[name].to(out)).round_().transpose(0, 1)
+                self.spikes[name].append(levels.to(torch.uint8))
+            elif name in self.spikes:
                 self.spikes[name].append(packed_steps(per_step.ne(0).transpose(0, 1)))  # [B, T / 8, ...]
 
         return hook
@@ -229,32 +236,29 @@ class SpikingInputs:
         if not self.trains:
             return {}
         trains = {
-            name: SpikeTrains(joined_batches(s), self.spike_values[name]) for name, s in self.spikes.items()
+            name: SpikeTrains(joined_batches(s), self.spike_values[name], graded=name in self.graded)
+            for name, s in self.spikes.items()
         }
         if self.input_name in self.averages:
             trains[self.input_name] = SpikeTrains(self.averages[self.input_name], None)
         return trains
 
 
-def spike_size(neuron) -> Tensor:
-    """The value one spike of an IF neuron layer carries (broadcastable over a sample)."""
-    return (neuron.threshold if neuron.spike_value is None else neuron.spike_value).detach().clone()
-
-
 class SpikeTrains:
     """A node's recorded output over T steps, per sample: spikes packed eight steps to a byte
-    (``packed_steps``, ``[samples, ceil(T / 8), ...]``) with the value one spike carries (ANN units), or a
+    (``packed_steps``, ``[samples, ceil(T / 8), ...]``) with the value one spike carries (ANN units), or
+    with ``graded`` each step's level as a byte (``[samples, T, ...]``, ``value`` one level's worth), or a
     constant analog value ``[samples, ...]`` (``value`` None)."""
 
-    def __init__(self, recorded: Tensor, value: Tensor | None):
-        self.recorded, self.value = recorded, value
+    def __init__(self, recorded: Tensor, value: Tensor | None, graded: bool = False):
+        self.recorded, self.value, self.graded = recorded, value, graded
 
     def running_means(self, pick: Tensor, timesteps: int) -> Tensor:
         """``[T, len(pick), ...]``: the output averaged over the steps up to each step t = 1..T."""
         if self.value is None:
             x = self.recorded[pick]
             return x.unsqueeze(0).expand(timesteps, *x.shape)
-        spikes = unpacked_steps(self.recorded[pick], timesteps)
+        spikes = self.recorded[pick] if self.graded else unpacked_steps(self.recorded[pick], timesteps)
         counts = spikes.transpose(0, 1).to(self.value.dtype).cumsum_(dim=0)
         steps = torch.arange(1, timesteps + 1, dtype=counts.dtype, device=counts.device)
         return counts.div_(steps.reshape(-1, *[1] * (counts.dim() - 1))).mul_(self.value)
@@ -294,8 +298,9 @@ def simulated_rates(
     timesteps: int,
     threshold: Tensor,
     initial_potential: float,
+    levels: int = 1,
 ) -> Tensor:
-    """The rate at T of soft-reset IF neurons fed by ``layer`` from the recorded ``trains`` (samples ``pick``).
+    """The rate at T of soft-reset IF neurons (of ``levels`` spike levels) fed by ``layer`` from the recorded ``trains`` (samples ``pick``).
 
     The ops between neuron layers are affine (their biases added at every step) or max-pools (gated in the
     SNN: they pass on the growth of the max of their inputs' sums), and both commute with a positive scale;
@@ -309,8 +314,8 @@ def simulated_rates(
     summed = summed * steps.reshape(-1, *[1] * (summed.dim() - 1))
     currents = torch.diff(summed, dim=0, prepend=torch.zeros_like(summed[:1]))
     threshold = threshold.to(currents)
-    v = (initial_potential * threshold).expand(currents.shape[1:]).clone()
-    _, out = if_scan(v, currents, threshold, Reset.SOFT, update_state=True)
+    v = (initial_potential * threshold / levels).expand(currents.shape[1:]).clone()
+    _, out = if_scan(v, currents, threshold, Reset.SOFT, update_state=True, levels=levels)
     return out.mean(dim=0)
 
 

@@ -15,6 +15,8 @@ from spikeport.choices import Choice
 from spikeport.neurons import cpu_scan, fused_scan
 from spikeport.neurons.layout import outputs_like
 
+BINARY = 1  # spike levels of a binary neuron: one spike of one threshold per step at most
+
 
 class Reset(Choice):
     """What happens to the membrane after a spike."""
@@ -39,6 +41,7 @@ def if_scan(
     *,
     update_state: bool = False,
     out: Tensor | None = None,
+    levels: int = BINARY,
 ) -> tuple[Tensor, Tensor]:
     """Run ``if_step`` over the leading time axis of ``currents`` ([t, B, ...]).
 
@@ -49,10 +52,13 @@ def if_scan(
     ``out`` may be ``currents`` itself (each step's current is read before its spikes overwrite it), which
     spares a fresh output tensor per call. On a GPU with Triton the same arithmetic runs as one fused
     kernel per chunk (``fused_scan``), on a CPU with a C compiler as one compiled loop (``cpu_scan``).
+    ``levels`` > 1: graded spikes (``graded_if_scan``).
     """
     if not update_state:
         v = v.clone()
     threshold = threshold.to(v.dtype)
+    if levels != BINARY:  # graded spikes: ``graded_if_scan``
+        return v, graded_if_scan(v, currents, threshold, levels, reset, out)
     if fused_scan.available(v, currents, threshold, out):  # one GPU kernel for the whole chunk
         return v, fused_scan.scan(v, currents, threshold, reset is Reset.SOFT, out)
     if cpu_scan.available(v, currents, threshold, out, reset is Reset.SOFT):  # one compiled CPU pass
@@ -85,4 +91,47 @@ def signed_if_scan(v: Tensor, currents: Tensor, threshold: Tensor) -> Tensor:
         spikes = torch.ge(v, half, out=out[t])
         spikes.sub_((v <= -half).to(v.dtype)).mul_(threshold)
         v.sub_(spikes)
+    return out
+
+
+def spike_bits(levels: int) -> int:
+    """Bits a spike of ``levels`` magnitudes carries (its sign not counted): 1 for a binary spike, 4 for 15."""
+    return int(levels).bit_length()
+
+
+def graded_if_scan(
+    v: Tensor, currents: Tensor, threshold: Tensor, levels: int, reset: Reset, out: Tensor | None = None
+) -> Tensor:
+    """Integrate-and-fire with graded spikes over the leading time axis of ``currents``; ``v`` updated in place.
+
+    A step's spike carries ``n * threshold / levels`` for the n in 0..levels that the membrane holds whole
+    units of (a burst of up to ``levels`` spikes of a unit each, sent as one event of ``bits(levels)`` bits):
+    the most a step sends is still the threshold, but a run of T steps resolves ``T * levels`` levels, as
+    ``T * levels`` binary steps would. Soft reset subtracts what was sent; hard reset empties the membrane.
+    With one level this is ``if_scan``'s binary neuron.
+    """
+    out = outputs_like(v, currents.shape[0]) if out is None else out
+    unit = threshold / levels
+    for t in range(currents.shape[0]):
+        v.add_(currents[t])
+        sent = torch.div(v, unit, out=out[t]).floor_().clamp_(0, levels).mul_(unit)
+        if reset is Reset.SOFT:
+            v.sub_(sent)
+        else:
+            v.mul_(sent == 0)
+    return out
+
+
+def signed_graded_scan(v: Tensor, currents: Tensor, threshold: Tensor, levels: int) -> Tensor:
+    """``signed_if_scan`` with graded spikes: each step sends the membrane rounded to the nearest multiple of
+    ``threshold / levels``, at most ``levels`` of them, of either sign, and subtracts it (soft reset)."""
+    out = torch.empty_like(currents)
+    threshold = threshold.to(v.dtype)
+    unit = threshold / levels
+    for t in range(currents.shape[0]):
+        v.add_(currents[t])
+        units = torch.div(v, unit, out=out[t])
+        sign = torch.sign(units)
+        units.abs_().add_(0.5).floor_().clamp_(max=levels).mul_(sign).mul_(unit)
+        v.sub_(units)
     return out

@@ -22,6 +22,7 @@ class SpikingLayer(nn.Module):
     """
 
     is_neuron = True  # False for layers that only pass events on (max-pools): not counted as neurons
+    spike_bits = 1  # bits of magnitude an event carries (graded spikes: more; a sign is counted apart)
 
     def __init__(self) -> None:
         super().__init__()

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from spikeport.neurons.analog import AnalogOp, constant_or_steps
-from spikeport.neurons.dynamics import Reset, if_scan
+from spikeport.neurons.dynamics import BINARY, Reset, if_scan, spike_bits
 from spikeport.neurons.events import SpikingLayer, level_repr
 from spikeport.neurons.layout import dense, sum_over_batch
 
@@ -18,7 +18,8 @@ class IFNeuron(SpikingLayer):
 
     A spike carries the neuron's threshold (ANN units), or ``spike_value`` when given (1 for networks
     imported from NIR, whose spikes are binary and whose thresholds are folded into the next weights);
-    events are spikes.
+    events are spikes. With ``levels`` > 1 a spike is graded (``dynamics.graded_if_scan``): it carries a
+    multiple of ``threshold / levels``, up to the threshold, and ``spike_bits`` bits.
     """
 
     def __init__(
@@ -28,8 +29,12 @@ class IFNeuron(SpikingLayer):
         initial_potential: float = 0.0,
         spike_value: Tensor | None = None,
         bias: Tensor | None = None,
+        levels: int = BINARY,
     ):
         super().__init__()
+        if not isinstance(levels, int) or levels < 1 or (levels > 1 and spike_value is not None):
+            raise ValueError(f"levels must be an integer >= 1 (and 1 with a spike_value), got {levels!r}")
+        self.levels = int(levels)
         self.register_buffer("threshold", threshold.detach().clone())
         self.register_buffer("spike_value", None if spike_value is None else spike_value.detach().clone())
         # A constant current added at every step (per channel): the bias correction of calibrated conversion.
@@ -44,7 +49,21 @@ class IFNeuron(SpikingLayer):
 
     def extra_repr(self) -> str:
         shown = level_repr(self.threshold)
-        return f"threshold={shown}, reset={self.reset_mode.value}, initial_potential={self.initial_potential}"
+        graded = f", levels={self.levels}" if self.levels != BINARY else ""
+        return (
+            f"threshold={shown}, reset={self.reset_mode.value}, initial_potential={self.initial_potential}"
+            + graded
+        )
+
+    @property
+    def spike_bits(self) -> int:
+        return spike_bits(self.levels)
+
+    def unit(self) -> Tensor:
+        """What one spike (one level of a graded spike) carries, in the ANN's units."""
+        if self.spike_value is not None:
+            return self.spike_value
+        return self.threshold if self.levels == BINARY else self.threshold / self.levels
 
     def reset_state(self, record_steps: int = 0) -> None:
         self.v = None
@@ -60,7 +79,8 @@ class IFNeuron(SpikingLayer):
         constant = x.shape[0] == clock.batch  # the same current at every step (analog input, computed once)
         currents = self.input_currents(x)
         if self.v is None:
-            start = (self.initial_potential * self.threshold).expand(currents.shape[1:])
+            # a fraction of one level: half of one rounds the rate, binary or graded
+            start = (self.initial_potential * self.threshold / self.levels).expand(currents.shape[1:])
             self.v = torch.empty_like(currents[0]).copy_(start)  # in the currents' memory order
         # The state keeps its storage across chunks, so a chunk's temporaries are all freed together.
         # Spikes go over the currents when nothing else reads them (never over the constant: it serves all chunks).
@@ -72,6 +92,7 @@ class IFNeuron(SpikingLayer):
             self.reset_mode,
             update_state=True,
             out=currents if in_place else None,
+            levels=self.levels,
         )
         if self.spike_value is not None:  # exact: (threshold / threshold) is 1, times the value
             threshold = self.threshold.to(x.dtype)
@@ -81,6 +102,9 @@ class IFNeuron(SpikingLayer):
         return out.reshape(steps * clock.batch, *x.shape[1:])
 
     def _count(self, out: Tensor) -> None:
+        if self.levels != BINARY:  # a graded spike is one event, whatever it carries
+            self.record(sum_over_batch(out.ne(0).to(out.dtype)).reshape(out.shape[0], -1).double())
+            return
         # Spike counts per neuron summed over the batch, [t, neurons]: summing the outputs (multiples of the
         # threshold) and dividing is one float pass, where counting a bool mask would copy it to int64 first;
         # the float32 sum of at most B equal values is exact to far better than 0.5 after division.

@@ -67,9 +67,10 @@ class SpikingMaxPool(SpikingLayer):
 
     is_neuron = False
 
-    def __init__(self, pool: nn.Module, spike_unit: Tensor | None = None):
+    def __init__(self, pool: nn.Module, spike_unit: Tensor | None = None, spike_bits: int = 1):
         super().__init__()
         self.pool = pool
+        self.spike_bits = spike_bits  # what its input's spikes carry (set by assembly): it passes them on
         # Set by assembly when the input is one neuron layer's spikes: what one spike carries (broadcastable).
         self.register_buffer("spike_unit", None if spike_unit is None else spike_unit.detach().clone())
         self.in_static_prefix = False  # set by assembly

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from spikeport.neurons.analog import constant_or_steps
-from spikeport.neurons.dynamics import signed_if_scan
+from spikeport.neurons.dynamics import BINARY, signed_graded_scan, signed_if_scan, spike_bits
 from spikeport.neurons.events import SpikingLayer, level_repr
 from spikeport.neurons.layout import sum_over_batch
 
@@ -19,20 +19,28 @@ from spikeport.neurons.layout import sum_over_batch
 class SignedIFNeuron(SpikingLayer):
     """Signed integrate-and-fire neurons for one spike site: spikes of ``+-threshold``, soft reset.
 
-    ``bias``: a constant current added at every step (per channel), as for ``IFNeuron``.
+    ``bias``: a constant current added at every step (per channel), as for ``IFNeuron``. ``levels`` > 1:
+    graded spikes, multiples of ``threshold / levels`` of either sign (``dynamics.signed_graded_scan``).
     """
 
     signed = True
 
-    def __init__(self, threshold: Tensor, bias: Tensor | None = None):
+    def __init__(self, threshold: Tensor, bias: Tensor | None = None, levels: int = BINARY):
         super().__init__()
+        if not isinstance(levels, int) or levels < 1:
+            raise ValueError(f"levels must be an integer >= 1, got {levels!r}")
+        self.levels = int(levels)
         self.register_buffer("threshold", threshold.detach().clone())
         self.register_buffer("bias", None if bias is None else bias.detach().clone())
         self.v: Tensor | None = None
 
     def extra_repr(self) -> str:
         shown = level_repr(self.threshold)
-        return f"threshold={shown}, signed"
+        return f"threshold={shown}, signed" + (f", levels={self.levels}" if self.levels != BINARY else "")
+
+    @property
+    def spike_bits(self) -> int:
+        return spike_bits(self.levels)
 
     def reset_state(self, record_steps: int = 0) -> None:
         self.v = None
@@ -43,7 +51,11 @@ class SignedIFNeuron(SpikingLayer):
         currents = constant_or_steps(x, clock, self.bias)
         if self.v is None:
             self.v = torch.zeros_like(currents[0])
-        out = signed_if_scan(self.v, currents, self.threshold.to(x.dtype))
+        threshold = self.threshold.to(x.dtype)
+        if self.levels == BINARY:
+            out = signed_if_scan(self.v, currents, threshold)
+        else:
+            out = signed_graded_scan(self.v, currents, threshold, self.levels)
         if clock.recording:
             events = sum_over_batch(out.ne(0).to(out.dtype)).reshape(clock.steps, -1).double()
             self.record(events)
