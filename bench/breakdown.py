@@ -26,8 +26,8 @@ from spikeport.neurons import IFNeuron, SpikingMaxPool, cpu_scan
 
 NETWORKS = {
     "demo CNN": (mnist_cnn, (1, 28, 28)),
-    "VGG-16": (lambda: vgg16(classes=10), (3, 32, 32)),
-    "ResNet-20": (lambda: resnet20(classes=10), (3, 32, 32)),
+    "VGG-16": (lambda: vgg16(num_classes=10), (3, 32, 32)),
+    "ResNet-20": (lambda: resnet20(num_classes=10), (3, 32, 32)),
 }
 
 

@@ -23,11 +23,12 @@ data set where it calibrates at all, and is measured by the same code on the sam
 Nets: ``demo`` (the demo CNN on MNIST, trained by ``spikeport demo``, cached), and two Fashion-MNIST nets of
 ``bench/low_latency.py`` (trained there for 5 epochs, cached in results/low-latency): ``fashion-cnn`` (the
 demo layout) and ``fashion-vgg-bn-max`` (a VGG with BatchNorm and max-pools), where conversion loses more
-and the recipes' differences are larger than one test image; and ``vit-mnist``, the small ViT of
-``bench/transformers.py`` (``spikeport.models.vit``, trained there for 6 epochs, cached in results/transformers;
-not in the default ``--nets``). ``calibrated`` fits ReLU nets only, so on the ViT spikeport's recipes are
-bench/transformers.py's rate-coded ones (ecc, percentile, max with soft reset) and ecc stands in for
-``calibrated`` in the same-budget table.
+and the recipes' differences are larger than one test image; and ``vit-mnist`` and ``vit-fashion``, the small
+ViTs of ``bench/transformers.py`` (``spikeport.models.vit``, trained there for 6 epochs, cached in
+results/transformers; not in the default ``--nets``). ``calibrated`` fits ReLU nets only, so on the ViTs
+spikeport's recipes are bench/transformers.py's rate-coded ones (ecc, percentile, max with soft reset) and
+percentile with 4- and 6-bit graded spikes, and ecc stands in for ``calibrated`` in the same-budget table. Every recipe
+states the bits one neuron's step carries (bits/spike): 1 for binary spikes, more for graded ones and a sign.
 
 Peer recipes, each as its documentation recommends: SpikingJelly RateCodingRecipe with max, and with 99.9 %
 channel-wise, the half-threshold start and max-pools moved before the neurons (``pre_spike_maxpool``);
@@ -41,8 +42,8 @@ first step only (its operators take temporal differences). It converts ``nn.Mult
 the same ViT with the same weights written that way (``MultiheadViT``); its encoders send multiples of their
 threshold (signed), counted like a sinabs multi-spike neuron; between them the network passes analog
 differences. sinabs has no transformer conversion (``from_model`` makes ReLUs spiking: a ViT has none).
-Run: python bench/peers.py [--nets demo,fashion-cnn,fashion-vgg-bn-max,vit-mnist] [--limit 10000]
-     [--venv results/peers-venv] [--json bench/results/peers.json]
+Run: python bench/peers.py [--nets demo,fashion-cnn,fashion-vgg-bn-max,vit-mnist,vit-fashion] [--limit 10000]
+     [--venv results/peers-venv] [--json bench/results/peers.json] [--reuse-peers]
      python bench/peers.py --report [--json ...]   # an earlier run's tables again, from its JSON
 """
 
@@ -72,12 +73,20 @@ NETS = {
     "demo": ("mnist", None),
     "fashion-cnn": ("fashion-mnist", "cnn"),
     "fashion-vgg-bn-max": ("fashion-mnist", "vgg-bn-max"),
-    "vit-mnist": ("mnist", "vit"),  # bench/transformers.py's ViT
+    "vit-mnist": ("mnist", "vit"),  # bench/transformers.py's ViTs
+    "vit-fashion": ("fashion-mnist", "vit"),
 }
 DEFAULT_NETS = ("demo", "fashion-cnn", "fashion-vgg-bn-max")
 TIMED_NETS = ("demo",)  # speed and time to agreement are measured on these
-TRANSFORMER_NETS = ("vit-mnist",)  # spikeport's TRANSFORMER_RECIPES against SpikingJelly's STA
-TRANSFORMER_RECIPES = ("ecc", "percentile", "max[reset=soft]")  # bench/transformers.py's rate-coded methods
+TRANSFORMER_NETS = ("vit-mnist", "vit-fashion")  # spikeport's TRANSFORMER_RECIPES against SpikingJelly's STA
+# bench/transformers.py's rate-coded methods, and percentile with graded spikes (4 and 6 bits, and the sign)
+TRANSFORMER_RECIPES = (
+    "ecc",
+    "percentile",
+    "max[reset=soft]",
+    "percentile[spike_bits=4]",
+    "percentile[spike_bits=6]",
+)
 # SpikingJelly STATransformerRecipe: label -> threshold_scale (1: its default; 0.5: its ImageNet ViT example)
 STA_SCALES = {
     "SpikingJelly STA spiking_encoder, for each T": 1.0,
@@ -105,6 +114,7 @@ class SpikeCounter:
     ):
         self.per_step, self.unit, self.layers = per_step, unit, len(neurons)
         self.steps, self.counting = 1, False
+        self.largest = 0  # the most spikes one neuron sent in one step: what a step's event must carry
         self.calls: list[torch.Tensor] = []
         for neuron in neurons:
             neuron.register_forward_hook(self.hook)
@@ -112,10 +122,15 @@ class SpikeCounter:
     def hook(self, module, inputs, output) -> None:
         if self.counting:
             spikes = output.detach() / self.unit(module)
+            self.largest = max(self.largest, round(float(spikes.abs().max())))
             self.calls.append(self.per_step(spikes, self.steps).double().reshape(-1))
 
     def start(self, steps: int, counting: bool) -> None:
         self.steps, self.counting, self.calls = steps, counting, []
+
+    def bits_per_spike(self, signed: bool) -> int:
+        """Bits one neuron's step sends: enough for the largest count seen, and a sign."""
+        return max(1, self.largest.bit_length()) + signed
 
     def spikes(self) -> torch.Tensor | None:
         """[steps] spikes over the batch (every layer called once per step, or once for all steps)."""
@@ -258,7 +273,11 @@ def peer_side(net: str, limit: int, out: Path) -> None:
         snn = ann2snn.FXConverter(recipe=recipe(), device="cpu").convert(copy.deepcopy(model)).eval()
         converted = time.perf_counter() - start
         simulate = jelly_simulating(snn, [m for m in snn.modules() if isinstance(m, neuron.BaseNode)])
-        results[label] = {**measure(simulate, x, y, reference, timed), "convert_seconds": converted}
+        results[label] = {
+            **measure(simulate, x, y, reference, timed),
+            "convert_seconds": converted,
+            "bits_per_spike": 1,
+        }
     for label, normalize in (
         ("sinabs from_model", False),
         ("sinabs from_model, normalize_weights 99%", True),
@@ -347,17 +366,20 @@ def sta_recipes(
             )
             snn = ann2snn.FXConverter(recipe=recipe, device="cpu").convert(copy.deepcopy(ann)).eval()
             seconds.append(time.perf_counter() - start)
-            tuned[t] = measure(sta_simulating(snn), x, y, reference, False, steps=t)
+            simulate, counter = sta_simulating(snn)
+            tuned[t] = measure(simulate, x, y, reference, False, steps=t)
+            tuned[t]["bits_per_spike"] = counter.bits_per_spike(signed=True)
         reached = [t for t, r in tuned.items() if r["agreement"][t] >= AGREEMENT_TARGET]
         results[label] = {key: {t: r[key][t] for t, r in tuned.items()} for key in PER_STEP_KEYS} | {
             "convert_seconds": max(seconds),
             "evaluate_seconds": sum(r["evaluate_seconds"] for r in tuned.values()),
             "steps_to_agreement": reached[0] if reached else None,
+            "bits_per_spike": max(r["bits_per_spike"] for r in tuned.values()),
         }
     return results
 
 
-def sta_simulating(snn: torch.nn.Module) -> Simulate:
+def sta_simulating(snn: torch.nn.Module) -> tuple[Simulate, SpikeCounter]:
     """An STA network as ``measure`` runs it, for exactly the T it was converted for (its constants span T
     steps): the image at the first step and zeros after (its operators take temporal differences), all steps
     in one call; each encoder step sends |output / threshold| spikes."""
@@ -379,7 +401,7 @@ def sta_simulating(snn: torch.nn.Module) -> Simulate:
         frames[0] = batch
         return snn(frames).cumsum(0), counter.spikes()
 
-    return simulate
+    return simulate, counter
 
 
 def relus_and_their_parameters(model: torch.nn.Module) -> tuple[list[str], list[str]]:
@@ -426,19 +448,40 @@ def sinabs_recipe(model, calibration, normalize: bool, x, y, reference, timed: b
         out = snn(frames).reshape(batch.shape[0], steps, -1)
         return out.transpose(0, 1).cumsum(0), counter.spikes()
 
-    return {**measure(simulate, x, y, reference, timed), "convert_seconds": converted}
+    results = measure(simulate, x, y, reference, timed)
+    return {**results, "convert_seconds": converted, "bits_per_spike": counter.bits_per_spike(signed=False)}
 
 
 def simulating(snn) -> Simulate:
     """A spikeport network as ``measure`` runs it: its read-out (running means: the same argmax as the sums)
-    and, when counting, the spikes of its neurons (not of its max-pools, which only pass spikes on)."""
-    neurons = [name for name, layer in snn.spiking_layers().items() if layer.is_neuron]
+    and, when counting, the spikes of its neurons (not of its max-pools, which only pass spikes on). A graded
+    spike of n levels counts as n spikes, as a peer's multi-spike step does."""
+    neurons = {name: layer for name, layer in snn.spiking_layers().items() if layer.is_neuron}
+    graded = {name: layer for name, layer in neurons.items() if layer.spike_bits > 1}
+    binary = [name for name in neurons if name not in graded]
+    counter = SpikeCounter(
+        list(graded.values()),
+        lambda out, steps: out.abs().round().reshape(steps, -1).sum(1),
+        unit=lambda layer: layer.threshold / layer.levels,
+    )
 
     def simulate(batch: torch.Tensor, steps: int, count: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-        run = snn.simulate(batch, steps, record=count)
-        return run.readout, sum(run.spikes[name] for name in neurons) if count else None
+        # graded layers run all steps in one chunk: each is called once
+        counter.start(steps, count and bool(graded))
+        run = snn.simulate(batch, steps, record=count, chunk=steps if graded else None)
+        if not count:
+            return run.readout, None
+        spikes = sum((run.spikes[name] for name in binary), torch.zeros(steps, dtype=torch.float64))
+        return run.readout, spikes + counter.spikes() if graded else spikes
 
     return simulate
+
+
+def spike_bits(snn) -> int:
+    """Bits one of ``snn``'s neurons sends per step: its graded levels' and a sign's."""
+    return max(
+        layer.spike_bits + bool(getattr(layer, "signed", False)) for layer in snn.spiking_layers().values()
+    )
 
 
 def our_side(net: str, limit: int) -> tuple[dict, float]:
@@ -459,7 +502,8 @@ def our_side(net: str, limit: int) -> tuple[dict, float]:
         start = time.perf_counter()
         snn = sp.convert(model, calibration, spec)
         converted = time.perf_counter() - start
-        return {**measure(simulating(snn), x, y, reference, timed), "convert_seconds": converted}
+        results = measure(simulating(snn), x, y, reference, timed)
+        return {**results, "convert_seconds": converted, "bits_per_spike": spike_bits(snn)}
 
     ann = float((reference == y).float().mean())
     if net in TRANSFORMER_NETS:
@@ -525,13 +569,15 @@ def report(net: str, ours: dict, peers: dict, ann: float, limit: int) -> dict:
     """Prints the net's tables (accuracy, spikes, image by image, same budget, speed); returns its summary."""
     everything = {**ours, **peers}
     print(f"\n{net}: {NETS[net][0]}, {limit} test images; ANN {100 * ann:.2f}%. Accuracy % (agreement %):\n")
-    print_header("method", "convert s")
+    print_header("method", "bits/spike", "convert s")
     rate = {k: r for k, r in everything.items() if k != "spikeport fs"}
     for label, r in rate.items():
-        print(
-            f"| {label} | " + " | ".join(cell(r, t) for t in TIMESTEPS) + f" | {r['convert_seconds']:.1f} |"
-        )
-    print("\nSpikes per image, thousands (all neurons, steps 1..T):\n")
+        cells = " | ".join(cell(r, t) for t in TIMESTEPS)
+        print(f"| {label} | {cells} | {r.get('bits_per_spike', 1)} | {r['convert_seconds']:.1f} |")
+    print(
+        "\nSpikes per image, thousands (all neurons, steps 1..T; a step that sends n spikes at once counts n;"
+        "\nbits/spike above: what one neuron's step carries, sign included):\n"
+    )
     print_header("method")
     for label, r in rate.items():
         print(
@@ -664,6 +710,12 @@ def main() -> None:
     parser.add_argument("--venv", default="results/peers-venv")
     parser.add_argument("--json", default="bench/results/peers.json")
     parser.add_argument("--report", action="store_true", help="print the tables of an earlier run's --json")
+    parser.add_argument(
+        "--reuse-peers",
+        action="store_true",
+        help="take the peers' results from an earlier run's files (same --json, nets and --limit) instead of "
+        "running them again: only spikeport's side runs",
+    )
     parser.add_argument("--peer-side", nargs=2, help=argparse.SUPPRESS)  # internal: NET OUT, in the venv
     args = parser.parse_args()
     if args.peer_side:
@@ -686,10 +738,11 @@ def main() -> None:
         ours, ann = our_side(net, args.limit)  # first: it trains the net if it is not cached yet
         peer_json = Path(args.json).with_suffix(f".{net}.peer.json")
         peer_json.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            [str(python), __file__, "--limit", str(args.limit), "--peer-side", net, str(peer_json)],
-            check=True,
-        )
+        if not (args.reuse_peers and peer_json.is_file()):
+            subprocess.run(
+                [str(python), __file__, "--limit", str(args.limit), "--peer-side", net, str(peer_json)],
+                check=True,
+            )
         peers = keyed_by_int(json.loads(peer_json.read_text()))
         summaries[net] = report(net, ours, peers, ann, args.limit)
     Path(args.json).write_text(json.dumps({"nets": summaries}, indent=2))

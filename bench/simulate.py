@@ -28,8 +28,8 @@ NETWORKS = {
     "demo": ("demo CNN (MNIST shape)", mnist_cnn, (1, 28, 28)),
     "vgg6": ("VGG-style 6 conv (32-64-128)", vgg6, (3, 32, 32)),
     "vgg6-max": ("same VGG with max-pools", lambda: vgg6(pool="max"), (3, 32, 32)),
-    "vgg16": ("VGG-16 (BN, max-pools)", lambda: vgg16(classes=10), (3, 32, 32)),
-    "resnet20": ("ResNet-20", lambda: resnet20(classes=10), (3, 32, 32)),
+    "vgg16": ("VGG-16 (BN, max-pools)", lambda: vgg16(num_classes=10), (3, 32, 32)),
+    "resnet20": ("ResNet-20", lambda: resnet20(num_classes=10), (3, 32, 32)),
 }
 
 

@@ -8,7 +8,8 @@ softmax, the attention's products, GELU under rate coding) are counted beside th
 measured against the ANN's on one batch of 100 images, in turns (SNN / (T x ANN) for a rate code, SNN / ANN for
 FS's one pass).
 Run: python bench/transformers.py [--epochs 6] [--limit 10000] [--rate-limit 2000] [--out results/transformers]
-     [--fs "fs;fs[fit=layer]"] [--methods ecc,percentile,max[reset=soft]] (an empty list runs none)
+     [--fs "fs;fs[fit=layer]"] [--methods ecc,percentile,max[reset=soft],percentile[spike_bits=4]]
+     (an empty list runs none; a spike of the graded method carries 4 bits and a sign, counted in spike bits/img)
 """
 
 from __future__ import annotations
@@ -24,17 +25,18 @@ from torch import nn
 import spikeport as sp
 from spikeport.data import load_dataset
 from spikeport.models import vit
+from spikeport.options import split_specs
 from spikeport.train import accuracy, train_classifier
 
 CODES = (4, 6, 8, 10, 12)
 FITTED_STEPS = 12  # fs[fit=layer] fits one code length per conversion
 TIMESTEPS = (1, 2, 4, 8, 16, 32, 64)
-RATE_METHODS = ("ecc", "percentile", "max[reset=soft]")
+RATE_METHODS = ("ecc", "percentile", "max[reset=soft]", "percentile[spike_bits=4]")
 
 
 def trained(dataset: str, train, epochs: int, out: Path) -> tuple[nn.Module, float]:
     torch.manual_seed(0)
-    model = vit(image_size=28, patch_size=4, in_channels=1, classes=10, width=64, depth=4, heads=4)
+    model = vit(image_size=28, patch_size=4, in_channels=1, num_classes=10, width=64, depth=4, heads=4)
     path = out / f"{dataset}-vit-e{epochs}.pt"
     if path.is_file():
         model.load_state_dict(torch.load(path, weights_only=True))
@@ -65,6 +67,7 @@ def summary(ev: sp.Evaluation) -> dict:
         "accuracy": ev.accuracy,
         "agreement": ev.agreement,
         "spikes_per_image": ev.spikes_per_image,
+        "spike_bits_per_image": ev.spike_bits_per_image,
         "sops_per_image": ev.sops_per_image,
         "analog_ops_per_image": ev.analog_ops_per_image,
         "latency_steps": ev.latency_steps,
@@ -105,7 +108,7 @@ def main() -> None:
             if spec
         ]
         runs = [(spec, codes, args.limit, {"steps": max(codes)}) for spec, codes in fs]
-        runs += [(m, TIMESTEPS, args.rate_limit, {}) for m in args.methods.split(",") if m]
+        runs += [(m, TIMESTEPS, args.rate_limit, {}) for m in split_specs(args.methods)]
         for spec, steps, limit, options in runs:
             start = time.perf_counter()
             snn = sp.convert(model, calibration, spec, **options)
@@ -129,13 +132,14 @@ def main() -> None:
                 rows.append(
                     f"| {dataset} | {spec} | {t} | {ev.samples} | {100 * ev.accuracy[t]:.2f} | "
                     f"{100 * ev.agreement[t]:.2f} | {ev.spikes_per_image[t] / 1e3:.1f}k | "
+                    f"{ev.spike_bits_per_image[t] / 1e3:.1f}k | "
                     f"{ev.sops_per_image[t] / 1e6:.2f}M | {ev.analog_ops_per_image[t] / 1e6:.2f}M |"
                 )
                 print(rows[-1], flush=True)
             print(ev.to_markdown())
     header = (
-        "| data | method | T or K | images | accuracy % | agreement % | spikes/img | SOPs/img | analog ops/img |\n"
-        "|:---|:---|---:|---:|---:|---:|---:|---:|---:|"
+        "| data | method | T or K | images | accuracy % | agreement % | spikes/img | spike bits/img | SOPs/img "
+        "| analog ops/img |\n|:---|:---|---:|---:|---:|---:|---:|---:|---:|---:|"
     )
     table = header + "\n" + "\n".join(rows)
     print("\n" + table)

@@ -71,3 +71,19 @@ def test_errors_are_one_line_with_exit_code_2(tmp_path, capsys):
         == 2
     )
     assert "unknown method 'nope'" in capsys.readouterr().err
+
+
+def test_python_dash_m_runs_the_command_line_and_it_tells_its_version():
+    import subprocess
+    import sys
+
+    from spikeport._version import __version__
+
+    result = subprocess.run(
+        [sys.executable, "-m", "spikeport", "--version"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0 and result.stdout.strip() == f"spikeport {__version__}"
+    result = subprocess.run(
+        [sys.executable, "-m", "spikeport", "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0 and "convert" in result.stdout

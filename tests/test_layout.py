@@ -48,8 +48,8 @@ def state_orders(snn, x, steps=3) -> set[str]:
 @pytest.mark.parametrize(
     "factory",
     [
-        lambda: (resnet20(classes=4, width=4), 8),
-        lambda: (vgg6(width=4, classes=4, pool="max"), 32),
+        lambda: (resnet20(num_classes=4, width=4), 8),
+        lambda: (vgg6(width=4, num_classes=4, pool="max"), 32),
         lambda: (FlattenedByView(), 8),
     ],
     ids=["resnet20", "vgg6-max", "view"],

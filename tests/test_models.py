@@ -26,7 +26,7 @@ FRIENDLY = {"batchnorm": False, "bias": False, "pool": "avg"}  # RMP-SNN's conve
 @pytest.mark.parametrize("name", list(BUILDS))
 def test_builds_traces_and_converts(name, friendly):
     torch.manual_seed(0)
-    model = randomize_batchnorms(BUILDS[name](classes=7, in_channels=2, **(FRIENDLY if friendly else {})))
+    model = randomize_batchnorms(BUILDS[name](num_classes=7, in_channels=2, **(FRIENDLY if friendly else {})))
     x = torch.rand(8, 2, 32, 32)
     assert model(x).shape == (8, 7)
     if friendly:
@@ -53,7 +53,7 @@ def test_resnet20_has_the_expected_shape():
 @pytest.mark.parametrize("method", ["max[reset=soft]", "ecc", "rmp"])
 def test_residual_net_approaches_the_ann_as_t_grows(method):
     torch.manual_seed(1)
-    model = randomize_batchnorms(resnet(20, width=4, classes=5, in_channels=1))
+    model = randomize_batchnorms(resnet(20, width=4, num_classes=5, in_channels=1))
     x = torch.rand(32, 1, 12, 12)
     snn = sp.convert(model, x, method)
     errors = readout_errors(snn, model, x, (32, 256, 1024))
@@ -102,8 +102,24 @@ def test_unknown_depths_and_options_are_refused():
 
 def test_models_with_string_annotations_save_and_load(tmp_path):
     """The builders' files use ``from __future__ import annotations``; their converted networks must still save."""
-    model = resnet(20, width=2, in_channels=1, classes=3).eval()
+    model = resnet(20, width=2, in_channels=1, num_classes=3).eval()
     x = torch.rand(4, 1, 8, 8)
     snn = sp.convert(model, x, "ecc")
     loaded = sp.load(sp.save(snn, tmp_path / "net.spk"))
     assert torch.equal(loaded(x, timesteps=8), snn(x, timesteps=8))
+
+
+def test_the_builders_follow_torchvisions_conventions_after_a_plain_import():
+    """``import spikeport as sp`` is enough for ``sp.models``, and ``num_classes=`` names the outputs."""
+    import subprocess
+    import sys
+
+    code = (
+        "import spikeport as sp, torch; "
+        "m = sp.models.resnet20(num_classes=7, width=2); "
+        "print(m(torch.rand(1, 3, 32, 32)).shape[-1], sp.models.vit(num_classes=5, image_size=8, patch_size=4, "
+        "in_channels=1, width=8, depth=1, heads=2)(torch.rand(1, 1, 8, 8)).shape[-1])"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["7", "5"]

@@ -79,7 +79,7 @@ def test_converted_networks_pool_with_it_and_save_it(tmp_path):
 
 def test_spiking_max_pools_pool_with_it_and_save_it(tmp_path):
     torch.manual_seed(0)
-    model = vgg16(classes=10, width=8, hidden=16).eval()
+    model = vgg16(num_classes=10, width=8, hidden=16).eval()
     x = torch.rand(4, 3, 32, 32)
     snn = sp.convert(model, x, "percentile")
     pools = [m for m in snn.graph_module.modules() if isinstance(m, SpikingMaxPool)]

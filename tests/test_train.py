@@ -79,7 +79,7 @@ def test_train_command_writes_weights_that_convert(tmp_path, capsys):
     g = np.random.default_rng(0)
     x = g.random((48, 1, 8, 8), dtype=np.float32)
     np.savez(tmp_path / "d.npz", x=x, y=(x.mean(axis=(1, 2, 3)) > 0.5).astype(np.int64))
-    factory = "spikeport.models:resnet20[width=2, in_channels=1, classes=2]"
+    factory = "spikeport.models:resnet20[width=2, in_channels=1, num_classes=2]"
     weights = tmp_path / "w.pt"
     code = main(
         ["train", factory, "--data", f"npz:{tmp_path / 'd.npz'}", "--epochs", "2", "--quiet"]

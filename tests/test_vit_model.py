@@ -21,7 +21,7 @@ SMALL = {"width": 16, "depth": 2, "heads": 2}  # keeps every test well under a s
     ],
 )
 def test_output_shape(shape, options):
-    model = vit(classes=7, **{**SMALL, **options})
+    model = vit(num_classes=7, **{**SMALL, **options})
     assert model(torch.rand(shape)).shape == (shape[0], 7)
 
 

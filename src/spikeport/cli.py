@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 import spikeport as sp
 from spikeport import demo, fs_fit, train
+from spikeport._version import __version__
 from spikeport.compare import DEFAULT_CODES, DEFAULT_METHODS, DEFAULT_TIMESTEPS
 from spikeport.cpu_allocator import keep_freed_memory
 from spikeport.data import load_dataset
@@ -104,6 +105,7 @@ def _timesteps(text: str) -> list[int]:
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="spikeport", description="Convert ANNs to spiking networks and measure them.")
     parser.add_argument("--debug", action="store_true", help="on an error, show its traceback")
+    parser.add_argument("--version", action="version", version=f"spikeport {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     demo_command = commands.add_parser(

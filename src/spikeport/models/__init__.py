@@ -1,8 +1,9 @@
 """Model builders: the demo's CNN, a small benchmark VGG, the VGG / ResNet families of the papers, and a
 small Vision Transformer (``vit``, timm's pre-norm layout).
 
-Every builder takes ``classes`` and ``in_channels``; the CNNs work for any input size their pooling allows
-(the ViT's learned position embedding fixes its ``image_size`` at build time), and the deep CNNs come in
+Every builder takes ``num_classes`` (as torchvision's do) and ``in_channels``; the CNNs work for any input
+size their pooling allows (the ViT's learned position embedding fixes its ``image_size`` at build time), and
+the deep CNNs come in
 two flavours: the usual (BatchNorm, biases, max-pooling) and RMP-SNN's conversion-friendly one
 (``batchnorm=False, bias=False, pool="avg"``). Each is also a factory for the CLI:
 ``spikeport convert spikeport.models:resnet20 --weights w.pt ...``.

@@ -35,11 +35,13 @@ class BasicBlock(nn.Module):
 
 
 class ResNet(nn.Module):
-    def __init__(self, stem: nn.Sequential, stages: nn.Sequential, channels: int, classes: int, bias: bool):
+    def __init__(
+        self, stem: nn.Sequential, stages: nn.Sequential, channels: int, num_classes: int, bias: bool
+    ):
         super().__init__()
         self.stem, self.stages = stem, stages
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(channels, classes, bias=bias)
+        self.fc = nn.Linear(channels, num_classes, bias=bias)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.fc(torch.flatten(self.pool(self.stages(self.stem(x))), 1))
@@ -48,7 +50,7 @@ class ResNet(nn.Module):
 def resnet(
     depth: int = 20,
     *,
-    classes: int = 10,
+    num_classes: int = 10,
     in_channels: int = 3,
     width: int | None = None,
     stem: str = "cifar",
@@ -85,7 +87,7 @@ def resnet(
             stride = 2 if stage > 0 and index == 0 else 1
             blocks.append(BasicBlock(channels, out, stride, batchnorm=batchnorm, bias=bias))
             channels = out
-    return ResNet(nn.Sequential(*layers), nn.Sequential(*blocks), channels, classes, bias)
+    return ResNet(nn.Sequential(*layers), nn.Sequential(*blocks), channels, num_classes, bias)
 
 
 def resnet20(**options) -> ResNet:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 
-def mnist_cnn(channels: tuple[int, int] = (16, 32), classes: int = 10) -> nn.Sequential:
+def mnist_cnn(channels: tuple[int, int] = (16, 32), num_classes: int = 10) -> nn.Sequential:
     """A conversion-friendly LeNet-style CNN: conv-ReLU-avgpool twice, then one linear read-out.
 
     Average pooling (not max) and no BatchNorm keep every non-activation op linear, as RMP-SNN prescribes;
@@ -21,11 +21,11 @@ def mnist_cnn(channels: tuple[int, int] = (16, 32), classes: int = 10) -> nn.Seq
         nn.AvgPool2d(2),
         nn.Flatten(),
         nn.Dropout(0.25),
-        nn.Linear(c2 * 7 * 7, classes),
+        nn.Linear(c2 * 7 * 7, num_classes),
     )
 
 
-def vgg6(width: int = 32, classes: int = 10, in_channels: int = 3, pool: str = "avg") -> nn.Sequential:
+def vgg6(width: int = 32, num_classes: int = 10, in_channels: int = 3, pool: str = "avg") -> nn.Sequential:
     """Six 3x3 convs in three stages with average (or, ``pool="max"``, max) pooling, for 32x32 input.
 
     The conversion-friendly VGG layout of RMP-SNN at a CPU-friendly width (32-64-128 channels).
@@ -44,5 +44,5 @@ def vgg6(width: int = 32, classes: int = 10, in_channels: int = 3, pool: str = "
         ]
         layers.append(nn.AvgPool2d(2) if pool == "avg" else nn.MaxPool2d(2))
         channels = out
-    layers += [nn.Flatten(), nn.Linear(channels * 4 * 4, classes)]
+    layers += [nn.Flatten(), nn.Linear(channels * 4 * 4, num_classes)]
     return nn.Sequential(*layers)

@@ -31,7 +31,7 @@ def conv_unit(
 def vgg(
     depth: int = 16,
     *,
-    classes: int = 10,
+    num_classes: int = 10,
     in_channels: int = 3,
     width: int = 64,
     batchnorm: bool = True,
@@ -43,7 +43,7 @@ def vgg(
     """VGG-``depth`` (11 or 16) for inputs of at least 32x32 pixels (five 2x2 poolings).
 
     ``width`` scales every layer (64 = the paper). The classifier is a global average pool, then
-    ``hidden`` -> ``classes`` linear layers, so any input size works. RMP-SNN's conversion-friendly
+    ``hidden`` -> ``num_classes`` linear layers, so any input size works. RMP-SNN's conversion-friendly
     variant: ``batchnorm=False, bias=False, pool="avg"``.
     """
     if depth not in CONFIGS:
@@ -64,7 +64,7 @@ def vgg(
         nn.Linear(channels, hidden, bias=bias),
         nn.ReLU(),
         nn.Dropout(dropout),
-        nn.Linear(hidden, classes, bias=bias),
+        nn.Linear(hidden, num_classes, bias=bias),
     ]
     return nn.Sequential(*layers)
 

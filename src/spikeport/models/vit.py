@@ -82,7 +82,7 @@ class VisionTransformer(nn.Module):
         tokens: int,
         patch_size: int,
         in_channels: int,
-        classes: int,
+        num_classes: int,
         width: int,
         blocks: nn.Sequential,
         *,
@@ -97,7 +97,7 @@ class VisionTransformer(nn.Module):
         self.pos_embed = nn.Parameter(torch.zeros(1, tokens + (pool == "cls"), width))
         self.blocks = blocks
         self.norm = NORMS[norm](width)
-        self.head = nn.Linear(width, classes)
+        self.head = nn.Linear(width, num_classes)
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         if self.cls_token is not None:
             nn.init.trunc_normal_(self.cls_token, std=0.02)
@@ -116,7 +116,7 @@ def vit(
     image_size: int | tuple[int, int] = 28,
     patch_size: int = 4,
     in_channels: int = 1,
-    classes: int = 10,
+    num_classes: int = 10,
     width: int = 64,
     depth: int = 4,
     heads: int = 4,
@@ -158,4 +158,6 @@ def vit(
         )
     )
     tokens = (rows // patch_size) * (cols // patch_size)
-    return VisionTransformer(tokens, patch_size, in_channels, classes, width, blocks, pool=pool, norm=norm)
+    return VisionTransformer(
+        tokens, patch_size, in_channels, num_classes, width, blocks, pool=pool, norm=norm
+    )
