@@ -203,3 +203,12 @@ def test_spike_bits_out_of_range_are_refused_by_name(bits):
 
 def test_spike_bits_set_levels():
     assert make_method("ecc", spike_bits=4).levels == 15 and math.log2(make_method("ecc").levels + 1) == 1
+
+
+def test_a_comparison_with_graded_spikes_counts_their_bits():
+    model, x = small_cnn(), torch.rand(16, 1, 14, 14)
+    table = sp.compare(model, x, x, ["ecc", "ecc[spike_bits=2]"], timesteps=[2], progress=False).to_markdown()
+    header = next(line for line in table.splitlines() if line.startswith("| T or K"))
+    assert "spike bits/img" in header
+    rows = [line for line in table.splitlines() if line.startswith("| 2 |")]
+    assert len(rows) == 2 and all(row.count("|") == header.count("|") for row in rows)

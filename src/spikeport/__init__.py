@@ -7,11 +7,18 @@ print(ev.to_markdown())
 """
 
 import os as _os
+import sys as _sys
 
 # PyTorch's own switch for 2 MiB pages on large CPU tensors, read when it allocates (a user's setting wins).
 # This VM gives huge pages only on request; without them the simulator's fresh per-chunk tensors page-fault
 # and it lands on a 1.5x slower level in most processes (docs/benchmarks.md, "Simulation speed").
 _os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+# OpenMP threads that spin while waiting for the next parallel region steal a core that another process
+# needs: with a busy process on one of two cores a simulation took 1.9x one thread's time, with passive
+# waiting 1.04x, and no longer unloaded (bench/loaded_machine.py). OpenMP reads this when torch loads: it
+# holds when spikeport is imported first (always for the `spikeport` command); a user's setting wins.
+if "torch" not in _sys.modules:
+    _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from spikeport import qcfs
 from spikeport._version import __version__

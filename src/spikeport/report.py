@@ -74,7 +74,7 @@ def evaluation_markdown(ev: Evaluation) -> str:
     for target in LATENCY_TARGETS:
         steps = ev.latency(target)
         if steps is not None:
-            footer += f"\nLatency: {steps} steps to {100 * target:g}% agreement with the ANN."
+            footer += f"\nLatency: {steps} step{'' if steps == 1 else 's'} to {100 * target:g}% agreement with the ANN."
     return header + "\n".join(rows) + ("\n" + footer if footer else "") + "\n"
 
 
@@ -201,14 +201,20 @@ def comparison_markdown(evaluations: dict[str, Evaluation]) -> str:
     """
     first = next(iter(evaluations.values()))
     analog = any(ev.analog_layers for ev in evaluations.values())
+    bits = any(_carries_bits(ev) for ev in evaluations.values())  # graded or signed spikes somewhere
     lines = [
         f"ANN: {_pct(first.ann_accuracy)}% accuracy, {_count(first.ann_macs_per_image)} MACs{_ann_analog(first)} and "
         f"{first.ann_energy_per_image * 1e6:.3f} µJ per image; {first.samples} test samples.",
         "",
-        "| T or K | method | latency | accuracy % | Δ vs ANN | agreement % | spikes/img | SOPs/img | "
+        "| T or K | method | latency | accuracy % | Δ vs ANN | agreement % | spikes/img | "
+        + ("spike bits/img | " if bits else "")
+        + "SOPs/img | "
         + ("analog ops/img | " if analog else "")
         + "energy vs ANN |",
-        "|---:|:---|---:|---:|---:|---:|---:|---:|" + ("---:|" if analog else "") + "---:|",
+        "|---:|:---|---:|---:|---:|---:|---:|---:|"
+        + ("---:|" if analog else "")
+        + ("---:|" if bits else "")
+        + "---:|",
     ]
     for t in sorted({t for ev in evaluations.values() for t in ev.timesteps}):
         for label, ev in evaluations.items():
@@ -222,7 +228,8 @@ def comparison_markdown(evaluations: dict[str, Evaluation]) -> str:
             lines.append(
                 f"| {t} | {label} | {ev.latency_steps.get(t, t)} | {_pct(acc)} | {delta} | "
                 f"{_pct(ev.agreement.get(t))} | {_count(ev.spikes_per_image[t])} | "
-                f"{_count(ev.sops_per_image[t])} | "
+                + (f"{_count(ev.spike_bits_per_image.get(t, ev.spikes_per_image[t]))} | " if bits else "")
+                + f"{_count(ev.sops_per_image[t])} | "
                 + (f"{_count(ev.analog_ops_per_image.get(t, 0.0))} | " if analog else "")
                 + f"{ratio:.2f}× |"
             )
