@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from spikeport.coding import coding_named
+from spikeport.metrics import EnergyModel
 
 if TYPE_CHECKING:
     from spikeport.evaluation import Evaluation
@@ -89,9 +90,7 @@ def _graded_note(ev: Evaluation) -> str:
     if not graded:
         return ""
     widest = max(layer.spike_bits for layer in graded)
-    weight = min(
-        widest, ev.energy_model.get("joules_per_mac", 1.0) / ev.energy_model.get("joules_per_sop", 1.0)
-    )
+    weight = EnergyModel(**ev.energy_model).sop_weight(widest)
     return (
         f"\nGraded spikes: {len(graded)} of {len(ev.layers)} spiking layers send spikes of up to {widest} bits "
         f"({2**widest - 1} levels per step); spike bits/img counts them. Their synaptic ops are priced as "

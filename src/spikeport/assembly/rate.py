@@ -89,8 +89,9 @@ def assemble(
         value = (spike_values or {}).get(node.name)
         value = None if value is None else broadcastable(value, shape, dtype)
         if neuron is None:
-            neuron_layer = IFNeuron(threshold, reset, initial_potential, value, levels=levels)
-            gm.set_submodule(str(node.target), neuron_layer)
+            gm.set_submodule(
+                str(node.target), IFNeuron(threshold, reset, initial_potential, value, levels=levels)
+            )
         else:
             gm.set_submodule(str(node.target), neuron(threshold, value))
     modules = dict(gm.named_modules())
@@ -112,7 +113,7 @@ def assemble(
         if isinstance(layer, SpikingMaxPool):
             layer.in_static_prefix = static is not None and node in static
             layer.spike_unit = spike_unit_of(node.all_input_nodes[0], modules)
-            layer.spike_bits = spike_bits_of(node.all_input_nodes[0], modules)
+            layer.levels = levels_of(node.all_input_nodes[0], modules)
         if isinstance(layer, IFNeuron):
             layer.owns_input = owns_fresh_input(node, modules)
     source = next(n for n in gm.graph.nodes if n.op == "placeholder")
@@ -193,10 +194,10 @@ def spike_unit_of(source: fx.Node, modules: dict) -> Tensor | None:
     return unit.detach().clone() if bool((unit > 0).all()) else None  # max commutes with positive scales
 
 
-def spike_bits_of(source: fx.Node, modules: dict) -> int:
-    """The bits each event of ``source`` carries: a max-pool passes on its input's graded spikes."""
+def levels_of(source: fx.Node, modules: dict) -> int:
+    """The spike levels of ``source``'s events: a max-pool passes on its input's graded spikes."""
     layer = modules.get(source.target) if source.op == "call_module" else None
-    return layer.spike_bits if isinstance(layer, SpikingLayer) else 1
+    return layer.levels if isinstance(layer, SpikingLayer) else BINARY
 
 
 def positive_thresholds(raw: Tensor) -> Tensor:

@@ -135,7 +135,7 @@ SPECS: dict[str, ModuleSpec] = {
     ),
     "SpikingMaxPool": ModuleSpec(
         SpikingMaxPool,
-        ("spike_bits",),
+        ("levels",),
         read=lambda m: {"spike_unit": m.spike_unit},
         state=("in_static_prefix",),
         children=("pool",),

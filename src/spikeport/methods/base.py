@@ -116,7 +116,11 @@ class RateMethod(Method):
         raise NotImplementedError
 
     def build(self, prepared: PreparedModel, batches: Batches, **network) -> SpikingNetwork:
-        thresholds = self.thresholds(prepared, batches)
+        return self.assembled(prepared, self.thresholds(prepared, batches), **network)
+
+    def assembled(self, prepared: PreparedModel, thresholds: dict[str, Tensor], **network) -> SpikingNetwork:
+        """The network with this method's neurons at ``thresholds``: the final one, or one that a calibration
+        simulates (rmp, calibrated); ``network`` holds ``assemble``'s options."""
         return assemble(prepared, thresholds, neuron=self.neuron, levels=self.levels, **network)
 
     def neuron(self, threshold: Tensor, spike_value: Tensor | None) -> SpikingLayer:

@@ -38,7 +38,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, fx, nn
 
-from spikeport.assembly.rate import assemble, broadcastable
+from spikeport.assembly.rate import broadcastable
 from spikeport.distributed import all_sum
 from spikeport.errors import ConversionError
 from spikeport.graph.observers import channels_first
@@ -113,14 +113,7 @@ class Calibrated(RateMethod):
         biases: dict[str, Tensor] = {}
         if self.correction or self.search or self.weights:
             thresholds, biases = self.fit_layers(prepared, batches, thresholds)
-        snn = assemble(
-            prepared,
-            thresholds,
-            reset=self.reset,
-            initial_potential=self.initial_potential,
-            levels=self.levels,
-            **network,
-        )
+        snn = self.assembled(prepared, thresholds, **network)
         set_biases(snn, biases)
         done = [
             word
@@ -157,13 +150,7 @@ class Calibrated(RateMethod):
         return fit.thresholds, fit.biases
 
     def fitted_snn(self, fit: Fit) -> SpikingNetwork:
-        snn = assemble(
-            fit.prepared,
-            fit.thresholds,
-            reset=self.reset,
-            initial_potential=self.initial_potential,
-            levels=self.levels,
-        )
+        snn = self.assembled(fit.prepared, fit.thresholds)
         set_biases(snn, fit.biases)
         return snn
 

@@ -14,7 +14,7 @@ from typing import ClassVar, Literal
 import torch
 from torch import Tensor
 
-from spikeport.assembly.rate import assemble, positive_thresholds
+from spikeport.assembly.rate import positive_thresholds
 from spikeport.graph.observers import MaxStatistic, threshold_level, threshold_statistic
 from spikeport.graph.prepare import PreparedModel
 from spikeport.methods.base import Batches, RateMethod
@@ -86,13 +86,7 @@ class RMP(RateMethod):
             name: torch.tensor(1.0) for name in depths
         }  # placeholders for not-yet-calibrated layers
         for depth in sorted(set(depths.values())):
-            snn = assemble(
-                prepared,
-                thresholds,
-                reset=self.reset,
-                initial_potential=self.initial_potential,
-                levels=self.levels,
-            )
+            snn = self.assembled(prepared, thresholds)
             observers = {
                 name: CurrentObserver(
                     threshold_statistic(self.channelwise, self.percentile), per_step=self.current == "step"

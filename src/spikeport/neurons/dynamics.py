@@ -94,6 +94,13 @@ def signed_if_scan(v: Tensor, currents: Tensor, threshold: Tensor) -> Tensor:
     return out
 
 
+def checked_levels(levels: object) -> int:
+    """``levels`` if it is a spike level count (an integer >= 1), else a ValueError naming it."""
+    if not isinstance(levels, int) or levels < 1:
+        raise ValueError(f"levels must be an integer >= 1, got {levels!r}")
+    return levels
+
+
 def spike_bits(levels: int) -> int:
     """Bits a spike of ``levels`` magnitudes carries (its sign not counted): 1 for a binary spike, 4 for 15."""
     return int(levels).bit_length()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from spikeport.neurons.dynamics import BINARY, spike_bits
+from spikeport.neurons.layout import sum_over_batch
 from spikeport.simulation_clock import SimulationClock
 
 
@@ -22,7 +24,12 @@ class SpikingLayer(nn.Module):
     """
 
     is_neuron = True  # False for layers that only pass events on (max-pools): not counted as neurons
-    spike_bits = 1  # bits of magnitude an event carries (graded spikes: more; a sign is counted apart)
+    levels = BINARY  # magnitudes an event can carry (graded spikes: more)
+
+    @property
+    def spike_bits(self) -> int:
+        """Bits of magnitude an event carries (a sign is counted apart): 1 binary, more for graded spikes."""
+        return spike_bits(self.levels)
 
     def __init__(self) -> None:
         super().__init__()
@@ -51,6 +58,10 @@ class SpikingLayer(nn.Module):
                 f"{type(self).__name__} runs inside a SpikingNetwork; call the network, not the layer"
             )
         return self.clock
+
+    def record_events(self, out: Tensor) -> None:
+        """Record this chunk's output ``[t, B, ...]`` as events: each non-zero value is one, whatever it carries."""
+        self.record(sum_over_batch(out.ne(0).to(out.dtype)).reshape(out.shape[0], -1).double())
 
     def record(self, counts: Tensor) -> None:
         """Store this chunk's events per element summed over the batch, ``counts``: [t, elements]."""

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from spikeport.neurons.analog import AnalogOp, constant_or_steps
-from spikeport.neurons.dynamics import BINARY, Reset, if_scan, spike_bits
+from spikeport.neurons.dynamics import BINARY, Reset, checked_levels, if_scan
 from spikeport.neurons.events import SpikingLayer, level_repr
 from spikeport.neurons.layout import dense, sum_over_batch
 
@@ -32,9 +32,9 @@ class IFNeuron(SpikingLayer):
         levels: int = BINARY,
     ):
         super().__init__()
-        if not isinstance(levels, int) or levels < 1 or (levels > 1 and spike_value is not None):
-            raise ValueError(f"levels must be an integer >= 1 (and 1 with a spike_value), got {levels!r}")
-        self.levels = int(levels)
+        self.levels = checked_levels(levels)
+        if levels != BINARY and spike_value is not None:
+            raise ValueError(f"a spike_value makes spikes binary: levels must be 1, got {levels!r}")
         self.register_buffer("threshold", threshold.detach().clone())
         self.register_buffer("spike_value", None if spike_value is None else spike_value.detach().clone())
         # A constant current added at every step (per channel): the bias correction of calibrated conversion.
@@ -54,10 +54,6 @@ class IFNeuron(SpikingLayer):
             f"threshold={shown}, reset={self.reset_mode.value}, initial_potential={self.initial_potential}"
             + graded
         )
-
-    @property
-    def spike_bits(self) -> int:
-        return spike_bits(self.levels)
 
     def unit(self) -> Tensor:
         """What one spike (one level of a graded spike) carries, in the ANN's units."""
@@ -103,7 +99,7 @@ class IFNeuron(SpikingLayer):
 
     def _count(self, out: Tensor) -> None:
         if self.levels != BINARY:  # a graded spike is one event, whatever it carries
-            self.record(sum_over_batch(out.ne(0).to(out.dtype)).reshape(out.shape[0], -1).double())
+            self.record_events(out)
             return
         # Spike counts per neuron summed over the batch, [t, neurons]: summing the outputs (multiples of the
         # threshold) and dividing is one float pass, where counting a bool mask would copy it to int64 first;

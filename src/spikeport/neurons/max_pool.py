@@ -20,8 +20,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from spikeport.neurons.dynamics import BINARY, checked_levels
 from spikeport.neurons.events import SpikingLayer
-from spikeport.neurons.layout import sum_over_batch
 
 
 def gated_max_pool(
@@ -67,10 +67,10 @@ class SpikingMaxPool(SpikingLayer):
 
     is_neuron = False
 
-    def __init__(self, pool: nn.Module, spike_unit: Tensor | None = None, spike_bits: int = 1):
+    def __init__(self, pool: nn.Module, spike_unit: Tensor | None = None, levels: int = BINARY):
         super().__init__()
         self.pool = pool
-        self.spike_bits = spike_bits  # what its input's spikes carry (set by assembly): it passes them on
+        self.levels = checked_levels(levels)  # its input's spike levels (set by assembly): it passes them on
         # Set by assembly when the input is one neuron layer's spikes: what one spike carries (broadcastable).
         self.register_buffer("spike_unit", None if spike_unit is None else spike_unit.detach().clone())
         self.in_static_prefix = False  # set by assembly
@@ -99,5 +99,5 @@ class SpikingMaxPool(SpikingLayer):
             unit = self.spike_unit.to(self.total.dtype)
         self.total, self.last_max, out = gated_max_pool(self.total, self.last_max, inputs, self.pool, unit)
         if clock.recording:
-            self.record(sum_over_batch(out.ne(0)).reshape(steps, -1).double())
+            self.record_events(out)
         return out.to(x.dtype).flatten(0, 1)

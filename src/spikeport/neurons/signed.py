@@ -11,9 +11,8 @@ import torch
 from torch import Tensor
 
 from spikeport.neurons.analog import constant_or_steps
-from spikeport.neurons.dynamics import BINARY, signed_graded_scan, signed_if_scan, spike_bits
+from spikeport.neurons.dynamics import BINARY, checked_levels, signed_graded_scan, signed_if_scan
 from spikeport.neurons.events import SpikingLayer, level_repr
-from spikeport.neurons.layout import sum_over_batch
 
 
 class SignedIFNeuron(SpikingLayer):
@@ -27,9 +26,7 @@ class SignedIFNeuron(SpikingLayer):
 
     def __init__(self, threshold: Tensor, bias: Tensor | None = None, levels: int = BINARY):
         super().__init__()
-        if not isinstance(levels, int) or levels < 1:
-            raise ValueError(f"levels must be an integer >= 1, got {levels!r}")
-        self.levels = int(levels)
+        self.levels = checked_levels(levels)
         self.register_buffer("threshold", threshold.detach().clone())
         self.register_buffer("bias", None if bias is None else bias.detach().clone())
         self.v: Tensor | None = None
@@ -37,10 +34,6 @@ class SignedIFNeuron(SpikingLayer):
     def extra_repr(self) -> str:
         shown = level_repr(self.threshold)
         return f"threshold={shown}, signed" + (f", levels={self.levels}" if self.levels != BINARY else "")
-
-    @property
-    def spike_bits(self) -> int:
-        return spike_bits(self.levels)
 
     def reset_state(self, record_steps: int = 0) -> None:
         self.v = None
@@ -57,6 +50,5 @@ class SignedIFNeuron(SpikingLayer):
         else:
             out = signed_graded_scan(self.v, currents, threshold, self.levels)
         if clock.recording:
-            events = sum_over_batch(out.ne(0).to(out.dtype)).reshape(clock.steps, -1).double()
-            self.record(events)
+            self.record_events(out)
         return out.reshape(clock.steps * clock.batch, *x.shape[1:])
