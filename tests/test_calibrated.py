@@ -211,7 +211,7 @@ def test_the_weight_fit_sees_what_the_snn_does(monkeypatch, net):
     steps = 8
     fed: list[tuple[torch.Tensor, torch.Tensor]] = []
 
-    def no_fit(layer, groups, inputs, target, output, exact=None):
+    def no_fit(layer, groups, inputs, target, output, exact=None, stage=""):
         if exact is not None:  # a hidden layer's fit, not the read-out's
             with torch.no_grad():
                 fed.append((layer(*inputs), exact(torch.arange(len(target)))))

@@ -146,7 +146,10 @@ def test_a_progress_bar_is_closed_before_the_error(network, data, monkeypatch, c
 
 
 def test_factory_without_weights_is_noted(tmp_path, data, capsys):
-    assert main(["convert", "tests.helpers:Residual", "--data", data, "-o", str(tmp_path / "x.spk")]) == 0
+    assert (
+        main(["convert", "tests.helpers:Residual", "--data", data, "-o", str(tmp_path / "x.spk"), "--quiet"])
+        == 0
+    )
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "has no --weights: converting its random initialisation" in err
 

@@ -66,8 +66,8 @@ def test_exported_model_matches_onnxruntime_and_the_original(tmp_path, dynamo):
     export(model, path, dynamo)
     loaded = sp.load_model(path)
     x = torch.rand(2, 1, 8, 8)  # the batch the dynamo export fixed
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    (expected,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    runtime = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (expected,) = runtime.run(None, {runtime.get_inputs()[0].name: x.numpy()})
     with torch.no_grad():
         np.testing.assert_allclose(loaded(x).numpy(), expected, atol=1e-5)
         np.testing.assert_allclose(loaded(x).numpy(), model(x).numpy(), atol=1e-5)

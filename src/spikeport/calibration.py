@@ -39,19 +39,23 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from spikeport.data import as_batches
-from spikeport.distributed import shard
+from spikeport.data import as_batches, resolved, sample_count
+from spikeport.distributed import active, shard
 from spikeport.errors import CalibrationError, SaveFormatError
 from spikeport.graph.observers import HistogramStatistic, MaxStatistic
 from spikeport.graph.prepare import PreparedModel, prepare
 from spikeport.methods.base import Batches
 from spikeport.methods.statistics import observe_activations
 from spikeport.network import model_dtype, module_device
+from spikeport.progress import reporting
 
 FORMAT = "spikeport-statistics"
 VERSION = 1
 
 DEFAULT_BATCH_SIZE = 256  # calibration samples per forward pass
+# Calibration reads the first 5,000 samples unless told otherwise (None: all). Thresholds read maxima and high
+# percentiles, which 5,000 samples estimate well; every pass of rmp and calibrated simulates them.
+DEFAULT_CALIBRATION_SAMPLES = 5000
 
 
 def activation_shapes(prepared: PreparedModel) -> dict[str, tuple[int, ...]]:
@@ -59,27 +63,38 @@ def activation_shapes(prepared: PreparedModel) -> dict[str, tuple[int, ...]]:
     return {n.name: tuple(n.meta["sample_shape"]) for n in prepared.activation_nodes()}
 
 
-def calibration_batches(
-    calibration,
-    batch_size: int,
-    limit: int | None,
-    dtype: torch.dtype,
-    sharded: bool = True,
-    device: torch.device | str = "cpu",
-) -> Batches:
-    """A re-iterable source of calibration input batches (labels are not needed), on ``device``.
-
-    Under torch.distributed each process gets its share of the batches (``sharded``).
+class CalibrationBatches:
+    """A re-iterable source of calibration input batches (labels are not needed), on ``device``: each call
+    starts a new pass. ``samples``: how many one pass yields, where known without reading them (progress
+    totals). A spec string is loaded once, not on every pass. Under torch.distributed each process gets its
+    share of the batches (``sharded``).
     """
 
-    def batches() -> Iterator[Tensor]:
-        source = as_batches(
-            calibration, batch_size=batch_size, limit=limit, split_default="train", role="calibration"
+    def __init__(
+        self,
+        calibration,
+        batch_size: int,
+        limit: int | None,
+        dtype: torch.dtype,
+        sharded: bool = True,
+        device: torch.device | str = "cpu",
+    ):
+        self.data = resolved(calibration, split_default="train")
+        self.batch_size, self.limit, self.dtype, self.sharded, self.device = (
+            batch_size,
+            limit,
+            dtype,
+            sharded,
+            device,
         )
-        for x, _ in shard(source) if sharded else source:
-            yield x.to(device=device, dtype=dtype)
+        self.samples = None if sharded and active() else sample_count(self.data, limit)
 
-    return batches
+    def __call__(self) -> Iterator[Tensor]:
+        source = as_batches(
+            self.data, batch_size=self.batch_size, limit=self.limit, split_default="train", role="calibration"
+        )
+        for x, _ in shard(source) if self.sharded else source:
+            yield x.to(device=self.device, dtype=self.dtype)
 
 
 def prepared_model(
@@ -88,11 +103,12 @@ def prepared_model(
     """The model prepared on the first calibration batch (every process traces the same one), and the
     calibration batches, where the model's weights are."""
     dtype, device = model_dtype(model), module_device(model)
-    everything = calibration_batches(calibration, batch_size, limit, dtype, False, device)
+    batches = CalibrationBatches(calibration, batch_size, limit, dtype, device=device)
+    everything = CalibrationBatches(batches.data, batch_size, limit, dtype, False, device)
     example = next(everything(), None)
     if example is None or example.shape[0] == 0:
         raise CalibrationError("calibration data is empty; pass at least one batch of training inputs")
-    return prepare(model, example), calibration_batches(calibration, batch_size, limit, dtype, device=device)
+    return prepare(model, example), batches
 
 
 @dataclass
@@ -207,15 +223,19 @@ def calibrate(
     model: nn.Module,
     data,
     *,
-    calibration_samples: int | None = None,
+    calibration_samples: int | None = DEFAULT_CALIBRATION_SAMPLES,
     batch_size: int = DEFAULT_BATCH_SIZE,
     percentiles: bool = True,
+    progress: bool = True,
 ) -> Statistics:
     """Statistics of ``model``'s activations on ``data`` (any form ``sp.convert`` takes as calibration).
 
+    ``calibration_samples``: the first N samples (default 5,000; None: all).
     ``percentiles=False`` keeps the maxima alone (faster), enough for methods that read no percentile.
+    ``progress``: report the pass over the data (``spikeport.progress``).
     """
     if not isinstance(model, nn.Module):
         raise CalibrationError(f"expected a torch.nn.Module to calibrate, got {type(model).__name__}")
-    prepared, batches = prepared_model(model, data, batch_size, calibration_samples)
-    return collect_statistics(prepared, batches, percentiles)
+    with reporting("calibrate", progress):
+        prepared, batches = prepared_model(model, data, batch_size, calibration_samples)
+        return collect_statistics(prepared, batches, percentiles)

@@ -15,10 +15,11 @@ from tqdm import tqdm
 import spikeport as sp
 from spikeport import demo, fs_fit, train
 from spikeport._version import __version__
+from spikeport.calibration import DEFAULT_CALIBRATION_SAMPLES
 from spikeport.compare import DEFAULT_CODES, DEFAULT_METHODS, DEFAULT_TIMESTEPS
 from spikeport.cpu_allocator import keep_freed_memory
-from spikeport.data import load_dataset
-from spikeport.data.specs import parse_spec
+from spikeport.data import ArrayDataset, load_dataset
+from spikeport.data.specs import parse_spec, split_options
 from spikeport.distributed import default_device, finish, init_from_environment, is_main
 from spikeport.errors import DataError, OptionError, SaveFormatError, SpikeportError
 from spikeport.frontends.dispatch import (
@@ -31,6 +32,7 @@ from spikeport.frontends.dispatch import (
 from spikeport.fs_codes import FITTED_ACTIVATIONS, SHIPPED_CODES, fits_as_well, read_library, user_codes_dir
 from spikeport.methods.base import parse_method
 from spikeport.options import split_specs
+from spikeport.progress import reporting
 from spikeport.train import accuracy, default_augmentation, read_checkpoint
 
 MODEL_HELP = "a .pt2 file (torch.export), an .onnx file, a Keras .keras/.h5 file, or package.module:factory"
@@ -90,6 +92,11 @@ def _device(text: str) -> str:
     return text
 
 
+def _samples(text: str) -> int | None:
+    """A sample count, or ``all`` (None: every sample)."""
+    return None if text.strip().lower() == "all" else _positive(text)
+
+
 def _timesteps(text: str) -> list[int]:
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
@@ -111,7 +118,11 @@ def _parser() -> argparse.ArgumentParser:
     demo_command = commands.add_parser(
         "demo", help="MNIST end to end: train (cached), convert with rmp/ecc/max/percentile/fs, plot"
     )
-    demo_command.add_argument("--out", default="spikeport-demo", help="folder for the plot, table and JSON")
+    demo_command.add_argument(
+        "--out",
+        help="folder for the plot, table and JSON (default: demo/ in spikeport's cache folder, "
+        "$SPIKEPORT_CACHE or ~/.cache/spikeport)",
+    )
     demo_command.add_argument(
         "--limit",
         type=_positive,
@@ -196,10 +207,16 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="replace max-pools by average pools (default: spiking max-pools)",
     )
-    convert.add_argument("--calibration-samples", type=_positive, help="use the first N calibration samples")
+    convert.add_argument(
+        "--calibration-samples",
+        type=_samples,
+        default=DEFAULT_CALIBRATION_SAMPLES,
+        help=f"calibrate on the first N samples (default {DEFAULT_CALIBRATION_SAMPLES}; 'all': every sample)",
+    )
     convert.add_argument("--encoding", choices=["analog", "poisson"], default="analog")
     convert.add_argument("--device", type=_device, help=DEVICE_HELP)
     convert.add_argument("-o", "--output", required=True, help="where to save the network (.spk)")
+    convert.add_argument("--quiet", action="store_true", help="no progress reports")
 
     evaluate = commands.add_parser("evaluate", help="accuracy, agreement, spikes, SOPs and energy at each T")
     evaluate.add_argument("network", help="a file written by `spikeport convert`")
@@ -236,7 +253,12 @@ def _parser() -> argparse.ArgumentParser:
         help="code lengths K for temporal methods (fs), where their codes exist",
     )
     compare.add_argument("--limit", type=_positive, help="first N test samples only")
-    compare.add_argument("--calibration-samples", type=_positive, default=5000, help="default 5000")
+    compare.add_argument(
+        "--calibration-samples",
+        type=_samples,
+        default=DEFAULT_CALIBRATION_SAMPLES,
+        help=f"calibrate on the first N samples (default {DEFAULT_CALIBRATION_SAMPLES}; 'all': every sample)",
+    )
     compare.add_argument("--batch-size", type=_positive, default=100)
     compare.add_argument("--device", type=_device, help=DEVICE_HELP)
     compare.add_argument("--cost", choices=["sops", "energy"], default="sops", help="x axis of the plot")
@@ -251,6 +273,7 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument(
         "--out", help="JSON file to add the codes to (default: the user's code library, used by conversions)"
     )
+    fit.add_argument("--quiet", action="store_true", help="no progress reports")
     for command in commands.choices.values():  # --debug after the command too; SUPPRESS keeps the top one
         command.add_argument(
             "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
@@ -272,9 +295,10 @@ def _methods(text: str) -> list[str]:
 
 
 def _calibration_spec(data: str) -> str:
-    """The train split of the dataset that ``data`` names."""
-    name, argument, _ = parse_spec(data)
-    return ":".join(part for part in (name, argument, "train") if part)
+    """The train split of the dataset that ``data`` names, with the same options (normalisation, crop)."""
+    body, _ = split_options(data)
+    name, argument, _ = parse_spec(body)
+    return ":".join(part for part in (name, argument, "train") if part) + data[len(body) :]
 
 
 def _convert(args: argparse.Namespace) -> None:
@@ -301,10 +325,12 @@ def _convert(args: argparse.Namespace) -> None:
         args.method,
         encoding=args.encoding,
         calibration_samples=args.calibration_samples,
+        progress=not args.quiet,
         **options,
     )
     if not is_main():  # under torchrun every process calibrated its share; one writes the result
         return
+    snn.info["model"] = Path(args.model).name if Path(args.model).is_file() else args.model
     path = sp.save(snn, args.output)
     layers = sum(layer.is_neuron for layer in snn.spiking_layers().values())
     print(f"converted with {args.method} ({layers} neuron layers); saved to {path}")
@@ -338,6 +364,11 @@ def _train(args: argparse.Namespace) -> None:
         model = sp.qcfs.prepare(model, levels=args.qcfs)
     read_checkpoint(args.checkpoint, model)  # a bad one fails now, not after loading the data
     train_set, test_set = load_dataset(args.data, "train"), load_dataset(args.data, "test")
+    if not isinstance(train_set, ArrayDataset) or not isinstance(test_set, ArrayDataset):
+        raise DataError(
+            f"spikeport train holds its data in memory and {args.data} is read image by image; train on an "
+            "image folder with your own loop, then convert the model with --data folder:..."
+        )
     if train_set.y is None:
         raise DataError(f"{args.data} has no labels; training needs (x, y) data")
     x, y = train_set.x[: args.limit], train_set.y[: args.limit]
@@ -414,7 +445,8 @@ def _compare(args: argparse.Namespace) -> None:
     model = load_model(args.model, args.weights).to(args.device or default_device())
     _note_random_weights(args)
     calibration = args.calibration or _calibration_spec(args.data)
-    print(f"calibrating on {calibration} (first {args.calibration_samples}), testing on {args.data}")
+    first = "all samples" if args.calibration_samples is None else f"first {args.calibration_samples}"
+    print(f"calibrating on {calibration} ({first}), testing on {args.data}")
     comparison = sp.compare(
         model,
         calibration,
@@ -451,7 +483,8 @@ def _fit_fs(args: argparse.Namespace) -> None:
         path = Path(args.out) if args.out else user_codes_dir() / f"{name}.json"
         library = read_library(path)
         for steps in args.steps:
-            result = fs_fit.fit_code(FITTED_ACTIVATIONS[name], steps, iterations=args.iterations)
+            with reporting("fit-fs", not args.quiet):
+                result = fs_fit.fit_code(FITTED_ACTIVATIONS[name], steps, iterations=args.iterations)
             library.setdefault(name, {})[steps] = result.to_dict()
             print(
                 f"| {name} | {steps} | [{result.low:g}, {result.high:g}] | {result.max_error:.4f} | "
@@ -530,7 +563,7 @@ def _run(args: argparse.Namespace) -> None:
         if getattr(args, attribute) is not None:
             check_output(getattr(args, attribute), option, folder=folder)
     if args.command == "demo":
-        demo.run_demo(Path(args.out), limit=args.limit, progress=not args.quiet)
+        demo.run_demo(args.out or demo.default_output(), limit=args.limit, progress=not args.quiet)
     elif args.command == "train":
         _train(args)
     elif args.command == "convert":

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from torch import nn
 
-from spikeport.calibration import DEFAULT_BATCH_SIZE, calibrate
+from spikeport.calibration import DEFAULT_BATCH_SIZE, DEFAULT_CALIBRATION_SAMPLES, calibrate
 from spikeport.convert import convert, method_of
 from spikeport.errors import OptionError
 from spikeport.evaluate import evaluate
@@ -22,7 +22,9 @@ from spikeport.evaluation import Evaluation
 from spikeport.methods import make_method, parse_method
 from spikeport.metrics import EnergyModel
 from spikeport.options import positive_ints
-from spikeport.report import comparison_markdown, plot_evaluations
+from spikeport.plots import plot_evaluations
+from spikeport.progress import reporting
+from spikeport.report import comparison_markdown
 
 DEFAULT_METHODS = ("ecc", "rmp", "percentile")
 DEFAULT_TIMESTEPS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -84,7 +86,7 @@ def compare(
     *,
     ann: nn.Module | None = None,
     codes: int | Iterable[int] = DEFAULT_CODES,
-    calibration_samples: int | None = None,
+    calibration_samples: int | None = DEFAULT_CALIBRATION_SAMPLES,
     limit: int | None = None,
     batch_size: int = 100,
     energy: EnergyModel | None = None,
@@ -107,13 +109,14 @@ def compare(
     statistics, calibrated = None, 0.0
     if len(sharing) > 1:  # one pass over the calibration data serves them all
         start = time.perf_counter()
-        statistics = calibrate(
-            model,
-            calibration,
-            calibration_samples=calibration_samples,
-            batch_size=options.get("batch_size", DEFAULT_BATCH_SIZE),
-            percentiles=any(strategies[label].reads_percentile() for label in sharing),  # else maxima do
-        )
+        with reporting(f"calibrating once for {', '.join(sorted(sharing))}", progress):
+            statistics = calibrate(
+                model,
+                calibration,
+                calibration_samples=calibration_samples,
+                batch_size=options.get("batch_size", DEFAULT_BATCH_SIZE),
+                percentiles=any(strategies[label].reads_percentile() for label in sharing),  # else maxima do
+            )
         calibrated = time.perf_counter() - start
         if log is not None:
             log(f"calibrated once for {', '.join(sorted(sharing))} in {calibrated:.1f} s")
@@ -122,21 +125,26 @@ def compare(
     for label, spec in specs.items():
         shared = statistics if label in sharing else None
         start = time.perf_counter()
-        snn = convert(
-            model, calibration, spec, calibration_samples=calibration_samples, statistics=shared, **options
-        )
-        converted = time.perf_counter()
-        steps = snn.coding.evaluation_steps(snn, timesteps, codes)
-        evaluations[label] = evaluate(
-            snn,
-            data,
-            steps,
-            ann=ann if ann is not None else model,
-            batch_size=batch_size,
-            limit=limit,
-            energy=energy,
-            progress=progress,
-        )
+        with reporting(label, progress):  # every bar and line of this method says which it is
+            snn = convert(
+                model,
+                calibration,
+                spec,
+                calibration_samples=calibration_samples,
+                statistics=shared,
+                **options,
+            )
+            converted = time.perf_counter()
+            steps = snn.coding.evaluation_steps(snn, timesteps, codes)
+            evaluations[label] = evaluate(
+                snn,
+                data,
+                steps,
+                ann=ann if ann is not None else model,
+                batch_size=batch_size,
+                limit=limit,
+                energy=energy,
+            )
         seconds[label] = {"convert": converted - start, "simulate": time.perf_counter() - converted}
         if shared is not None:
             seconds[label]["calibrate (shared)"] = calibrated

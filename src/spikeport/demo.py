@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from spikeport.calibration import DEFAULT_CALIBRATION_SAMPLES
 from spikeport.compare import Comparison, compare
 from spikeport.data import cache_dir, load_dataset
 from spikeport.models import mnist_cnn
@@ -53,17 +54,22 @@ def demo_model(progress: bool = True, log=print) -> torch.nn.Module:
     return model
 
 
+def default_output() -> Path:
+    """Where the demo writes unless told: the cache folder, so that a run in a checkout leaves it clean."""
+    return cache_dir() / "demo"
+
+
 def run_demo(
-    out_dir: str | Path = "spikeport-demo",
+    out_dir: str | Path | None = None,
     *,
     limit: int | None = None,
-    calibration_samples: int = 5000,
+    calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES,
     timesteps: tuple[int, ...] = DEMO_TIMESTEPS,
     progress: bool = True,
     log=print,
 ) -> Comparison:
-    """Run the demo and write results to ``out_dir``; returns the comparison of the methods."""
-    out_dir = Path(out_dir)
+    """Run the demo and write results to ``out_dir`` (default: ``default_output()``); returns the comparison."""
+    out_dir = Path(out_dir) if out_dir is not None else default_output()
     torch.manual_seed(0)
     model = demo_model(progress, log)
     test = load_dataset("mnist", split="test")

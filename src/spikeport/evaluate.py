@@ -8,11 +8,10 @@ from contextlib import contextmanager
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from spikeport import distributed
 from spikeport.coding import Run
-from spikeport.data import as_batches
+from spikeport.data import as_batches, resolved, sample_count
 from spikeport.errors import DataError, InputError, OptionError
 from spikeport.evaluation import AnalogLayerReport, Evaluation, LayerReport
 from spikeport.graph.ops import ACTIVATION_MODULES
@@ -20,6 +19,8 @@ from spikeport.metrics import EnergyModel
 from spikeport.network import SpikingNetwork, module_device
 from spikeport.neurons import SpikingLayer
 from spikeport.options import positive_ints
+from spikeport.progress import reporting, track
+from spikeport.report import method_label
 
 
 def _zeros(size: int) -> Tensor:
@@ -146,6 +147,15 @@ def _check_labels(y: Tensor, batch: int, samples: int, classes: int) -> None:
         )
 
 
+def describe_data(data) -> str:
+    """Data in a few words, for titles: its spec, its name, or its kind."""
+    if isinstance(data, str):
+        return data
+    if isinstance(data, tuple):
+        return "(x, y) tensors"
+    return getattr(data, "name", None) or type(data).__name__
+
+
 def evaluate(
     snn: SpikingNetwork,
     data,
@@ -175,16 +185,13 @@ def evaluate(
     layers = list(snn.spiking_layers())
     rows = [1 + max(coding.readout_row(run, p) for p in run.points) for run in runs]
     tally = _Tally([_RunTally(run, r, layers) for run, r in zip(runs, rows, strict=True)])
-    bar = tqdm(
-        desc=f"simulating {coding.steps_symbol}={','.join(str(run.steps) for run in runs)}",
-        unit="img",
-        disable=not (progress and distributed.is_main()),
-        leave=False,
-    )
-    with _evaluating(ann):
-        for index, (x, y) in distributed.shard(
-            enumerate(as_batches(data, batch_size=batch_size, limit=limit))
-        ):
+    described = describe_data(data)  # for titles
+    data = resolved(data)
+    stage = f"simulating {coding.steps_symbol}={','.join(str(run.steps) for run in runs)}"
+    total = None if distributed.active() else sample_count(data, limit)
+    batches = distributed.shard(enumerate(as_batches(data, batch_size=batch_size, limit=limit)))
+    with _evaluating(ann), reporting(method_label(snn.info), progress):
+        for index, (x, y) in track(batches, stage, total, size=lambda batch: len(batch[1][0])):
             x, y = _on_device(snn, x, y)
             reference = None
             for number, run_tally in enumerate(tally.runs):
@@ -200,12 +207,12 @@ def evaluate(
                 run_tally.add(sim, y, reference)
             tally.labelled = tally.labelled and y is not None
             tally.samples += x.shape[0]
-            bar.update(x.shape[0])
-    bar.close()
     tally.all_reduce()
     if tally.samples == 0:
         raise DataError("evaluation data is empty")
-    return _summarise(snn, tally, steps, ann is not None, energy)
+    evaluation = _summarise(snn, tally, steps, ann is not None, energy)
+    evaluation.model, evaluation.data = str(snn.info.get("model", "")), described
+    return evaluation
 
 
 def _summarise(

@@ -7,7 +7,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from spikeport.coding import coding_named
-from spikeport.report import evaluation_markdown, method_label, plot_evaluations
+from spikeport.plots import plot_evaluations
+from spikeport.report import evaluation_markdown, method_label
 
 
 @dataclass
@@ -40,7 +41,8 @@ class Evaluation:
     """Results of ``sp.evaluate``; every per-T field is a dict keyed by the number of time steps.
 
     ``curves`` holds accuracy, agreement and SOPs after *every* step 1..max(timesteps) of the same run, so
-    the plot and ``latency`` need no further simulation.
+    the plot and ``latency`` need no further simulation. Units: accuracy and agreement are fractions (0..1),
+    counts are per image, energies in joules (the ``_uj`` properties: microjoules).
     """
 
     timesteps: list[int]
@@ -50,10 +52,10 @@ class Evaluation:
     spikes_per_image: dict[int, float]
     sops_per_image: dict[int, float]
     macs_per_image: dict[int, float]  # analog input current into the first layer(s), every step
-    energy_per_image: dict[int, float]  # joules
+    energy_per_image: dict[int, float]  # joules (``energy_per_image_uj``: microjoules, as tables print it)
     ann_accuracy: float | None
     ann_macs_per_image: int
-    ann_energy_per_image: float
+    ann_energy_per_image: float  # joules
     method: dict = field(default_factory=dict)
     energy_model: dict = field(default_factory=dict)
     layers: list[LayerReport] = field(default_factory=list)
@@ -72,6 +74,19 @@ class Evaluation:
     # Bits the spikes carry per image (each spike's magnitude bits, plus one for a sign): what a binary
     # network's spike count is, for graded or signed spikes.
     spike_bits_per_image: dict[int, float] = field(default_factory=dict)
+    # What was evaluated, for titles: the model's name and the data (a spec string, or its kind).
+    model: str = ""
+    data: str = ""
+
+    @property
+    def energy_per_image_uj(self) -> dict[int, float]:
+        """Energy per image at each T in microjoules (µJ), the unit tables and plots use."""
+        return {t: joules * 1e6 for t, joules in self.energy_per_image.items()}
+
+    @property
+    def ann_energy_per_image_uj(self) -> float:
+        """The ANN's energy per image in microjoules (µJ)."""
+        return self.ann_energy_per_image * 1e6
 
     def latency(self, target: float = 0.99, metric: str = "agreement") -> int | None:
         """First time step at which ``metric`` (agreement or accuracy) reaches ``target`` and stays there.
@@ -135,6 +150,7 @@ class Evaluation:
     def to_markdown(self) -> str:
         return evaluation_markdown(self)
 
-    def plot(self, path: str | Path) -> Path:
-        """Accuracy (or agreement) against T and against SOPs per image, as a PNG."""
-        return plot_evaluations({method_label(self.method): self}, path)
+    def plot(self, path: str | Path, cost: str = "sops") -> Path:
+        """Accuracy (or agreement) against T and against ``cost`` ("sops" or "energy") per image, the
+        conversion loss against T and the firing rate of each layer, as a PNG (``spikeport.plots``)."""
+        return plot_evaluations({method_label(self.method): self}, path, cost=cost)

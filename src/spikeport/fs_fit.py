@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from spikeport import progress
 from spikeport.errors import OptionError
 from spikeport.fs_codes import FSActivation, code_to_dict
 from spikeport.neurons.fs import FSCode, fs_scan
@@ -182,12 +183,15 @@ def _error(x: Tensor, target: Tensor, thresholds: Tensor, resets: Tensor) -> tup
     return rms, weights, offset
 
 
-def _descend(x, target, thresholds, resets, iterations: int, span: float) -> tuple[Tensor, Tensor]:
-    """Gradient descent on thresholds and resets (surrogate spikes, exact output weights); the best seen."""
+def _descend(
+    x, target, thresholds, resets, iterations: int, span: float, stage: str
+) -> tuple[Tensor, Tensor]:
+    """Gradient descent on thresholds and resets (surrogate spikes, exact output weights); the best seen.
+    ``stage``: what progress reports call it."""
     thresholds, resets = thresholds.clone().requires_grad_(True), resets.clone().requires_grad_(True)
     optimizer = torch.optim.Adam([thresholds, resets], lr=span * 1e-3)
     best = (math.inf, thresholds.detach().clone(), resets.detach().clone())
-    for i in range(iterations):
+    for i in progress.track(range(iterations), stage, iterations, "step", size=lambda _: 1):
         width = span * 1e-2 * math.exp(-i / max(1, iterations - 1) * math.log(100.0))  # smooth to sharp
         rms, weights, offset = _error(x, target, thresholds, resets)
         if rms < best[0]:
@@ -225,8 +229,10 @@ def fit_code(
     span = activation.high - activation.low
     ranked = sorted(_starts(activation, steps), key=lambda tr: _error(x, target, *tr)[0])
     best: tuple[float, Tensor, Tensor] | None = None
-    for thresholds, resets in ranked[:3]:  # refine the three best starts
-        thresholds, resets = _descend(x, target, thresholds, resets, iterations, span)
+    refined = ranked[:3]  # refine the three best starts
+    for number, (thresholds, resets) in enumerate(refined, 1):
+        stage = f"fitting the K={steps} code of {activation.name}, start {number}/{len(refined)}"
+        thresholds, resets = _descend(x, target, thresholds, resets, iterations, span, stage)
         rms = _error(x, target, thresholds, resets)[0]
         if best is None or rms < best[0]:
             best = (rms, thresholds, resets)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from spikeport.coding import coding_named
@@ -124,61 +123,6 @@ def _analog_note(ev: Evaluation) -> str:
         ratio = ev.analog_ops_per_image[last] / max(ev.sops_per_image[last], 1.0)
         note += f" They dominate: {ratio:.1f}× the SOPs at {last}."
     return note
-
-
-COSTS = {
-    "sops": ("sops_per_image", "synaptic operations per image", 1.0),
-    "energy": ("energy_per_image", "energy per image (µJ)", 1e6),
-}
-
-
-def plot_evaluations(evaluations: dict[str, Evaluation], path: str | Path, cost: str = "sops") -> Path:
-    """Two panels: accuracy against time steps and against ``cost`` (SOPs or energy) per image."""
-    if cost not in COSTS:
-        raise ValueError(f"cost must be one of {', '.join(COSTS)}, got {cost!r}")
-    key, cost_label, unit = COSTS[cost]
-    for label, ev in evaluations.items():
-        if coding_named(ev.coding).step_curves and key not in ev.curves:
-            raise ValueError(f"evaluation {label!r} has no per-step {key} (written by an older spikeport)")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig, (by_steps, by_sops) = plt.subplots(1, 2, figsize=(11, 4.2))
-    ann_drawn = False
-    for label, ev in evaluations.items():
-        metric = "accuracy" if ev.accuracy[ev.timesteps[0]] is not None else "agreement"
-        coding = coding_named(ev.coding)
-        steps, curve, costs = coding.series(ev, metric, key)
-        style = coding.plot_style
-        by_steps.plot(steps, [100 * v for v in curve], style, label=label)
-        by_sops.plot([unit * v for v in costs], [100 * v for v in curve], style, label=label)
-        if ev.ann_accuracy is not None and not ann_drawn:
-            for axis in (by_steps, by_sops):
-                axis.axhline(100 * ev.ann_accuracy, color="grey", linestyle="--", linewidth=1, label="ANN")
-            ann_drawn = True
-    ylabel = "accuracy %" if metric == "accuracy" else "agreement with ANN %"
-    by_steps.set(
-        xscale="log",
-        xlabel="latency: time steps until the read-out",
-        ylabel=ylabel,
-        title="accuracy vs latency",
-    )
-    by_sops.set(xscale="log", xlabel=cost_label, ylabel=ylabel, title=f"accuracy vs {cost}")
-    accuracies = [ev.ann_accuracy for ev in evaluations.values() if ev.ann_accuracy is not None]
-    top = 100 * max(accuracies) if accuracies else 100  # the ANN may score 0 on a few images
-    low, high = (max(0, top - 25), min(100, top + 2)) if top >= 50 else (0, 100)  # zoom on a useful ANN
-    for axis in (by_steps, by_sops):
-        axis.set_ylim(low, high)
-        axis.grid(True, which="both", alpha=0.3)
-        axis.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
 
 
 def _reached(ev: Evaluation, target: float, metric: str) -> str:

@@ -12,9 +12,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from spikeport.errors import SaveFormatError
+from spikeport.progress import note, reporting, track
 
 AUGMENTATIONS = ("none", "crop", "crop-flip")
 
@@ -79,29 +79,26 @@ def train_classifier(
     first_epoch = _resume(checkpoint, model, optim, schedule, generator)
     loss_fn = nn.CrossEntropyLoss()
     model.train()
-    for epoch in range(first_epoch, epochs):
-        order = torch.randperm(x.shape[0], generator=generator)
-        bar = tqdm(
-            range(steps_per_epoch),
-            desc=f"training epoch {epoch + 1}/{epochs}",
-            disable=not progress,
-            leave=False,
-        )
-        for step in bar:
-            index = order[step * batch_size : (step + 1) * batch_size]
-            inputs = augment(x[index].to(device), augmentation, generator)
-            optim.zero_grad(set_to_none=True)
-            loss = loss_fn(model(inputs), y[index].to(device))
-            loss.backward()
-            optim.step()
-            schedule.step()
-            if step % 50 == 0:
-                bar.set_postfix(loss=f"{loss.item():.4f}")
-        if checkpoint is not None:
-            state = {"epoch": epoch + 1, "model": model.state_dict(), "optimizer": optim.state_dict()}
-            state |= {"schedule": schedule.state_dict(), "generator": generator.get_state()}
-            state["torch_rng"] = torch.get_rng_state()  # dropout draws from the global generator
-            torch.save(state, checkpoint)
+    with reporting("training", progress):
+        for epoch in range(first_epoch, epochs):
+            order = torch.randperm(x.shape[0], generator=generator)
+            stage = f"epoch {epoch + 1}/{epochs}"
+            total = torch.zeros((), device=device)
+            for step in track(range(steps_per_epoch), stage, steps_per_epoch, "batch", size=lambda _: 1):
+                index = order[step * batch_size : (step + 1) * batch_size]
+                inputs = augment(x[index].to(device), augmentation, generator)
+                optim.zero_grad(set_to_none=True)
+                loss = loss_fn(model(inputs), y[index].to(device))
+                loss.backward()
+                optim.step()
+                schedule.step()
+                total += loss.detach()
+            note(f"{stage}: mean loss {float(total) / steps_per_epoch:.4f}")
+            if checkpoint is not None:
+                state = {"epoch": epoch + 1, "model": model.state_dict(), "optimizer": optim.state_dict()}
+                state |= {"schedule": schedule.state_dict(), "generator": generator.get_state()}
+                state["torch_rng"] = torch.get_rng_state()  # dropout draws from the global generator
+                torch.save(state, checkpoint)
     return model.eval()
 
 

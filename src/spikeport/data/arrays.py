@@ -45,3 +45,23 @@ class ArrayDataset(Dataset):
 def from_uint8(images: np.ndarray, scale: float = 255.0) -> Tensor:
     """uint8 pixels as float32 ``pixels / scale``; one place so every loader scales the same way."""
     return torch.from_numpy(np.array(images, dtype=np.float32)).div_(scale)
+
+
+def normalise(x: Tensor, mean: Tensor | None, std: Tensor | None, where: str) -> Tensor:
+    """``(x - mean) / std`` over channels (dimension 1 of a batch, 0 of one sample given ``x[None]``)."""
+    for values, option in ((mean, "mean"), (std, "std")):
+        if values is not None and len(values) > 1 and (x.dim() < 2 or x.shape[1] != len(values)):
+            raise DataError(
+                f"{where}: {option} has {len(values)} values but the inputs have "
+                f"{x.shape[1] if x.dim() >= 2 else 'no'} channels (shape {tuple(x.shape[1:])}); give one value "
+                "per channel or one for all"
+            )
+
+    def shaped(values: Tensor) -> Tensor:
+        return values.reshape(-1, *([1] * (x.dim() - 2))) if len(values) > 1 else values.reshape(())
+
+    if mean is not None:
+        x = x - shaped(mean)
+    if std is not None:
+        x = x / shaped(std)
+    return x

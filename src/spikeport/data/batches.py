@@ -118,6 +118,29 @@ def _checked(batches: Iterator[Batch], role: str) -> Iterator[Batch]:
         yield x, y
 
 
+def resolved(data: DataSource, split_default: str = "test") -> DataSource:
+    """``data`` with a spec string loaded (``split_default`` unless it names a split): what several passes
+    over the same data read, so that the files are read once."""
+    return load_dataset(data, default_split=split_default) if isinstance(data, str) else data
+
+
+def sample_count(data: DataSource, limit: int | None = None) -> int | None:
+    """How many samples ``as_batches(data, limit=limit)`` yields, where known without reading them: for
+    arrays, tensors and sized datasets; None for a spec string (resolve it first) or an iterable dataset."""
+    if isinstance(data, ArrayDataset | Tensor):
+        count = len(data)
+    elif isinstance(data, tuple) and len(data) == 2 and isinstance(data[0], Tensor):
+        count = len(data[0])
+    elif isinstance(data, DataLoader | Dataset):
+        try:
+            count = len(data.dataset if isinstance(data, DataLoader) else data)
+        except TypeError:  # an IterableDataset has no length
+            return None
+    else:
+        return None
+    return count if limit is None else min(count, limit)
+
+
 def as_batches(
     data: DataSource,
     batch_size: int = 256,

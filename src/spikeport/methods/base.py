@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, ClassVar
 
 from torch import Tensor
 
+from spikeport import progress
 from spikeport.assembly.rate import assemble
 from spikeport.errors import OptionError
 from spikeport.graph.canonical import max_pools_before_activations, max_pools_to_average
@@ -28,6 +29,12 @@ if TYPE_CHECKING:
 from spikeport.options import Fraction, Range, check_fields, parse_options
 
 Batches = Callable[[], Iterator[Tensor]]  # re-iterable calibration input: each call starts a new pass
+
+
+def each_batch(batches: Batches, stage: str) -> Iterator[Tensor]:
+    """One pass over ``batches``, reported as ``stage`` of the conversion (``spikeport.progress``), with the
+    samples of a pass as its total where ``batches`` knows them."""
+    return progress.track(batches(), stage, total=getattr(batches, "samples", None))
 
 
 @dataclass

@@ -45,7 +45,7 @@ from spikeport.graph.observers import channels_first
 from spikeport.graph.ops import Role, describe
 from spikeport.graph.prepare import PreparedModel
 from spikeport.graph.subgraph import feeding_subgraph
-from spikeport.methods.base import Batches, RateMethod
+from spikeport.methods.base import Batches, RateMethod, each_batch
 from spikeport.methods.rmp import activation_depths
 from spikeport.methods.statistics import data_based_thresholds, observed_ann, reduce_statistics
 from spikeport.methods.weight_fit import (
@@ -139,12 +139,14 @@ class Calibrated(RateMethod):
         fit = Fit(reference, prepared, limited(batches, self.calibration_limit), dict(thresholds), {})
         depths = activation_depths(prepared)
         fit_hidden_weights = self.weights and self.reset is Reset.SOFT  # the rate model is soft reset's
-        for depth in sorted(set(depths.values())):
+        levels = sorted(set(depths.values()))
+        for depth in levels:
             current = {name for name, d in depths.items() if d == depth}
-            recorded = self.fit_depth(fit, current, record=fit_hidden_weights)
+            stage = f"fitting depth {depth + 1}/{len(levels)}"
+            recorded = self.fit_depth(fit, current, stage, record=fit_hidden_weights)
             if recorded is not None:
                 self.fit_layer_weights(fit, *recorded)
-                self.fit_depth(fit, current)  # threshold and bias again, on the new weights
+                self.fit_depth(fit, current, f"{stage} again, on the fitted weights")
         if self.weights:
             self.fit_readout_weights(fit)
         return fit.thresholds, fit.biases
@@ -155,9 +157,10 @@ class Calibrated(RateMethod):
         return snn
 
     def fit_depth(
-        self, fit: Fit, current: set[str], record: bool = False
+        self, fit: Fit, current: set[str], stage: str, record: bool = False
     ) -> tuple[dict[str, Tensor], dict[str, Tensor], dict[str, SpikeTrains]] | None:
-        """One simulated pass that fits the ``current`` layers' thresholds and biases (updated in place).
+        """One simulated pass that fits the ``current`` layers' thresholds and biases (updated in place),
+        reported as ``stage``.
 
         ``record``: also returns, for weight calibration, the ANN's activations of those layers, the time
         averages of the spiking values their synapses read, and (``simulated_fit``) their spike trains.
@@ -186,7 +189,7 @@ class Calibrated(RateMethod):
         observers = {name: layer_fits[name].observe for name in current}
         seen = 0
         with torch.no_grad(), snn.observing(observers):  # the SNN ends at this depth too
-            for x in fit.inputs():
+            for x in each_batch(fit.inputs, stage):
                 ann(x)
                 spiking_inputs.start(x)
                 snn.simulate(x, self.timesteps, chunk=self.timesteps)
@@ -269,7 +272,7 @@ class Calibrated(RateMethod):
         spiking_inputs = SpikingInputs(snn, set(reads))
         targets = []
         with torch.no_grad():
-            for x in fit.inputs():
+            for x in each_batch(fit.inputs, "simulating for the read-out's fit"):
                 targets.append(fit.reference.graph_module(x))
                 spiking_inputs.start(x)
                 snn.simulate(x, self.timesteps, chunk=self.timesteps)
@@ -288,7 +291,8 @@ class Calibrated(RateMethod):
             return
         if bias is not None:
             layer = WithBias(layer, bias)
-        before, after = fit_parameters(layer, groups, inputs, target, output, exact=exact)
+        stage = f"fitting the weights into {name}"
+        before, after = fit_parameters(layer, groups, inputs, target, output, exact=exact, stage=stage)
         prepared.notes.append(f"weights into {name} fitted: squared error {before:.3g} -> {after:.3g}")
 
 
@@ -401,4 +405,6 @@ def limited(batches: Batches, limit: int) -> Batches:
             yield x[: limit - seen]
             seen += x.shape[0]
 
+    known = getattr(batches, "samples", None)
+    first.samples = limit if known is None else min(known, limit)  # progress totals
     return first

@@ -31,7 +31,7 @@ from spikeport.fs_codes import FITTED_ACTIVATIONS, FSActivation, activation_name
 from spikeport.fs_fit import fit_code
 from spikeport.graph.observers import MaxStatistic
 from spikeport.graph.prepare import PreparedModel
-from spikeport.methods.base import Batches, Method
+from spikeport.methods.base import Batches, Method, each_batch
 from spikeport.methods.statistics import data_based_thresholds, observe_activations
 from spikeport.network import SpikingNetwork
 from spikeport.neurons.fs import MAX_BINARY_STEPS, FSCode, FSNeuron
@@ -129,7 +129,13 @@ class FS(Method):
         scales = data_based_thresholds(prepared, batches, self.channelwise, self.percentile)
         fitted = [n for n, a in names.items() if a not in BINARY and not FITTED_ACTIVATIONS[a].homogeneous]
         samples = (
-            observe_activations(prepared, batches, lambda _: InputSample(), magnitudes=False)
+            observe_activations(
+                prepared,
+                batches,
+                lambda _: InputSample(),
+                magnitudes=False,
+                stage="sampling activation inputs",
+            )
             if fitted
             else {}
         )
@@ -146,7 +152,12 @@ class FS(Method):
                 neurons[node_name] = FSNeuron(activation, torch.tensor(1.0), codes=fitted_codes(activation))
         homogeneous = [n for n, a in names.items() if a not in BINARY and FITTED_ACTIVATIONS[a].homogeneous]
         if homogeneous:
-            ranges = observe_activations(prepared, batches, lambda _: AbsMaxStatistic(self.channelwise))
+            ranges = observe_activations(
+                prepared,
+                batches,
+                lambda _: AbsMaxStatistic(self.channelwise),
+                stage="measuring activation ranges",
+            )
             for node_name in homogeneous:
                 neurons[node_name].scale = positive_thresholds(ranges[node_name].max).float()
         input_neuron = self.input_neuron(prepared, batches) if self.input_coding == "fs" else None
@@ -179,7 +190,7 @@ class FS(Method):
     def input_neuron(self, prepared: PreparedModel, batches: Batches) -> FSNeuron:
         """The binary code of the input's range, for non-negative inputs."""
         low, high = torch.tensor(float("inf")), MaxStatistic(self.channelwise)
-        for x in batches():
+        for x in each_batch(batches, "measuring the input's range"):
             low = torch.minimum(low, x.min().double().cpu())
             high.update(x)
         if low < 0:

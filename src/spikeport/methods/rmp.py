@@ -17,7 +17,7 @@ from torch import Tensor
 from spikeport.assembly.rate import positive_thresholds
 from spikeport.graph.observers import MaxStatistic, threshold_level, threshold_statistic
 from spikeport.graph.prepare import PreparedModel
-from spikeport.methods.base import Batches, RateMethod
+from spikeport.methods.base import Batches, RateMethod, each_batch
 from spikeport.methods.statistics import reduce_statistics
 from spikeport.options import Count, Percentile, Positive
 
@@ -85,7 +85,8 @@ class RMP(RateMethod):
         thresholds = {
             name: torch.tensor(1.0) for name in depths
         }  # placeholders for not-yet-calibrated layers
-        for depth in sorted(set(depths.values())):
+        levels = sorted(set(depths.values()))
+        for depth in levels:
             snn = self.assembled(prepared, thresholds)
             observers = {
                 name: CurrentObserver(
@@ -96,7 +97,8 @@ class RMP(RateMethod):
             }
             seen = 0
             with snn.observing(observers):  # deeper layers do not run
-                for x in batches():
+                stage = f"balancing thresholds on the SNN, depth {depth + 1}/{len(levels)}"
+                for x in each_batch(batches, stage):
                     snn.simulate(x, self.calibration_timesteps)
                     for observer in observers.values():
                         observer.flush()

@@ -19,7 +19,7 @@ from spikeport.graph.observers import (
 )
 from spikeport.graph.prepare import PreparedModel
 from spikeport.layers import QCFS
-from spikeport.methods.base import Batches
+from spikeport.methods.base import Batches, each_batch
 
 Statistic = TypeVar("Statistic")
 
@@ -30,17 +30,18 @@ def observe_activations(
     make_statistic: Callable[[str], Statistic],
     *,
     magnitudes: bool = True,
+    stage: str = "collecting activation statistics",
 ) -> dict[str, Statistic]:
     """Statistics of the input of every activation, keyed by activation node name.
 
     ``make_statistic(name)`` makes the statistic of the activation node ``name``: anything with an
-    ``update(x)`` method. ``magnitudes``: the statistic of a range sees magnitudes where the range covers both
+    ``update(x)`` method; ``stage`` says what the pass is for in progress reports. ``magnitudes``: the statistic of a range sees magnitudes where the range covers both
     signs (``observes_magnitude``); False hands every statistic the inputs as they are.
     """
     gm, statistics = observed_ann(prepared, make_statistic, magnitudes=magnitudes)
     seen = 0
     with torch.no_grad():
-        for x in batches():
+        for x in each_batch(batches, stage):
             gm(x)
             seen += x.shape[0]
     reduce_statistics(prepared, statistics, seen)

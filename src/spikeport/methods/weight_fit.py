@@ -21,6 +21,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, fx, nn
 
+from spikeport import progress
 from spikeport.distributed import active, all_gather_objects
 from spikeport.graph.canonical import module_call_counts
 from spikeport.neurons.dynamics import Reset, if_scan
@@ -113,6 +114,7 @@ def fit_parameters(
     *,
     exact: Callable[[Tensor], Tensor] | None = None,
     seed: int = 0,
+    stage: str = "fitting weights",
 ) -> tuple[float, float]:
     """Adjust the parameters of ``groups`` (``trainable_groups``) in place so that ``output(layer(*inputs))``
     approaches ``target`` in mean squared error.
@@ -122,7 +124,7 @@ def fit_parameters(
     gradients needed): the loss is then taken at the true output while gradients flow through the model
     (``output(layer(...))``), a straight-through estimator. Weights that are exactly zero stay zero (a pruned
     network stays pruned, and its synapse counts hold). Returns the mean squared error before and after; the
-    parameters are left as they were when the fit does not lower it.
+    parameters are left as they were when the fit does not lower it. ``stage``: what progress reports call it.
     """
     parameters = [p for group in groups for p in group["params"]]
     count = target.shape[0]
@@ -160,7 +162,7 @@ def fit_parameters(
     before = error(corrections)
     optimizer = Adam(groups)
     with torch.enable_grad():
-        for step in range(ITERATIONS):
+        for step in progress.track(range(ITERATIONS), stage, ITERATIONS, "step", size=lambda _: 1):
             if refresh and step > 0 and step % EXACT_REFRESH == 0:
                 corrections = differences()
             pick = torch.randint(count, (min(BATCH_SIZE, count),), generator=generator).to(target.device)
