@@ -3,7 +3,7 @@
 PYTHON ?= python3
 PIP = $(PYTHON) -m pip
 
-.PHONY: install demo test bench lint
+.PHONY: install demo test bench lint docs
 
 install:
 	$(PIP) install --quiet -c constraints.txt torch==2.13.0
@@ -20,3 +20,11 @@ bench: install
 
 lint: install
 	$(PYTHON) -m ruff check src tests bench
+
+# The documentation site (mkdocs.yml, docs/): strict, so a broken link or a docstring warning fails. Built
+# outside the checkout; NO_MKDOCS_2_WARNING silences mkdocs-material's banner about MkDocs 2.0 (not a warning
+# of this build).
+SITE_DIR ?= /tmp/spikeport-site
+docs: install
+	$(PIP) install --quiet -c constraints.txt -e ".[docs]"
+	NO_MKDOCS_2_WARNING=1 $(PYTHON) -m mkdocs build --strict --site-dir $(SITE_DIR)
