@@ -268,3 +268,15 @@ def test_spikes_written_over_their_currents_change_nothing(encoding):
     slow = snn.simulate(x, 30, record=True, chunk=7)
     assert torch.equal(fast.readout, slow.readout)
     assert all(torch.equal(fast.spikes[k], slow.spikes[k]) for k in fast.spikes)
+
+
+def test_the_default_is_ecc_with_4_bit_spikes_and_stays_close_to_the_ann():
+    """The zoo's choice (bench/zoo.py): ecc, channel-wise, 4-bit spikes, with no method named."""
+    torch.manual_seed(0)
+    model = randomize_batchnorms(Residual()).eval()
+    x = torch.rand(64, 1, 8, 8)
+    snn = sp.convert(model, x, progress=False)
+    assert snn.info["method"] == "ecc" and snn.info["spike_bits"] == 4 and snn.info["channelwise"]
+    assert all(layer.spike_bits == 4 for layer in snn.spiking_layers().values() if layer.is_neuron)
+    ev = sp.evaluate(snn, x, [16], progress=False)
+    assert ev.agreement[16] >= 0.95 and "4-bit spikes" in ev.to_markdown()

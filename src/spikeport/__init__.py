@@ -1,7 +1,7 @@
 """spikeport: convert trained ANNs into spiking neural networks and measure exactly what you get.
 
 import spikeport as sp
-snn = sp.convert(model, calibration, method="rmp")
+snn = sp.convert(model, calibration)  # ecc, channel-wise, 4-bit graded spikes; or method="rmp", "calibrated"...
 ev = sp.evaluate(snn, data, timesteps=[8, 32, 128], ann=model)
 print(ev.to_markdown())
 """

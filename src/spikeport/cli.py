@@ -17,6 +17,7 @@ from spikeport import demo, fs_fit, train
 from spikeport._version import __version__
 from spikeport.calibration import DEFAULT_CALIBRATION_SAMPLES
 from spikeport.compare import DEFAULT_CODES, DEFAULT_METHODS, DEFAULT_TIMESTEPS
+from spikeport.convert import DEFAULT_METHOD
 from spikeport.cpu_allocator import keep_freed_memory
 from spikeport.data import ArrayDataset, load_dataset
 from spikeport.data.specs import parse_spec, split_options
@@ -116,7 +117,9 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     demo_command = commands.add_parser(
-        "demo", help="MNIST end to end: train (cached), convert with rmp/ecc/max/percentile/fs, plot"
+        "demo",
+        help="MNIST end to end: train (cached), convert with the default (ecc, 4-bit spikes), ecc, rmp, percentile "
+        "and fs, plot",
     )
     demo_command.add_argument(
         "--out",
@@ -178,9 +181,9 @@ def _parser() -> argparse.ArgumentParser:
     convert.add_argument("--data", required=True, help="calibration data spec, e.g. mnist:train or npz:FILE")
     convert.add_argument(
         "--method",
-        default="rmp",
-        help="rmp, ecc, max, percentile, calibrated, qcfs or fs, optionally with options: max[reset=soft], "
-        "calibrated[timesteps=4], fs[steps=16]",
+        default=DEFAULT_METHOD,
+        help=f"rmp, ecc, max, percentile, calibrated, qcfs or fs, optionally with options: max[reset=soft], "
+        f"calibrated[timesteps=4], fs[steps=16] (default {DEFAULT_METHOD}: ecc with 4-bit graded spikes)",
     )
     convert.add_argument("--reset", choices=["soft", "hard"])
     convert.add_argument(
@@ -243,7 +246,8 @@ def _parser() -> argparse.ArgumentParser:
         "--methods",
         type=_methods,
         default=list(DEFAULT_METHODS),
-        help="comma-separated method specs (default ecc,rmp,percentile), e.g. ecc,ecc[weight_bits=8],max[reset=soft]",
+        help=f"comma-separated method specs (default {','.join(DEFAULT_METHODS)}), e.g. "
+        "ecc,ecc[weight_bits=8],max[reset=soft]",
     )
     compare.add_argument("--timesteps", type=_timesteps, default=list(DEFAULT_TIMESTEPS))
     compare.add_argument(

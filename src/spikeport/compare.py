@@ -15,7 +15,7 @@ from pathlib import Path
 from torch import nn
 
 from spikeport.calibration import DEFAULT_BATCH_SIZE, DEFAULT_CALIBRATION_SAMPLES, calibrate
-from spikeport.convert import convert, method_of
+from spikeport.convert import DEFAULT_METHOD, convert, method_of
 from spikeport.errors import OptionError
 from spikeport.evaluate import evaluate
 from spikeport.evaluation import Evaluation
@@ -26,7 +26,7 @@ from spikeport.plots import plot_evaluations
 from spikeport.progress import reporting
 from spikeport.report import comparison_markdown
 
-DEFAULT_METHODS = ("ecc", "rmp", "percentile")
+DEFAULT_METHODS = (DEFAULT_METHOD, "ecc", "rmp", "percentile")
 DEFAULT_TIMESTEPS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 # Code lengths K at which temporal methods (fs) are evaluated, where their codes exist.
 DEFAULT_CODES = (2, 3, 4, 5, 6, 8, 10, 12, 16)

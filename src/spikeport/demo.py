@@ -9,6 +9,7 @@ import torch
 
 from spikeport.calibration import DEFAULT_CALIBRATION_SAMPLES
 from spikeport.compare import Comparison, compare
+from spikeport.convert import DEFAULT_METHOD
 from spikeport.data import cache_dir, load_dataset
 from spikeport.models import mnist_cnn
 from spikeport.train import accuracy, train_classifier
@@ -16,10 +17,10 @@ from spikeport.train import accuracy, train_classifier
 DEMO_TIMESTEPS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 # Bump when the recipe changes, so a stale cached model is never reused.
 RECIPE = {"version": 1, "model": "mnist_cnn(16,32)", "epochs": 4, "lr": 5e-3, "batch_size": 64, "seed": 0}
-METHODS = {  # label -> method spec
-    "rmp": "rmp",
+METHODS = {  # label -> method spec: the default, the classic rate methods, and a temporal code
+    "default: ecc, channel-wise, 4-bit spikes": DEFAULT_METHOD,
     "ecc": "ecc",
-    "max (hard reset)": "max",
+    "rmp": "rmp",
     "percentile 99.9": "percentile",
     "fs (temporal code)": "fs",
 }
