@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -63,31 +63,27 @@ def activation_shapes(prepared: PreparedModel) -> dict[str, tuple[int, ...]]:
     return {n.name: tuple(n.meta["sample_shape"]) for n in prepared.activation_nodes()}
 
 
+@dataclass
 class CalibrationBatches:
     """A re-iterable source of calibration input batches (labels are not needed), on ``device``: each call
-    starts a new pass. ``samples``: how many one pass yields, where known without reading them (progress
-    totals). A spec string is loaded once, not on every pass. Under torch.distributed each process gets its
-    share of the batches (``sharded``).
+    starts a new pass. A spec string is loaded once, not on every pass. Under torch.distributed each process
+    gets its share of the batches (``sharded``).
     """
 
-    def __init__(
-        self,
-        calibration,
-        batch_size: int,
-        limit: int | None,
-        dtype: torch.dtype,
-        sharded: bool = True,
-        device: torch.device | str = "cpu",
-    ):
-        self.data = resolved(calibration, split_default="train")
-        self.batch_size, self.limit, self.dtype, self.sharded, self.device = (
-            batch_size,
-            limit,
-            dtype,
-            sharded,
-            device,
-        )
-        self.samples = None if sharded and active() else sample_count(self.data, limit)
+    data: object  # any form ``as_batches`` takes
+    batch_size: int
+    limit: int | None
+    dtype: torch.dtype
+    sharded: bool = True
+    device: torch.device | str = "cpu"
+
+    def __post_init__(self) -> None:
+        self.data = resolved(self.data, split_default="train")
+
+    @property
+    def samples(self) -> int | None:
+        """How many samples one pass yields, where known without reading them (progress totals)."""
+        return None if self.sharded and active() else sample_count(self.data, self.limit)
 
     def __call__(self) -> Iterator[Tensor]:
         source = as_batches(
@@ -104,7 +100,7 @@ def prepared_model(
     calibration batches, where the model's weights are."""
     dtype, device = model_dtype(model), module_device(model)
     batches = CalibrationBatches(calibration, batch_size, limit, dtype, device=device)
-    everything = CalibrationBatches(batches.data, batch_size, limit, dtype, False, device)
+    everything = replace(batches, sharded=False)
     example = next(everything(), None)
     if example is None or example.shape[0] == 0:
         raise CalibrationError("calibration data is empty; pass at least one batch of training inputs")

@@ -191,7 +191,7 @@ def _descend(
     thresholds, resets = thresholds.clone().requires_grad_(True), resets.clone().requires_grad_(True)
     optimizer = torch.optim.Adam([thresholds, resets], lr=span * 1e-3)
     best = (math.inf, thresholds.detach().clone(), resets.detach().clone())
-    for i in progress.track(range(iterations), stage, iterations, "step", size=lambda _: 1):
+    for i in progress.steps(iterations, stage):
         width = span * 1e-2 * math.exp(-i / max(1, iterations - 1) * math.log(100.0))  # smooth to sharp
         rms, weights, offset = _error(x, target, thresholds, resets)
         if rms < best[0]:

@@ -31,7 +31,7 @@ def _plain_numbers(axis, values: list[float]) -> None:
     if not positive:
         return
     low, high = min(positive), max(positive)
-    if high / low < 1e3:  # short spans: ticks at 1-2-5 of each decade, or powers of two for steps
+    if high / low < 1e3:  # short spans: ticks at 1, 2 and 5 of each decade
         axis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     axis.set_major_formatter(ticker.FuncFormatter(lambda v, _: _short(v)))
     axis.set_minor_formatter(ticker.NullFormatter())

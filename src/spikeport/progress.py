@@ -61,6 +61,12 @@ def _samples(item: object) -> int:
     return int(first.shape[0]) if hasattr(first, "shape") and len(first.shape) else 1
 
 
+def _scope_reporting() -> _Scope | None:
+    """The current scope, where it reports: switched on, and in the process that prints (rank 0)."""
+    scope = _SCOPE.get()
+    return scope if scope is not None and scope.enabled and distributed.is_main() else None
+
+
 def track(
     items: Iterable[Item],
     stage: str,
@@ -74,8 +80,8 @@ def track(
     ``size(item)``: how many ``unit`` an item counts for (default: the samples in a batch; ``lambda _: 1``
     for steps or layers).
     """
-    scope = _SCOPE.get()
-    if scope is None or not scope.enabled or not distributed.is_main():
+    scope = _scope_reporting()
+    if scope is None:
         yield from items
         return
     description = f"{scope.label}: {stage}"
@@ -98,6 +104,11 @@ def track(
     )
 
 
+def steps(count: int, stage: str, unit: str = "step") -> Iterator[int]:
+    """``range(count)``, reported as a stage of ``count`` ``unit`` (iterations, epochs' batches...)."""
+    return track(range(count), stage, count, unit, size=lambda _: 1)
+
+
 def _counted(count: int, unit: str) -> str:
     """``count`` of ``unit`` in words for a log: "600 images", "1 step"."""
     singular, plural = {"img": ("image", "images"), "batch": ("batch", "batches")}.get(
@@ -108,8 +119,8 @@ def _counted(count: int, unit: str) -> str:
 
 def note(message: str) -> None:
     """One line about the current scope's work (a stage without a loop to count), where it reports."""
-    scope = _SCOPE.get()
-    if scope is None or not scope.enabled or not distributed.is_main():
+    scope = _scope_reporting()
+    if scope is None:
         return
     text = f"spikeport: {scope.label}: {message}"
     if interactive():

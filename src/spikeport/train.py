@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from spikeport.errors import SaveFormatError
-from spikeport.progress import note, reporting, track
+from spikeport.progress import note, reporting, steps
 
 AUGMENTATIONS = ("none", "crop", "crop-flip")
 
@@ -84,7 +84,7 @@ def train_classifier(
             order = torch.randperm(x.shape[0], generator=generator)
             stage = f"epoch {epoch + 1}/{epochs}"
             total = torch.zeros((), device=device)
-            for step in track(range(steps_per_epoch), stage, steps_per_epoch, "batch", size=lambda _: 1):
+            for step in steps(steps_per_epoch, stage, "batch"):
                 index = order[step * batch_size : (step + 1) * batch_size]
                 inputs = augment(x[index].to(device), augmentation, generator)
                 optim.zero_grad(set_to_none=True)

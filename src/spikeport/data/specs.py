@@ -49,15 +49,20 @@ def parse_spec(spec: str, split: str | None = None, default_split: str = "test")
         _check_split(split, "split")
     _check_split(default_split, "default_split")
     name, _, rest = spec.strip().partition(":")
-    argument, written = rest, None
-    for candidate in SPLITS:
-        if rest == candidate or rest.endswith(f":{candidate}"):
-            argument, written = rest[: -len(candidate)].rstrip(":"), candidate
+    argument, written = _split_written(rest)
     if split is not None and written is not None and split != written:
         raise DataError(
             f"dataset spec {spec!r} names split {written!r} but {split!r} was asked for; drop one of them"
         )
     return name.lower(), argument, written or split or default_split
+
+
+def _split_written(rest: str) -> tuple[str, str | None]:
+    """A spec's part after ``NAME:`` as its argument and the split written at its end (None: none written)."""
+    for candidate in SPLITS:
+        if rest == candidate or rest.endswith(f":{candidate}"):
+            return rest[: -len(candidate)].rstrip(":"), candidate
+    return rest, None
 
 
 def split_options(spec: str) -> tuple[str, dict]:
@@ -89,7 +94,8 @@ def load_dataset(spec: str, split: str | None = None, default_split: str = "test
                 f"dataset spec {spec!r}: folder:DIR takes the options {', '.join(FOLDER_OPTIONS)}, mean, std"
                 + (f", not {', '.join(unknown)}" if unknown else "; it needs a path: folder:DIR")
             )
-        root = split_root(argument, split if written_split(body) or has_splits(argument) else None)
+        written = _split_written(body.strip().partition(":")[2])[1] is not None
+        root = split_root(argument, split if written or has_splits(argument) else None)
         return ImageFolder(root, **options, mean=mean, std=std)
     if options:
         raise DataError(
@@ -109,11 +115,6 @@ def load_arrays(spec: str, name: str, argument: str, split: str) -> ArrayDataset
             raise DataError(f"dataset spec {spec!r} needs a path: {name}:PATH")
         return WITH_PATH[name](argument, split)
     raise DataError(f"unknown dataset spec {spec!r}; known: {KNOWN}")
-
-
-def written_split(spec: str) -> bool:
-    """Whether ``spec`` names its split itself (``...:train`` or ``...:test``)."""
-    return any(spec.rstrip().endswith(f":{split}") for split in SPLITS)
 
 
 def has_splits(root: str) -> bool:

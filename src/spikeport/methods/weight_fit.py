@@ -162,7 +162,7 @@ def fit_parameters(
     before = error(corrections)
     optimizer = Adam(groups)
     with torch.enable_grad():
-        for step in progress.track(range(ITERATIONS), stage, ITERATIONS, "step", size=lambda _: 1):
+        for step in progress.steps(ITERATIONS, stage):
             if refresh and step > 0 and step % EXACT_REFRESH == 0:
                 corrections = differences()
             pick = torch.randint(count, (min(BATCH_SIZE, count),), generator=generator).to(target.device)
