@@ -15,8 +15,15 @@ demo: install
 test: install
 	$(PYTHON) -m pytest -q
 
+# The quick benchmarks (about 2.5 min on 2 cores); the others, and the full runs of these, are listed with their
+# commands in docs/benchmarks.md. JSON goes to bench/results/quick/.
+QUICK = bench/results/quick
 bench: install
-	$(PYTHON) bench/simulate.py
+	$(PYTHON) bench/scan_check.py
+	$(PYTHON) bench/pools.py --repeats 3 --json $(QUICK)/pools.json
+	$(PYTHON) bench/calibrate_once.py --repeats 1 --json $(QUICK)/calibrate_once.json
+	$(PYTHON) bench/simulate.py --timesteps 64 --networks demo,resnet20 --repeats 3 --json $(QUICK)/simulate.json
+	$(PYTHON) bench/neurobench_metrics.py --nets mlp --timesteps 8 --limit 500 --json $(QUICK)/neurobench.json
 
 lint: install
 	$(PYTHON) -m ruff check src tests bench

@@ -1,6 +1,9 @@
 """The compiled CPU scan: bit for bit the eager scan, for every threshold shape, dtype and input layout."""
 
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -26,6 +29,22 @@ def test_it_builds_and_is_used_here():
     assert cpu_scan.available(v, currents, torch.ones(()), None, soft=True)
     assert not cpu_scan.available(v, currents, torch.ones(()), None, soft=False)  # hard reset stays eager
     assert not cpu_scan.available(v, currents.half(), torch.ones(()), None, soft=True)
+
+
+def test_another_librarys_openmp_runtime_does_not_turn_it_off(tmp_path):
+    # scikit-learn ships GNU OpenMP under its own name, and Keras imports it: a copy of PyTorch's runtime loaded
+    # first stands for it. The kernel binds to PyTorch's, so it stays on.
+    torch_lib = str(Path(torch.__file__).parent / "lib")
+    torch_runtime = next(p for p in cpu_scan._openmp_runtimes() if p.startswith(torch_lib))
+    vendored = tmp_path / "libgomp-vendored.so.1"
+    shutil.copy(torch_runtime, vendored)
+    code = (
+        "import ctypes; from spikeport.neurons import cpu_scan; "
+        f"ctypes.CDLL({str(vendored)!r}); "
+        "print(len(cpu_scan._openmp_runtimes()), cpu_scan._functions() is not None)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["2", "True"]
 
 
 @settings(max_examples=60, deadline=None)

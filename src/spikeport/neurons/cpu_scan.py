@@ -6,9 +6,11 @@ a trip through memory. This C loop does the same arithmetic in one pass, vectori
 (``python bench/breakdown.py --scans eager,compiled``: VGG-16's neurons 1.10 -> 0.73 s per 64 steps).
 
 It is compiled once per machine, at first use, with the system's C compiler, and cached next to the datasets
-(``data.cache``). Used only when everything holds: a C compiler, Linux with PyTorch on GNU OpenMP, and after
-loading still exactly one OpenMP runtime in the process (two would fight over the cores); otherwise, and for
-hard reset, the eager scan runs. The result is the eager scan's bit for bit (test). ``enabled = False`` or
+(``data.cache``). Used only when everything holds: a C compiler, Linux with PyTorch on GNU OpenMP, and the
+loaded kernel bound to an OpenMP runtime already in the process (PyTorch's), not a second one of its own
+that would fight PyTorch's over the cores; otherwise, and for hard reset, the eager scan runs. Runtimes that
+other libraries bring under their own names (scikit-learn's, which Keras imports) are theirs and do not
+matter. The result is the eager scan's bit for bit (test). ``enabled = False`` or
 ``SPIKEPORT_CPU_KERNEL=0`` turns it off.
 """
 
@@ -94,11 +96,12 @@ def _functions() -> dict[torch.dtype, ctypes._CFuncPtr] | None:
     """The compiled scans by dtype, or None where they cannot be built or loaded safely."""
     if platform.system() != "Linux" or "OpenMP" not in torch.__config__.parallel_info():
         return None
+    before = _openmp_runtimes()
     try:
         library = ctypes.CDLL(str(_compiled()))
     except (OSError, subprocess.SubprocessError):
         return None
-    if len(_openmp_runtimes()) != 1:  # the kernel brought its own OpenMP next to PyTorch's
+    if not before or _openmp_runtimes() != before:  # the kernel brought its own OpenMP next to PyTorch's
         return None
     functions = {}
     for dtype, name in ((torch.float32, "if_scan_soft_f32"), (torch.float64, "if_scan_soft_f64")):
