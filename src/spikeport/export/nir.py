@@ -110,6 +110,8 @@ class _Exporter:
                 self.feed(values[source], "output", shape)
             elif node.op == "call_module":
                 values[node] = self.module(node, modules[node.target], values)
+            elif "sample_shape" not in node.meta:  # sizes (x.size(0) of a flatten): no signal, nothing to export
+                continue
             elif _is_reshape(node):
                 values[node] = self.flatten(node, values)
             elif node.op == "call_function" and node.target in (operator.add, torch.add):

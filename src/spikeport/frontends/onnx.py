@@ -1,11 +1,17 @@
 """ONNX import: an ``.onnx`` file rebuilt as a torch.fx GraphModule of standard modules (``onnx`` package only).
 
 The ops are the ones conversion knows, as ONNX spells them: Conv, Gemm, MatMul (+ Add of a bias),
-BatchNormalization, Relu and the smooth activations, MaxPool, AveragePool, GlobalAveragePool, Flatten,
-Reshape to a flat vector, Add/Sub/Mul/Div, Concat, Pad with zeros, Dropout, Identity and a final Softmax.
-Nodes computed from constants alone (exporters' shape arithmetic) are evaluated once with onnx's reference
-evaluator. Anything else is a ConversionError naming the node and its op, and listing
-``ONNX_OPS.supported()``. Weights come from the file's initializers and Constant nodes.
+BatchNormalization, Relu, Clip as a ReLU and the smooth activations, MaxPool, AveragePool, GlobalAveragePool,
+LRN, LayerNormalization, Add/Sub/Mul/Div/Sum, Concat, Pad with zeros, Dropout, Identity, a final Softmax, and
+every op that only moves data: Flatten at any axis, Reshape, Transpose, Squeeze, Unsqueeze, Slice, Gather
+of one index, Split (conversion checks that every op that computes sees the batch at dim 0).
+
+Shapes are static: the input's shape comes from the file (any batch dimension, fixed or named), and a
+value's shape is read off a sample run of the graph built so far, so the shape arithmetic exporters write
+(``x.view(x.size(0), -1)`` becomes Shape, Gather, Unsqueeze, Concat, Reshape) folds into constants. Nodes
+computed from constants alone are evaluated once with onnx's reference evaluator under the file's opset.
+Anything else is a ConversionError naming the node and its op, and listing ``ONNX_OPS.supported()``.
+Weights come from the file's initializers and Constant nodes.
 """
 
 from __future__ import annotations
@@ -43,20 +49,22 @@ def load_onnx(path: str | Path) -> fx.GraphModule:
     except Exception as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ConversionError(f"{path} is not a readable ONNX model: {reason}") from None
-    return _Builder(model.graph).build()
+    opsets = {o.domain or "": o.version for o in model.opset_import}
+    return _Builder(model.graph, opsets).build()
 
 
 class _Builder:
-    def __init__(self, graph):
+    def __init__(self, graph, opsets: dict[str, int]):
         from onnx import numpy_helper
 
-        self.onnx = graph
+        self.onnx, self.opsets = graph, opsets
         self.constants: dict[str, Tensor] = {
             i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in graph.initializer
         }
         self.root = nn.Module()
         self.graph = fx.Graph()
         self.values: dict[str, fx.Node] = {}
+        self.samples: dict[fx.Node, Tensor] = {}  # values of a sample run, for shapes
         self.uses: dict[str, int] = {}
         for node in graph.node:
             for name in node.input:
@@ -68,7 +76,9 @@ class _Builder:
             raise ConversionError(
                 f"the ONNX model has {len(inputs)} inputs; spikeport converts models with one"
             )
+        self.batch, shape = _input_shape(inputs[0])
         self.values[inputs[0].name] = self.graph.placeholder("x")
+        self.sample_input = torch.rand(self.batch, *shape, generator=torch.Generator().manual_seed(0))
         for node in self.onnx.node:
             self.translate(node)
         if len(self.onnx.output) != 1:
@@ -111,6 +121,49 @@ class _Builder:
         self.root.register_buffer(name, tensor)
         return self.graph.get_attr(name)
 
+    def sample(self, name: str, user) -> Tensor:
+        """The value ``name`` takes on the sample input (batch ``self.batch``): the graph built so far, run."""
+        source = self.signal(name, user.name)
+        if source not in self.samples:
+            graph, copies = fx.Graph(), {}  # a copy: a GraphModule takes ownership of its graph
+            graph.graph_copy(self.graph, copies)
+            graph.output(copies[source])
+            with torch.no_grad():
+                self.samples[source] = fx.GraphModule(self.root, graph)(self.sample_input)
+        return self.samples[source]
+
+    def reshaped(self, node, shape: list[int]) -> None:
+        """The input reshaped to ``shape`` (its sample's new shape), as a reshape that keeps each sample apart."""
+        source = self.signal(node.input[0], node.name)
+        before = list(self.sample(node.input[0], node).shape)
+        if not shape or shape[0] != self.batch:
+            raise self.fail(
+                node,
+                f"it reshapes {before} to {shape}, mixing the batch axis with others; only reshapes that keep "
+                "each sample apart convert",
+            )
+        if len(shape) == 2:
+            self.call(node, nn.Flatten(1), source)
+        else:
+            self.values[node.output[0]] = self.graph.call_function(torch.reshape, (source, (-1, *shape[1:])))
+
+    def axes(self, node, attrs: dict[str, Any]) -> list[int] | None:
+        """An op's ``axes``: the attribute (older opsets) or the constant second input; None when absent."""
+        if "axes" in attrs:
+            return [int(a) for a in attrs["axes"]]
+        if len(node.input) > 1 and node.input[1]:
+            constant = self.constant(node.input[1])
+            if constant is None:
+                raise self.fail(node, "its axes must be constants")
+            return [int(a) for a in constant.reshape(-1).tolist()]
+        return None
+
+    def batch_kept(self, node, axis: int, size: int | None = None) -> None:
+        """Refuse an op on dim 0 while dim 0 is the batch (``size``: dim 0's size in the sample run; after
+        a transpose that moved the batch, dim 0 is another axis, which conversion checks)."""
+        if axis == 0 and (size is None or size == self.batch):
+            raise self.fail(node, "it acts on the batch axis; only ops on the other axes convert")
+
     # -- ops ---------------------------------------------------------------------------------------------------
 
     def translate(self, node) -> None:
@@ -135,10 +188,22 @@ class _Builder:
         inputs = [name for name in node.input if name]
         if not inputs or any(name not in self.constants for name in inputs):
             return False
+        from onnx import helper
         from onnx.reference import ReferenceEvaluator
 
+        arrays = {name: self.constants[name].numpy() for name in inputs}
+        graph = helper.make_graph(  # the node alone, evaluated under the file's opset (ops change forms)
+            [node],
+            "fold",
+            [
+                helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(a.dtype), a.shape)
+                for name, a in arrays.items()
+            ],
+            [helper.make_empty_tensor_value_info(name) for name in node.output if name],
+        )
+        opsets = [helper.make_opsetid(domain, version) for domain, version in self.opsets.items()]
         try:
-            outputs = ReferenceEvaluator(node).run(None, {n: self.constants[n].numpy() for n in inputs})
+            outputs = ReferenceEvaluator(helper.make_model(graph, opset_imports=opsets)).run(None, arrays)
         except Exception as error:
             raise self.fail(node, f"evaluating it on its constant inputs failed ({error})") from None
         for name, value in zip(node.output, outputs, strict=False):
@@ -292,21 +357,133 @@ class _Builder:
     def global_average_pool(self, node, attrs: dict[str, Any]) -> None:
         self.call(node, nn.AdaptiveAvgPool2d(1), self.signal(node.input[0], node.name))
 
+    @ONNX_OPS.register("Shape")
+    def shape(self, node, attrs: dict[str, Any]) -> None:
+        dims = list(self.sample(node.input[0], node).shape)
+        start, end = int(attrs.get("start", 0)), attrs.get("end")
+        self.constants[node.output[0]] = torch.tensor(dims[start : None if end is None else int(end)])
+
     @ONNX_OPS.register("Flatten")
     def flatten(self, node, attrs: dict[str, Any]) -> None:
-        if int(attrs.get("axis", 1)) != 1:
-            raise self.fail(node, "only Flatten with axis=1 (keep the batch) converts")
-        self.call(node, nn.Flatten(1), self.signal(node.input[0], node.name))
+        shape = list(self.sample(node.input[0], node).shape)
+        axis = int(attrs.get("axis", 1)) % (len(shape) + 1)
+        lead = int(np.prod(shape[:axis]))
+        self.reshaped(node, [lead, int(np.prod(shape)) // max(lead, 1)])
 
     @ONNX_OPS.register("Reshape")
     def reshape(self, node, attrs: dict[str, Any]) -> None:
-        """A reshape to 2-d is what exporters write for ``x.flatten(1)`` / ``x.view(n, -1)``: a flatten."""
-        shape = self.constant(node.input[1])
-        if shape is None or shape.numel() != 2:
+        target = self.constant(node.input[1])
+        if target is None:
+            raise self.fail(node, "its shape must follow from the input's shape (a constant once folded)")
+        x = self.sample(node.input[0], node)
+        target = [int(t) for t in target]
+        if not attrs.get("allowzero", 0):  # 0 copies the input's size there
+            target = [x.shape[i] if t == 0 else t for i, t in enumerate(target)]
+        try:
+            shape = list(x.reshape(target).shape)
+        except RuntimeError as error:
             raise self.fail(
-                node, "only a reshape to [batch, features] (a flatten) with a constant shape converts"
+                node, f"its shape {target} does not fit its input {list(x.shape)} ({error})"
+            ) from None
+        self.reshaped(node, shape)
+
+    @ONNX_OPS.register("Squeeze")
+    def squeeze(self, node, attrs: dict[str, Any]) -> None:
+        shape = list(self.sample(node.input[0], node).shape)
+        axes = self.axes(node, attrs)
+        if axes is None:  # every axis of size 1 but the batch's
+            axes = [i for i, size in enumerate(shape) if size == 1 and i > 0]
+        axes = [a % len(shape) for a in axes]
+        for axis in axes:
+            self.batch_kept(node, axis)
+        self.reshaped(node, [size for i, size in enumerate(shape) if i not in axes])
+
+    @ONNX_OPS.register("Unsqueeze")
+    def unsqueeze(self, node, attrs: dict[str, Any]) -> None:
+        shape = list(self.sample(node.input[0], node).shape)
+        axes = self.axes(node, attrs)
+        if axes is None:
+            raise self.fail(node, "it names no axes")
+        for axis in sorted(a % (len(shape) + len(axes)) for a in axes):
+            self.batch_kept(node, axis)
+            shape.insert(axis, 1)
+        self.reshaped(node, shape)
+
+    @ONNX_OPS.register("Transpose")
+    def transpose(self, node, attrs: dict[str, Any]) -> None:
+        rank = self.sample(node.input[0], node).dim()
+        perm = [int(p) for p in attrs.get("perm", range(rank - 1, -1, -1))]
+        source = self.signal(node.input[0], node.name)
+        self.values[node.output[0]] = self.graph.call_function(torch.permute, (source, perm))
+
+    @ONNX_OPS.register("Slice")
+    def take_slice(self, node, attrs: dict[str, Any]) -> None:
+        x = self.sample(node.input[0], node)
+        if "starts" in attrs:  # opset < 10
+            starts, ends = list(attrs["starts"]), list(attrs["ends"])
+            axes, steps = attrs.get("axes"), None
+        else:
+            parts = [self.constant(n) if n else None for n in node.input[1:5]]
+            parts += [None] * (4 - len(parts))
+            if parts[0] is None or parts[1] is None:
+                raise self.fail(node, "its starts and ends must be constants")
+            starts, ends = parts[0].tolist(), parts[1].tolist()
+            axes = None if parts[2] is None else parts[2].tolist()
+            steps = None if parts[3] is None else parts[3].tolist()
+        axes = [int(a) % x.dim() for a in (range(len(starts)) if axes is None else axes)]
+        steps = [1] * len(axes) if steps is None else [int(step) for step in steps]
+        index = [slice(None)] * x.dim()
+        for axis, start, end, step in zip(axes, starts, ends, steps, strict=True):
+            if step < 1:
+                raise self.fail(node, "only slices with positive steps convert")
+            window = slice(int(start), int(end), step).indices(x.shape[axis])
+            if axis == 0 and window != (0, x.shape[0], 1):
+                self.batch_kept(node, axis, x.shape[0])
+            index[axis] = slice(*window)
+        self.index(node, index)
+
+    @ONNX_OPS.register("Gather")
+    def gather(self, node, attrs: dict[str, Any]) -> None:
+        x = self.sample(node.input[0], node)
+        indices, axis = self.constant(node.input[1]), int(attrs.get("axis", 0)) % x.dim()
+        self.batch_kept(node, axis, x.shape[0])
+        if indices is None or indices.dim() > 1:
+            raise self.fail(node, "only a constant index or a constant run of indices converts")
+        index: list[Any] = [slice(None)] * (axis + 1)
+        values = [int(i) % x.shape[axis] for i in indices.reshape(-1).tolist()]
+        if indices.dim() == 0:
+            index[axis] = values[0]
+        elif values == list(range(values[0], values[0] + len(values))):
+            index[axis] = slice(values[0], values[0] + len(values))
+        else:
+            raise self.fail(
+                node, f"indices {values} are not a run; only a run of consecutive indices converts"
             )
-        self.call(node, nn.Flatten(1), self.signal(node.input[0], node.name))
+        self.index(node, index)
+
+    @ONNX_OPS.register("Split")
+    def split(self, node, attrs: dict[str, Any]) -> None:
+        x = self.sample(node.input[0], node)
+        axis = int(attrs.get("axis", 0)) % x.dim()
+        self.batch_kept(node, axis, x.shape[0])
+        sizes = attrs.get("split")
+        if sizes is None and len(node.input) > 1 and node.input[1]:
+            sizes = self.constant(node.input[1])
+            if sizes is None:
+                raise self.fail(node, "its split sizes must be constants")
+            sizes = sizes.tolist()
+        if sizes is None:  # equal parts, the last one smaller
+            part = -(-x.shape[axis] // len(node.output))
+            sizes = [min(part, x.shape[axis] - i * part) for i in range(len(node.output))]
+        source, start = self.signal(node.input[0], node.name), 0
+        for name, size in zip(node.output, sizes, strict=True):
+            index = (*[slice(None)] * axis, slice(start, start + int(size)))
+            self.values[name] = self.graph.call_function(operator.getitem, (source, index))
+            start += int(size)
+
+    def index(self, node, index: list[Any]) -> None:
+        source = self.signal(node.input[0], node.name)
+        self.values[node.output[0]] = self.graph.call_function(operator.getitem, (source, tuple(index)))
 
     @ONNX_OPS.register("Dropout", "Identity")
     def identity(self, node, attrs: dict[str, Any]) -> None:
@@ -315,8 +492,11 @@ class _Builder:
     @ONNX_OPS.register("Pad")
     def pad(self, node, attrs: dict[str, Any]) -> None:
         mode = attrs.get("mode", b"constant")
-        pads = self.constant(node.input[1]) if len(node.input) > 1 else None
-        value = self.constant(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+        if "pads" in attrs:  # opset < 11: pads and value are attributes
+            pads, value = torch.tensor(attrs["pads"]), torch.tensor(attrs.get("value", 0.0))
+        else:
+            pads = self.constant(node.input[1]) if len(node.input) > 1 else None
+            value = self.constant(node.input[2]) if len(node.input) > 2 and node.input[2] else None
         if mode not in (b"constant", "constant") or pads is None or (value is not None and float(value) != 0):
             raise self.fail(node, "only zero padding with constant pads converts")
         pads = [int(p) for p in pads]
@@ -396,6 +576,102 @@ class _Builder:
     @ONNX_OPS.register("Div")
     def div(self, node, attrs: dict[str, Any]) -> None:
         self.binary(node, operator.truediv)
+
+    @ONNX_OPS.register("ReduceMean", "ReduceSum")
+    def reduce(self, node, attrs: dict[str, Any]) -> None:
+        rank = self.sample(node.input[0], node).dim()
+        axes = self.axes(node, attrs)
+        if axes is None and attrs.get("noop_with_empty_axes", 0):
+            self.values[node.output[0]] = self.signal(node.input[0], node.name)
+            return
+        axes = sorted(a % rank for a in (range(rank) if axes is None else axes))
+        for axis in axes:
+            self.batch_kept(node, axis)
+        function = torch.mean if node.op_type == "ReduceMean" else torch.sum
+        source = self.signal(node.input[0], node.name)
+        keep = bool(attrs.get("keepdims", 1))
+        self.values[node.output[0]] = self.graph.call_function(function, (source, axes), {"keepdim": keep})
+
+    @ONNX_OPS.register("Sum")
+    def add_all(self, node, attrs: dict[str, Any]) -> None:
+        total = self.signal(node.input[0], node.name)
+        for name in node.input[1:]:
+            total = self.graph.call_function(operator.add, (total, self.signal(name, node.name)))
+        self.values[node.output[0]] = total
+
+    @ONNX_OPS.register("Clip")
+    def clip(self, node, attrs: dict[str, Any]) -> None:
+        """A clip at 0 from below and unbounded above is a ReLU."""
+        bounds = [attrs.get("min"), attrs.get("max")]
+        for i, name in enumerate(node.input[1:3]):
+            if name:
+                constant = self.constant(name)
+                if constant is None:
+                    raise self.fail(node, "its bounds must be constants")
+                bounds[i] = float(constant)
+        low, high = bounds
+        if low != 0 or (high is not None and np.isfinite(high)):
+            raise self.fail(
+                node,
+                f"a clip to [{low}, {high}] does not convert; a clip at 0 without an upper bound (a ReLU) does",
+            )
+        self.call(node, nn.ReLU(), self.signal(node.input[0], node.name))
+
+    @ONNX_OPS.register("LRN")
+    def local_response_norm(self, node, attrs: dict[str, Any]) -> None:
+        norm = nn.LocalResponseNorm(
+            int(attrs["size"]),
+            float(attrs.get("alpha", 1e-4)),
+            float(attrs.get("beta", 0.75)),
+            float(attrs.get("bias", 1.0)),
+        )
+        self.call(node, norm, self.signal(node.input[0], node.name))
+
+    @ONNX_OPS.register("LayerNormalization")
+    def layer_normalization(self, node, attrs: dict[str, Any]) -> None:
+        x = self.sample(node.input[0], node)
+        axis = int(attrs.get("axis", -1)) % x.dim()
+        self.batch_kept(node, axis)
+        scale = self.constant(node.input[1])
+        bias = self.constant(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+        if scale is None or (len(node.input) > 2 and node.input[2] and bias is None):
+            raise self.fail(node, "its scale and bias must be constants")
+        norm = nn.LayerNorm(
+            tuple(x.shape[axis:]), eps=float(attrs.get("epsilon", 1e-5)), bias=bias is not None
+        )
+        with torch.no_grad():
+            norm.weight.copy_(scale.expand(norm.weight.shape))
+            if bias is not None:
+                norm.bias.copy_(bias.expand(norm.bias.shape))
+        self.call(node, norm, self.signal(node.input[0], node.name))
+
+    @ONNX_OPS.register("Cast")
+    def cast(self, node, attrs: dict[str, Any]) -> None:
+        from onnx import TensorProto
+
+        if int(attrs["to"]) not in (TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16):
+            raise self.fail(node, "only casts between float types convert on signals")
+        self.values[node.output[0]] = self.signal(node.input[0], node.name)
+
+
+SAMPLE_BATCH = 2  # the batch of the sample run when the file names its batch size rather than fixing it
+
+
+def _input_shape(value: Any) -> tuple[int, tuple[int, ...]]:
+    """The input's batch size for the sample run and its shape per sample, from the file."""
+    dims = value.type.tensor_type.shape.dim
+    sizes = [d.dim_value if d.HasField("dim_value") else None for d in dims]
+    if not sizes:
+        raise ConversionError(
+            f"the ONNX model's input '{value.name}' has no shape; export it with one (the exporter's sample input)"
+        )
+    written = ["?" if size is None else str(size) for size in sizes]
+    if any(size is None for size in sizes[1:]):
+        raise ConversionError(
+            f"the ONNX model's input '{value.name}' has shape [{', '.join(written)}]: every size but the "
+            "batch's must be fixed; export it with fixed sizes"
+        )
+    return sizes[0] or SAMPLE_BATCH, tuple(sizes[1:])
 
 
 def _subject(node: Any) -> str:

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import fx, nn
 from torch.export import ExportedProgram
 from torch.export.graph_signature import InputKind, OutputKind, TensorArgument
@@ -68,6 +69,14 @@ class _Tuple:
     """A multi-output op (batch norm, max pool with indices); only its first output means something here."""
 
     first: Any
+    source: str
+
+
+@dataclass(eq=False)
+class _Parts:
+    """The outputs of a split (``split``, ``chunk``, ``unbind``): each a slice of the input, picked by getitem."""
+
+    parts: list[fx.Node]
     source: str
 
 
@@ -179,6 +188,9 @@ class _Rebuilder:
         self.shared: dict[tuple, str] = {}  # a weighted module called twice stays one module
         self.attributes: dict[str, fx.Node] = {}
         self.example_batch: int | None = None
+        # Core aten merges the batch with other leading dims before a linear ([B, N, D] -> [B*N, D]) or a
+        # batched product ([B, h, N, d] -> [B*h, N, d]) and splits them after; each merge -> the value before.
+        self.merged: dict[fx.Node, fx.Node] = {}
         self._check_signature()
         state = {**program.state_dict, **program.constants}
         self.lifted: dict[str, _Lifted] = {}
@@ -268,6 +280,12 @@ class _Rebuilder:
             isinstance(self.env.get(arg), _Symbolic) for arg in node.all_input_nodes
         ):
             return _SYMBOLIC  # arithmetic on symbolic sizes, e.g. batch * 7 for a reshape
+        if _innermost_module(node)[1].endswith(".LocalResponseNorm"):
+            raise _error(
+                node,
+                "is part of a LocalResponseNorm, which torch.export writes as padding, pooling and powers; "
+                "load the PyTorch model itself or its ONNX export, where it stays one op",
+            )
         handler = ATEN_OPS.lookup(node.target, f"node '{node.name}' ({_op_name(node)})")
         return handler(self, node, {name: self._value(arg) for name, arg in _bind(node).items()})
 
@@ -280,6 +298,8 @@ class _Rebuilder:
 
     def _getitem(self, node: fx.Node) -> Any:
         source, index = self._value(node.args[0]), node.args[1]
+        if isinstance(source, _Parts):
+            return source.parts[index]
         if not isinstance(source, _Tuple):
             raise _error(node, "indexes a value that is not a batch-norm or max-pool result; not supported")
         return source.first if index == 0 else _Unusable(f"output {index} of '{source.source}'")
@@ -411,19 +431,145 @@ class _Rebuilder:
             raise _error(node, "has weights that are not those of a linear layer")
         out_features, in_features = weight.tensor.shape
         linear = nn.Linear(in_features, out_features, bias=bias is not None, device="meta")
+        # On [B*N, D] rows of [B, N, D] (core aten's form of a linear on 3-d input) the linear reads the 3-d
+        # value: the batch stays at dim 0, and the reshape back to [B, N, out] that follows is then a no-op.
+        x = self.merged.get(x, x) if isinstance(x, fx.Node) else x
         return self._call_weighted(node, linear, {"weight": weight, "bias": bias}, x)
 
     @ATEN_OPS.register(aten.t.default, aten.permute.default, aten.transpose.int)
-    def _transpose(self, node: fx.Node, a: dict[str, Any]) -> _Transposed:
+    def _transpose(self, node: fx.Node, a: dict[str, Any]) -> Any:
         weight = a["self"]
-        if not isinstance(weight, _Lifted) or weight.tensor.dim() != 2:
+        if not isinstance(weight, _Lifted):
+            return self._permute(node, a)
+        if weight.tensor.dim() != 2:
             raise _error(
-                node, "transposes an activation; spikeport supports transposing a linear weight only"
+                node, "reorders the dims of a parameter; only a linear weight's transpose is supported"
             )
         dims = a.get("dims", [a.get("dim0", 1), a.get("dim1", 0)])
         if sorted(d % 2 for d in dims) != [0, 1]:
             raise _error(node, f"reorders a weight's dims as {dims}; only a transpose is supported")
         return _Transposed(weight, node.name)
+
+    def _permute(self, node: fx.Node, a: dict[str, Any]) -> fx.Node:
+        """An activation's axes reordered. It may move the batch (a fused q/k/v projection does, until it is
+        unbound); conversion checks that every op that computes sees the batch at dim 0."""
+        rank = _meta_tensor(node.args[0]).dim()
+        if node.target is aten.permute.default:
+            dims = [d % rank for d in a["dims"]]
+        elif node.target is aten.transpose.int:
+            dims = list(range(rank))
+            first, second = a["dim0"] % rank, a["dim1"] % rank
+            dims[first], dims[second] = second, first
+        else:
+            dims = [1, 0] if rank == 2 else list(range(rank))
+        return self.graph.call_function(torch.permute, (self._tensor(node, a["self"]), tuple(dims)))
+
+    def _axis(self, node: fx.Node, dim: int) -> int:
+        """A dim of the op's input, made positive; the batch axis is refused (samples must stay apart)."""
+        shape = _meta_tensor(node.args[0]).shape
+        axis = dim % len(shape)
+        size = _as_int(shape[axis])
+        if axis == 0 and (size is None or size == self.example_batch):
+            raise _error(node, "acts on the batch axis; only ops on the other axes are supported")
+        return axis
+
+    def _index(self, node: fx.Node, x: Any, axis: int, item: Any) -> fx.Node:
+        index = (*[slice(None)] * axis, item)
+        return self.graph.call_function(operator.getitem, (self._tensor(node, x), index))
+
+    @ATEN_OPS.register(aten.slice.Tensor)
+    def _slice(self, node: fx.Node, a: dict[str, Any]) -> Any:
+        size = _as_int(_meta_tensor(node.args[0]).shape[a["dim"]])
+        start, end, step = a["start"] or 0, a["end"], a["step"]
+        whole = start == 0 and step == 1 and (end is None or end >= (size or 2**62))
+        if whole:  # the whole axis, as export writes the batch's part of x[:, 1:]
+            return a["self"]
+        window = slice(start, end, step).indices(size) if size is not None else (start, end, step)
+        return self._index(node, a["self"], self._axis(node, a["dim"]), slice(*window))
+
+    @ATEN_OPS.register(aten.select.int)
+    def _select(self, node: fx.Node, a: dict[str, Any]) -> fx.Node:
+        return self._index(node, a["self"], self._axis(node, a["dim"]), int(a["index"]))
+
+    @ATEN_OPS.register(aten.split.Tensor, aten.split_with_sizes.default, aten.chunk.default, aten.unbind.int)
+    def _split(self, node: fx.Node, a: dict[str, Any]) -> _Parts:
+        axis = self._axis(node, a["dim"])
+        sizes = [_as_int(value.shape[axis]) for value in node.meta["val"]]
+        if node.target is aten.unbind.int:
+            return _Parts([self._index(node, a["self"], axis, i) for i in range(len(sizes))], node.name)
+        parts, start = [], 0
+        for size in sizes:
+            parts.append(self._index(node, a["self"], axis, slice(start, start + size)))
+            start += size
+        return _Parts(parts, node.name)
+
+    @ATEN_OPS.register(aten.unsqueeze.default, aten.squeeze.dim, aten.squeeze.dims)
+    def _unsqueeze(self, node: fx.Node, a: dict[str, Any]) -> fx.Node:
+        return self._reshape(node, a)
+
+    @ATEN_OPS.register(aten.pad.default, aten.constant_pad_nd.default)
+    def _pad(self, node: fx.Node, a: dict[str, Any]) -> fx.Node:
+        mode, value = a.get("mode", "constant"), a.get("value") or 0.0
+        if mode != "constant" or value != 0:
+            raise _error(node, f"pads in mode {mode!r} with value {value}; only zero padding is supported")
+        pads = list(a["pad"])
+        if len(pads) > 2 * (_meta_tensor(node.args[0]).dim() - 1) - 2 or len(pads) not in (2, 4):
+            raise _error(node, f"pads {pads}: only the last one or two axes (width, height) may be padded")
+        module = nn.ZeroPad1d(tuple(pads)) if len(pads) == 2 else nn.ZeroPad2d(tuple(pads))
+        return self._call(node, module, a["self"])
+
+    @ATEN_OPS.register(aten.layer_norm.default, aten.native_layer_norm.default)
+    def _layer_norm(self, node: fx.Node, a: dict[str, Any]) -> Any:
+        weight, bias = self._weight(node, a["weight"], "weight"), self._weight(node, a["bias"], "bias")
+        shape = tuple(a["normalized_shape"])
+        norm = nn.LayerNorm(shape, eps=a["eps"], elementwise_affine=weight is not None, bias=bias is not None)
+        norm = norm.to("meta")
+        tensors = {"weight": weight, "bias": bias} if weight is not None else {}
+        result = (
+            self._call_weighted(node, norm, tensors, a["input"])
+            if tensors
+            else self._call(node, norm, a["input"])
+        )
+        return result if node.target is aten.layer_norm.default else _Tuple(result, node.name)
+
+    @ATEN_OPS.register(aten.softmax.int, aten._softmax.default)
+    def _softmax(self, node: fx.Node, a: dict[str, Any]) -> fx.Node:
+        """A softmax: dropped where it ends the network, an analog op inside it (attention)."""
+        self._axis(node, a["dim"])
+        return self.graph.call_function(torch.softmax, (self._tensor(node, a["self"]), a["dim"]))
+
+    @ATEN_OPS.register(aten.matmul.default, aten.bmm.default)
+    def _product(self, node: fx.Node, a: dict[str, Any]) -> fx.Node:
+        """A product of two signals (attention's q @ k^T and weights @ v): an analog op."""
+        operands = [self._tensor(node, a["self"]), self._tensor(node, a["other" if "other" in a else "mat2"])]
+        if all(operand in self.merged for operand in operands):  # a bmm over merged heads: on the 4-d values
+            operands = [self.merged[operand] for operand in operands]
+        return self.graph.call_function(torch.matmul, tuple(operands))
+
+    @ATEN_OPS.register(aten.scaled_dot_product_attention.default)
+    def _attention(self, node: fx.Node, a: dict[str, Any]) -> fx.Node:
+        if a.get("attn_mask") is not None or a.get("dropout_p", 0.0) != 0.0 or a.get("enable_gqa"):
+            raise _error(node, "has a mask, dropout or grouped heads; plain attention is supported")
+        query, key, value = (self._tensor(node, a[name]) for name in ("query", "key", "value"))
+        kwargs = {"is_causal": a.get("is_causal", False), "scale": a.get("scale")}
+        return self.graph.call_function(F.scaled_dot_product_attention, (query, key, value), kwargs)
+
+    @ATEN_OPS.register(aten.expand.default)
+    def _expand(self, node: fx.Node, a: dict[str, Any]) -> fx.Node:
+        """A parameter (a class token) repeated over the batch, as ViTs write it."""
+        token = a["self"]
+        if list(_meta_tensor(node.args[0]).shape) == list(_meta_tensor(node).shape):
+            return token  # the core-aten form of a matmul expands its operands to their own sizes
+        if not isinstance(token, _Lifted) or token.tensor.shape[0] != 1:
+            raise _error(
+                node, "expands a computed value; only a parameter's expansion over the batch is supported"
+            )
+        sizes = [_as_int(d) for d in _meta_tensor(node).shape[1:]]
+        if any(size is None for size in sizes):
+            raise _error(node, "expands to dynamic sizes other than the batch; not supported")
+        inputs = next(n for n in self.graph.nodes if n.op == "placeholder")
+        batch = self.graph.call_method("size", (inputs, 0))
+        return self.graph.call_method("expand", (self._tensor(node, token), batch, *sizes))
 
     @ATEN_OPS.register(
         aten.batch_norm.default,
@@ -532,7 +678,13 @@ class _Rebuilder:
             sizes[free[0]] = -1
         elif self.example_batch and sizes and sizes[0] % self.example_batch == 0:
             sizes[0] = -1
-        return self.graph.call_function(torch.reshape, (self._tensor(node, a["self"]), tuple(sizes)))
+        source = self._tensor(node, a["self"])
+        result = self.graph.call_function(torch.reshape, (source, tuple(sizes)))
+        before = [_as_int(d) for d in _meta_tensor(node.args[0]).shape]
+        kept = len(sizes) - 1  # trailing dims a merge of the leading ones keeps
+        if 0 < kept < len(before) - 1 and before[-kept:] == sizes[1:]:
+            self.merged[result] = source
+        return result
 
     @ATEN_OPS.register(aten.flatten.using_ints)
     def _flatten(self, node: fx.Node, a: dict[str, Any]) -> fx.Node:
@@ -545,6 +697,18 @@ class _Rebuilder:
             raise _error(node, f"adds with alpha={a['alpha']}; spikeport supports plain sums (alpha=1)")
         operands = (self._operand(node, a["self"]), self._operand(node, a["other"]))
         return self.graph.call_function(operator.add, operands)
+
+    @ATEN_OPS.register(aten.sub.Tensor, aten.sub.Scalar)
+    def _sub(self, node: fx.Node, a: dict[str, Any]) -> fx.Node:
+        if a.get("alpha", 1) != 1:
+            raise _error(node, f"subtracts with alpha={a['alpha']}; spikeport supports plain differences")
+        operands = (self._operand(node, a["self"]), self._operand(node, a["other"]))
+        return self.graph.call_function(operator.sub, operands)
+
+    @ATEN_OPS.register(aten.div.Tensor, aten.div.Scalar)
+    def _div(self, node: fx.Node, a: dict[str, Any]) -> fx.Node:
+        operands = (self._operand(node, a["self"]), self._operand(node, a["other"]))
+        return self.graph.call_function(operator.truediv, operands)
 
     @ATEN_OPS.register(aten.mul.Tensor, aten.mul.Scalar)
     def _mul(self, node: fx.Node, a: dict[str, Any]) -> fx.Node:

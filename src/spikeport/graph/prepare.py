@@ -19,6 +19,7 @@ from spikeport.graph.canonical import (
     redirect_inplace_users,
     remove_passthrough,
     shapes_to_sizes,
+    views_to_reshapes,
 )
 from spikeport.graph.connectivity import fanouts
 from spikeport.graph.fold import fold_batchnorms, fold_batchnorms_forward
@@ -77,6 +78,7 @@ def prepare(model: nn.Module, example: Tensor) -> PreparedModel:
     check_supported(gm)
     redirect_inplace_users(gm)
     notes = remove_passthrough(gm)
+    views_to_reshapes(gm)  # `.contiguous()` went with the passthrough ops: a view after a transpose needs it
     shapes_to_sizes(gm)
     canonicalize_activations(gm)
     canonicalize_pools(gm)
