@@ -3,8 +3,9 @@
 Export. spikeport's spikes carry their threshold (ANN units); NIR's IF neurons emit binary spikes. So each
 IF node gets ``r = 1`` and ``v_threshold`` = the threshold, and the threshold moves to the receiving
 side: folded into the weights of a conv/linear layer that reads the spikes directly (through a flatten at
-most: exact, since ``W * theta`` times a 0/1 spike is the product spikeport computes), or as a ``Scale``
-node where the spikes meet a pool, an addition or the output. Residual additions become two edges into one
+most: exact, since ``W * theta`` times a 0/1 spike is the product spikeport computes) or through an average
+pool (equal to float rounding; ``scales="nodes"`` writes a Scale node there instead, bit for bit), and as a
+``Scale`` node where the spikes meet an addition or the output. Residual additions become two edges into one
 node (NIR sums a node's inputs). The output node receives the last layer's current, whose running mean is
 spikeport's read-out.
 
@@ -22,12 +23,15 @@ What NIR cannot say, and what a consumer will therefore not reproduce:
   (convert with ``max_to_avg=True`` for max-pools).
 
 Import reads graphs of those nodes (Input, Output, Conv1d/2d, Affine, Linear, AvgPool2d, SumPool2d, Flatten,
-Scale, IF) back into a SpikingNetwork with binary spikes; an export followed by an import reproduces the
-network's outputs exactly (tested with hard and soft reset).
+Scale, IF) back into a SpikingNetwork with binary spikes; an export (``scales="nodes"``) followed by an
+import reproduces the network's outputs exactly (tested with hard and soft reset). Node names have no dots
+and nodes come in execution order, and IF's ``v_reset`` is left out where it is 0 (NIR's default, which
+readers before nir 1.0.5 do not know): what the readers of Norse, sinabs and snnTorch need.
 """
 
 from __future__ import annotations
 
+import keyword
 import operator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,6 +71,7 @@ class _Term:
 class _Exporter:
     snn: SpikingNetwork
     soft_reset: str
+    fold_scales: bool
     nodes: dict = field(default_factory=dict)
     edges: list = field(default_factory=list)
     scaled: dict = field(default_factory=dict)  # source name -> its Scale node
@@ -83,7 +88,7 @@ class _Exporter:
         if term.scale is None:
             return term.source
         if term.source not in self.scaled:
-            name = f"{term.source}.scale"
+            name = f"{term.source}_scale"
             self.nodes[name] = nir.Scale(scale=_array(term.scale.expand(shape).float()))
             self.edges.append((term.source, name))
             self.scaled[term.source] = name
@@ -110,7 +115,9 @@ class _Exporter:
                 self.feed(values[source], "output", shape)
             elif node.op == "call_module":
                 values[node] = self.module(node, modules[node.target], values)
-            elif "sample_shape" not in node.meta:  # sizes (x.size(0) of a flatten): no signal, nothing to export
+            elif (
+                "sample_shape" not in node.meta
+            ):  # sizes (x.size(0) of a flatten): no signal, nothing to export
                 continue
             elif _is_reshape(node):
                 values[node] = self.flatten(node, values)
@@ -124,7 +131,20 @@ class _Exporter:
                 values[node] = values[a] + values[b]
             else:
                 raise self.fail(node, f"{node.op} {getattr(node.target, '__name__', node.target)}")
-        return nir.NIRGraph(nodes=self.nodes, edges=self.edges)
+        # Readers build a torch module per node, named after it: module paths' dots would nest them.
+        renamed: dict[str, str] = {}
+        for name in self.nodes:
+            flat = name.replace(".", "_")
+            while flat in renamed.values() or (flat != name and flat in self.nodes):
+                flat += "_"
+            renamed[name] = flat
+        # Nodes in execution order (input first, output last): some readers run them in the order given.
+        order = _topological(
+            [renamed[n] for n in self.nodes], [(renamed[a], renamed[b]) for a, b in self.edges]
+        )
+        nodes = {renamed[name]: node for name, node in self.nodes.items()}
+        edges = [(renamed[a], renamed[b]) for a, b in self.edges]
+        return nir.NIRGraph(nodes={name: nodes[name] for name in order}, edges=edges)
 
     def fold_bias(self, node: fx.Node, terms: list[_Term], bias: Tensor) -> None:
         """A neuron's bias current joins the bias of the layer that feeds it alone (NIR's IF has none)."""
@@ -216,6 +236,10 @@ class _Exporter:
             self.nodes[name] = nir.AvgPool2d(
                 kernel_size=np.array(kernel), stride=np.array(stride), padding=np.array((0, 0))
             )
+            channel_scale = _channel_scale(terms, in_shape) if self.fold_scales else None
+            if channel_scale is not None:  # a pool mixes within channels: the spikes' values pass through it
+                self.edges.append((terms[0].source, name))
+                return [_Term(name, channel_scale)]
             self.feed(terms, name, in_shape)
             return [_Term(name)]
         raise self.fail(node, f"{type(module).__name__} module '{name}'")
@@ -227,10 +251,34 @@ COVERED = (
 )
 
 
+def _topological(names: list[str], edges: list[tuple[str, str]]) -> list[str]:
+    """``names`` ordered so that every edge goes forward, otherwise keeping their order."""
+    pending = {name: sum(1 for _, b in edges if b == name) for name in names}
+    order: list[str] = []
+    while len(order) < len(names):
+        ready = next(name for name in names if pending[name] == 0 and name not in order)
+        order.append(ready)
+        for a, b in edges:
+            if a == ready:
+                pending[b] -= 1
+    return order
+
+
 def _is_reshape(node: fx.Node) -> bool:
     if node.op == "call_method":
         return node.target in ("flatten", "view", "reshape")
     return node.op == "call_function" and node.target in (torch.flatten, torch.reshape)
+
+
+def _channel_scale(terms: list[_Term], in_shape: tuple[int, ...]) -> Tensor | None:
+    """The one term's spike values as ``[C, 1, 1]`` when they are the same within each channel, else None."""
+    if len(terms) != 1 or terms[0].scale is None:
+        return None
+    full = terms[0].scale.expand(in_shape)
+    per_channel = full.reshape(full.shape[0], -1)
+    if not bool((per_channel == per_channel[:, :1]).all()):
+        return None
+    return per_channel[:, :1].reshape(-1, *[1] * (len(in_shape) - 1))
 
 
 def _input_scale(scale: Tensor, in_shape: tuple[int, ...], module: nn.Module) -> Tensor:
@@ -283,23 +331,60 @@ def refuse_what_nir_lacks(snn: SpikingNetwork) -> None:
             )
 
 
-def export_nir(snn: SpikingNetwork, path: str | Path | None = None, *, soft_reset: str = "metadata"):
+def export_nir(
+    snn: SpikingNetwork,
+    path: str | Path | None = None,
+    *,
+    soft_reset: str = "metadata",
+    scales: str = "fold",
+):
     """Write ``snn`` as a NIR graph (HDF5 via ``nir.write``) and return the ``nir.NIRGraph``.
 
     ``soft_reset``: "metadata" (IF nodes, subtractive reset stated in each node's metadata) or "hard"
     (plain hard-reset IF nodes: what NIR's IF does, a different network when the SNN resets softly).
+    ``scales``: where spikes meet an average pool, "fold" carries their values through the pool into the next
+    layer's weights (readers without a Scale node, such as Norse's and sinabs', run the file; outputs equal
+    to float rounding), "nodes" writes a Scale node there (an export and import is then bit for bit).
     """
     import nir
 
     if soft_reset not in ("metadata", "hard"):
         raise ValueError(f"soft_reset must be 'metadata' or 'hard', got {soft_reset!r}")
+    if scales not in ("fold", "nodes"):
+        raise ValueError(f"scales must be 'fold' or 'nodes', got {scales!r}")
     if snn.coding.nir_refusal is not None:
         raise NIRExportError(snn.coding.nir_refusal)
     refuse_what_nir_lacks(snn)
-    graph = _Exporter(snn, soft_reset).run()
+    graph = _Exporter(snn, soft_reset, scales == "fold").run()
     if path is not None:
         nir.write(str(path), graph)
+        _drop_zero_resets(path)
     return graph
+
+
+def _drop_zero_resets(path: str | Path) -> None:
+    """Remove the IF nodes' ``v_reset`` from the file where it is 0, NIR's default.
+
+    NIR added ``v_reset`` to IF in 1.0.5; readers before it (sinabs pins nir<=1.0.4) refuse a file that has
+    it, and readers since then take a missing one as 0. Without it the file reads everywhere, the same.
+    """
+    import h5py
+
+    resets: list = []
+
+    def find(name: str, item) -> None:
+        is_if = (
+            isinstance(item, h5py.Group)
+            and item.get("type") is not None
+            and item["type"][()] in (b"IF", "IF")
+        )
+        if is_if and "v_reset" in item and not np.any(item["v_reset"][()]):
+            resets.append(item)
+
+    with h5py.File(path, "r+") as file:
+        file.visititems(find)
+        for item in resets:
+            del item["v_reset"]
 
 
 def import_nir(source) -> SpikingNetwork:
@@ -311,8 +396,34 @@ def import_nir(source) -> SpikingNetwork:
     """
     import nir
 
-    graph = source if isinstance(source, nir.NIRGraph) else nir.read(str(source))
+    if isinstance(source, nir.NIRGraph):
+        graph = source
+    else:
+        try:
+            graph = nir.read(str(source))
+        except ValueError as error:  # the tools that write the batch into the input's shape (Norse, Rockpool)
+            if "type mismatch" not in str(error):
+                raise
+            graph = nir.read(str(source), type_check=False)
+            if not _without_batch_axis(graph):
+                raise
     return _Importer(graph).build()
+
+
+def _without_batch_axis(graph) -> bool:
+    """Drop a leading batch axis from the Input nodes' shape where their readers expect one axis less."""
+    dropped = False
+    for name, node in graph.nodes.items():
+        if type(node).__name__ != "Input":
+            continue
+        shape = np.asarray(node.input_type["input"])
+        readers = [graph.nodes[b] for a, b in graph.edges if a == name]
+        expected = [np.asarray(r.input_type["input"]) for r in readers if getattr(r, "input_type", None)]
+        if len(shape) > 1 and expected and all(np.array_equal(e, shape[1:]) for e in expected):
+            node.input_type = {"input": shape[1:]}
+            node.output_type = {"output": shape[1:]}
+            dropped = True
+    return dropped
 
 
 class _Importer:
@@ -413,8 +524,10 @@ class _Importer:
 
 
 def _identifier(name: str) -> str:
+    """A module name for a NIR node: a Python identifier, and no keyword (fx writes code with it)."""
     cleaned = "".join(c if c.isalnum() or c == "_" else "_" for c in name)
-    return cleaned if cleaned and not cleaned[0].isdigit() else f"n_{cleaned}"
+    cleaned = cleaned if cleaned and not cleaned[0].isdigit() else f"n_{cleaned}"
+    return f"{cleaned}_" if keyword.iskeyword(cleaned) else cleaned
 
 
 def _per_channel(threshold: Tensor) -> Tensor:
