@@ -506,7 +506,7 @@ def test_missing_layer_weights_name_the_layer(tmp_path):
             layers.Dense(3, activation="elu", name="squash"),
             r"'squash' \(Dense\): activation 'elu' is not supported; use gelu",
         ),
-        (layers.ReLU(max_value=6.0, name="relu6"), r"'relu6' \(ReLU\): only a plain ReLU"),
+        (layers.ReLU(negative_slope=0.1, name="leaky"), r"'leaky' \(ReLU\): only a ReLU from 0"),
         (layers.Softmax(name="early"), r"'early' \(Softmax\): softmax is only supported as the last"),
     ],
 )
@@ -539,3 +539,45 @@ def test_missing_file_and_wrong_zip(tmp_path):
         archive.writestr("readme.txt", "hello")
     with pytest.raises(ConversionError, match="config.json"):
         sp.load_model(tmp_path / "other.keras")
+
+
+@pytest.mark.parametrize("suffix", SUFFIXES)
+def test_relu6_as_activation_and_as_a_capped_relu_layer(tmp_path, suffix):
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 2)),
+            layers.Conv2D(4, 3, activation="relu6"),
+            layers.Conv2D(4, 3),
+            layers.ReLU(max_value=2.0),
+            layers.Flatten(),
+            layers.Dense(3),
+        ]
+    )
+    path = save(model, tmp_path, suffix)
+    module = load_quietly(path)
+    x = images(5, (8, 8, 2)) * 4  # inputs large enough to reach both ceilings
+    np.testing.assert_allclose(ours(module, x), keras_output(model, x), atol=ATOL)
+    snn = sp.convert(module, torch.from_numpy(x).permute(0, 3, 1, 2), "rmp", progress=False)
+    assert [float(n.threshold.max()) for n in snn.neurons().values()] <= [6.0, 2.0]
+
+
+@pytest.mark.parametrize("suffix", SUFFIXES)
+def test_preprocessing_separable_convs_and_global_max_pooling(tmp_path, suffix):
+    model = keras.Sequential(
+        [
+            keras.Input((10, 10, 3)),
+            layers.Rescaling(1 / 255.0, offset=-0.5),
+            layers.Normalization(mean=[0.1, -0.2, 0.0], variance=[0.5, 2.0, 1.0]),
+            layers.SeparableConv2D(4, 3, depth_multiplier=2, padding="same", activation="relu"),
+            layers.SeparableConv2D(6, 3, strides=2, use_bias=False),
+            layers.ReLU(),
+            layers.GlobalMaxPooling2D(),
+            layers.Dense(3),
+        ]
+    )
+    path = save(model, tmp_path, suffix)
+    module = load_quietly(path)
+    x = np.random.default_rng(0).uniform(0, 255, size=(5, 10, 10, 3)).astype(np.float32)
+    np.testing.assert_allclose(ours(module, x), keras_output(model, x), atol=1e-4, rtol=1e-4)
+    snn = sp.convert(module, torch.from_numpy(x).permute(0, 3, 1, 2), "ecc", progress=False)
+    assert snn(torch.from_numpy(x).permute(0, 3, 1, 2), 8).shape == (8, 5, 3)

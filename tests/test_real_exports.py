@@ -186,8 +186,8 @@ def test_ops_that_would_mix_samples_are_refused_by_name(tmp_path):
     split = helper.make_node("Split", ["x"], ["y", "z"], name="halves", axis=0)
     with pytest.raises(sp.ConversionError, match=r"'halves' \(Split\).*acts on the batch axis"):
         sp.load_model(_graph_file(tmp_path, [split], [], 13, out_rank=4, shape=(2, 2, 4, 4)))
-    clip = helper.make_node("Clip", ["x"], ["y"], name="six", min=0.0, max=6.0)
-    with pytest.raises(sp.ConversionError, match=r"'six' \(Clip\).*\[0.0, 6.0\] does not convert"):
+    clip = helper.make_node("Clip", ["x"], ["y"], name="tanh-like", min=-1.0, max=1.0)
+    with pytest.raises(sp.ConversionError, match=r"'tanh-like' \(Clip\).*\[-1.0, 1.0\] does not convert"):
         sp.load_model(_graph_file(tmp_path, [clip], [], 9, out_rank=4))
     dims = _graph_file(
         tmp_path, [helper.make_node("Relu", ["x"], ["y"])], [], 13, shape=("n", 2, "h", 4), out_rank=4
@@ -263,3 +263,43 @@ def test_a_network_that_flattens_with_x_size_0_exports_to_nir():
     snn = sp.convert(SizeFlatten().eval(), x, "rmp", progress=False)
     back = sp.import_nir(sp.export_nir(snn))
     torch.testing.assert_close(back(x, 32), snn(x, 32))
+
+
+class ReLU6Net(nn.Module):
+    """MobileNet's activation: ReLU6 as a module and as F.relu6, and a Hardtanh from 0."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv2d(1, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1, groups=4)
+        self.act = nn.ReLU6()
+        self.fc = nn.Linear(4 * 8 * 8, 5)
+
+    def forward(self, x):
+        x = self.act(self.conv1(x) * 8)  # scaled so that the ceiling is reached
+        x = F.hardtanh(F.relu6(self.conv2(x)), 0.0, 3.0)
+        return self.fc(x.flatten(1))
+
+
+@pytestmark_pt2
+@pytest.mark.parametrize("source", ["pytorch", "onnx", "pt2", "pt2-core-aten"])
+def test_relu6_converts_with_thresholds_capped_at_its_ceiling(tmp_path, source):
+    torch.manual_seed(0)
+    model = ReLU6Net().eval()
+    x = torch.rand(2, 1, 8, 8)
+    if source == "onnx":
+        export(model, tmp_path / "relu6.onnx", "torchscript")
+        loaded = sp.load_model(tmp_path / "relu6.onnx")
+    elif source.startswith("pt2"):
+        loaded = _saved_program(model, x, tmp_path / "relu6.pt2", False, source == "pt2-core-aten")
+    else:
+        loaded = model
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x), atol=1e-5, rtol=1e-5)
+    calibration = torch.rand(32, 1, 8, 8)
+    for method in ("rmp", "ecc"):  # rmp's thresholds come from currents: above 6 unless capped
+        snn = sp.convert(loaded, calibration, method, progress=False)
+        thresholds = [float(n.threshold.max()) for n in snn.neurons().values()]
+        assert thresholds[0] <= 6.0 and thresholds[1] <= 6.0 and thresholds[2] <= 3.0
+        assert sp.evaluate(snn, calibration, [256], ann=model, progress=False).agreement[256] >= 0.9
+    with pytest.raises(sp.ConversionError, match=r"Hardtanh\(min_val=-1.0, max_val=1.0\) does not convert"):
+        sp.convert(nn.Sequential(nn.Linear(4, 4), nn.Hardtanh(), nn.Linear(4, 2)), torch.rand(8, 4))

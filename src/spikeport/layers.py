@@ -113,6 +113,32 @@ def floor_straight_through(x: Tensor) -> Tensor:
     return x + (torch.floor(x) - x).detach()
 
 
+class CappedReLU(nn.ReLU):
+    """``min(max(x, 0), ceiling)``: ReLU6 (``ceiling=6``) and ``Hardtanh(0, c)``.
+
+    A ReLU to every method (an ``nn.ReLU`` subclass): a neuron's rate saturates at its threshold anyway.
+    Assembly caps the threshold (an FS code's scale) at the ceiling (``capped``), so the SNN never
+    saturates above what the ANN does.
+    """
+
+    def __init__(self, ceiling: float = 6.0):
+        super().__init__()
+        if not ceiling > 0:
+            raise ValueError(f"ceiling must be > 0, got {ceiling}")
+        self.ceiling = float(ceiling)
+
+    def extra_repr(self) -> str:
+        return f"ceiling={self.ceiling:g}"
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.clamp(0, self.ceiling)
+
+
+def capped(threshold: Tensor, activation: nn.Module) -> Tensor:
+    """A neuron's threshold (or FS scale) for ``activation``: at most its ceiling where it has one."""
+    return threshold.clamp(max=activation.ceiling) if isinstance(activation, CappedReLU) else threshold
+
+
 class QCFS(nn.Module):
     """The QCFS activation with ``levels`` (L) steps and a learnable clip value ``threshold`` (lambda)."""
 

@@ -16,7 +16,7 @@ from spikeport.graph.analog_cost import accumulation_ops, analog_ops
 from spikeport.graph.canonical import insert_after
 from spikeport.graph.ops import Role, role_of
 from spikeport.graph.prepare import PreparedModel
-from spikeport.layers import SpikeSite, TiledAvgPool2d, TiledMaxPool2d
+from spikeport.layers import SpikeSite, TiledAvgPool2d, TiledMaxPool2d, capped
 from spikeport.network import DEFAULT_MEMORY_BUDGET, SpikingNetwork, model_dtype, module_device
 from spikeport.neurons import IFNeuron, Reset, SpikingLayer, SpikingMaxPool
 from spikeport.neurons.analog import AccumulatedOp
@@ -78,8 +78,8 @@ def assemble(
     for activation in prepared.activation_nodes():
         node = nodes[activation.name]
         shape = node.meta["sample_shape"]
-        threshold = broadcastable(thresholds[node.name], shape, dtype)
         module = modules[node.target]
+        threshold = broadcastable(capped(thresholds[node.name], module), shape, dtype)
         if isinstance(module, SpikeSite):
             gm.set_submodule(str(node.target), SignedIFNeuron(threshold, levels=levels))
             continue

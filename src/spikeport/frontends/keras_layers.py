@@ -25,7 +25,7 @@ from torch import fx, nn
 from spikeport.errors import ConversionError
 from spikeport.frontends.keras_config import INPUT_CLASS, Call, LayerSpec, ModelGraph, Shape
 from spikeport.frontends.registry import Registry, module_name
-from spikeport.layers import PaddedMaxPool2d
+from spikeport.layers import CappedReLU, PaddedMaxPool2d
 
 __all__ = ["KERAS_ACTIVATIONS", "KERAS_LAYERS", "build_graph_module"]
 
@@ -36,6 +36,7 @@ KERAS_LAYERS: Registry[str, _Handler] = Registry("Keras layers")
 # Keras activations with the same function in torch (all but relu convert with method="fs" only).
 KERAS_ACTIVATIONS: Registry[str, Callable[[], nn.Module]] = Registry("Keras activations")
 KERAS_ACTIVATIONS.register("relu")(nn.ReLU)
+KERAS_ACTIVATIONS.register("relu6")(lambda: CappedReLU(6.0))
 KERAS_ACTIVATIONS.register("sigmoid")(nn.Sigmoid)
 KERAS_ACTIVATIONS.register("tanh")(nn.Tanh)
 KERAS_ACTIVATIONS.register("swish", "silu")(nn.SiLU)
@@ -291,10 +292,50 @@ class GraphBuilder:
         bias = _tensor(arrays[1]) if use_bias else None
         return self.convolution(call, x, weight, bias, groups=channels)
 
+    @KERAS_LAYERS.register("SeparableConv2D", "SeparableConvolution2D")
+    def separable_conv2d(self, call: Call, inputs: list[Value]) -> Value:
+        """A depthwise conv (padding, strides, dilation) and a pointwise 1x1 conv with the bias and activation."""
+        spec, config = call.spec, call.spec.config
+        self.channels_last(spec)
+        x = self.image(spec, inputs[0])
+        channels, multiplier = x.shape[2], int(config.get("depth_multiplier", 1))
+        if channels is None:
+            raise self.fail(spec, "the number of input channels is unknown")
+        use_bias = bool(config.get("use_bias", True))
+        arrays = self.arrays(spec, 3 if use_bias else 2)
+        kernel_size = _pair(config["kernel_size"], "kernel_size")
+        self.check_shape(spec, arrays[0], (*kernel_size, channels, multiplier), "depthwise kernel")
+        depthwise = (
+            _tensor(arrays[0]).reshape(*kernel_size, channels * multiplier).permute(2, 0, 1).unsqueeze(1)
+        )
+        spread = self.convolution(call, x, depthwise, None, groups=channels, activation=False)
+        pointwise = _tensor(arrays[1])  # (1, 1, channels * multiplier, filters)
+        filters = int(pointwise.shape[-1])
+        self.check_shape(spec, arrays[1], (1, 1, channels * multiplier, filters), "pointwise kernel")
+
+        def make() -> nn.Conv2d:
+            conv = nn.Conv2d(channels * multiplier, filters, 1, bias=use_bias)
+            with torch.no_grad():
+                conv.weight.copy_(pointwise[0, 0].T.reshape(filters, -1, 1, 1))
+                if use_bias:
+                    self.check_shape(spec, arrays[2], (filters,), "bias")
+                    conv.bias.copy_(_tensor(arrays[2]))
+            return conv
+
+        target = self.module(spec, "pointwise", make)
+        value = Value(self.call_module(target, spread.node), (*spread.shape[:2], filters))
+        return self.activation(call, value, config.get("activation", "linear"), fused=True)
+
     def convolution(
-        self, call: Call, x: Value, weight: torch.Tensor, bias: torch.Tensor | None, groups: int
+        self,
+        call: Call,
+        x: Value,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None,
+        groups: int,
+        activation: bool = True,
     ) -> Value:
-        """Conv2D and DepthwiseConv2D: padding, the conv module, then the fused activation."""
+        """Conv2D and DepthwiseConv2D: padding, the conv module, then the fused activation (``activation``)."""
         spec, config = call.spec, call.spec.config
         kernel_size = (int(weight.shape[2]), int(weight.shape[3]))
         strides = _pair(config.get("strides", 1), "strides")
@@ -329,6 +370,8 @@ class GraphBuilder:
 
         conv = self.module(spec, "", make)
         value = Value(self.call_module(conv, node), (*out_size, int(weight.shape[0])))
+        if not activation:
+            return value
         return self.activation(call, value, config.get("activation", "linear"), fused=True)
 
     def padding(
@@ -446,18 +489,17 @@ class GraphBuilder:
     @KERAS_LAYERS.register("ReLU")
     def relu_layer(self, call: Call, inputs: list[Value]) -> Value:
         config = call.spec.config
-        plain = (
-            config.get("max_value") is None
-            and not config.get("negative_slope")
-            and not config.get("threshold")
-        )
-        if not plain:
+        if config.get("negative_slope") or config.get("threshold"):
             options = {k: config.get(k) for k in ("max_value", "negative_slope", "threshold")}
             raise self.fail(
                 call.spec,
-                f"only a plain ReLU is supported (max_value=None, negative_slope=0, threshold=0), got {options}",
+                f"only a ReLU from 0, capped or not, is supported (negative_slope=0, threshold=0), got {options}",
             )
-        return self.activation(call, inputs[0], "relu", fused=False)
+        ceiling = config.get("max_value")
+        if ceiling is None:
+            return self.activation(call, inputs[0], "relu", fused=False)
+        target = self.module(call.spec, "", lambda: CappedReLU(float(ceiling)))  # ReLU6 and its kin
+        return Value(self.call_module(target, inputs[0].node), inputs[0].shape, inputs[0].flat_hwc)
 
     @KERAS_LAYERS.register("Softmax")
     def softmax_layer(self, call: Call, inputs: list[Value]) -> Value:
@@ -565,6 +607,70 @@ class GraphBuilder:
         if call.spec.config.get("keepdims"):
             return Value(node, (1, 1, channels))
         return Value(self.function(torch.flatten, node, 1), (channels,))
+
+    @KERAS_LAYERS.register("GlobalMaxPooling2D", "GlobalMaxPool2D")
+    def global_max_pool(self, call: Call, inputs: list[Value]) -> Value:
+        self.channels_last(call.spec)
+        x = self.image(call.spec, inputs[0])
+        height, width, channels = x.shape
+        if height is None or width is None:
+            raise self.fail(call.spec, "the image size is unknown; give the model a fixed input size")
+        target = self.module(call.spec, "", lambda: nn.MaxPool2d((int(height), int(width))))
+        node = self.call_module(target, x.node)
+        if call.spec.config.get("keepdims"):
+            return Value(node, (1, 1, channels))
+        return Value(self.function(torch.flatten, node, 1), (channels,))
+
+    @KERAS_LAYERS.register("Rescaling")
+    def rescaling(self, call: Call, inputs: list[Value]) -> Value:
+        """``x * scale + offset`` (scalars or per channel): a per-channel affine, folded into the next layer."""
+        config = call.spec.config
+        return self.affine(call, inputs[0], config.get("scale", 1.0), config.get("offset", 0.0))
+
+    @KERAS_LAYERS.register("Normalization")
+    def normalization(self, call: Call, inputs: list[Value]) -> Value:
+        """``(x - mean) / max(sqrt(variance), 1e-7)`` per channel: an affine as Rescaling."""
+        spec, config = call.spec, call.spec.config
+        if config.get("invert"):
+            raise self.fail(spec, "invert=True (de-normalisation) is not supported")
+        axis = config.get("axis", -1)
+        if (
+            axis not in (-1, [-1], (-1,), None)
+            and axis != len(inputs[0].shape)
+            and axis != [len(inputs[0].shape)]
+        ):
+            raise self.fail(spec, f"axis={axis!r} is not supported; only the channel axis (-1)")
+        if config.get("mean") is not None:
+            mean, variance = np.asarray(config["mean"]), np.asarray(config["variance"])
+        else:
+            arrays = self.weights_of(spec)
+            if not arrays or len(arrays) < 2:
+                raise self.fail(
+                    spec, "its mean and variance are missing; adapt() it or give mean and variance"
+                )
+            mean, variance = arrays[0], arrays[1]
+        std = np.maximum(np.sqrt(np.asarray(variance, dtype=np.float64)), 1e-7)
+        scale = (1.0 / std).reshape(-1)
+        return self.affine(call, inputs[0], scale, -(np.asarray(mean).reshape(-1) * scale))
+
+    def affine(self, call: Call, x: Value, scale: Any, offset: Any) -> Value:
+        features = x.shape[-1]
+        if features is None or len(x.shape) not in (1, 3):
+            raise self.fail(
+                call.spec, f"expects an image (N, H, W, C) or (N, features), got (N, {_dims(x.shape)})"
+            )
+        scale = torch.as_tensor(np.asarray(scale, dtype=np.float32)).reshape(-1).expand(int(features))
+        offset = torch.as_tensor(np.asarray(offset, dtype=np.float32)).reshape(-1).expand(int(features))
+
+        def make() -> nn.Module:  # a batch norm of mean 0 and variance 1: weight * x + bias
+            norm = (nn.BatchNorm2d if len(x.shape) == 3 else nn.BatchNorm1d)(int(features), eps=0.0)
+            with torch.no_grad():
+                norm.weight.copy_(scale)
+                norm.bias.copy_(offset)
+            return norm.eval()
+
+        target = self.module(call.spec, "", make)
+        return Value(self.call_module(target, x.node), x.shape, x.flat_hwc)
 
     @KERAS_LAYERS.register("ZeroPadding2D")
     def zero_padding(self, call: Call, inputs: list[Value]) -> Value:

@@ -27,7 +27,7 @@ from torch import Tensor, fx, nn
 
 from spikeport.errors import ConversionError
 from spikeport.frontends.registry import Registry, module_name
-from spikeport.layers import PaddedMaxPool2d
+from spikeport.layers import CappedReLU, PaddedMaxPool2d
 
 __all__ = ["ONNX_OPS", "load_onnx"]
 
@@ -601,7 +601,7 @@ class _Builder:
 
     @ONNX_OPS.register("Clip")
     def clip(self, node, attrs: dict[str, Any]) -> None:
-        """A clip at 0 from below and unbounded above is a ReLU."""
+        """A clip from 0 is a ReLU, capped where it has an upper bound (ReLU6)."""
         bounds = [attrs.get("min"), attrs.get("max")]
         for i, name in enumerate(node.input[1:3]):
             if name:
@@ -610,12 +610,12 @@ class _Builder:
                     raise self.fail(node, "its bounds must be constants")
                 bounds[i] = float(constant)
         low, high = bounds
-        if low != 0 or (high is not None and np.isfinite(high)):
+        if low != 0 or (high is not None and not high > 0):
             raise self.fail(
-                node,
-                f"a clip to [{low}, {high}] does not convert; a clip at 0 without an upper bound (a ReLU) does",
+                node, f"a clip to [{low}, {high}] does not convert; a clip from 0 does (a ReLU, or ReLU6)"
             )
-        self.call(node, nn.ReLU(), self.signal(node.input[0], node.name))
+        capped = high is not None and np.isfinite(high)
+        self.call(node, CappedReLU(high) if capped else nn.ReLU(), self.signal(node.input[0], node.name))
 
     @ONNX_OPS.register("LRN")
     def local_response_norm(self, node, attrs: dict[str, Any]) -> None:

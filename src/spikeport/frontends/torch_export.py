@@ -41,6 +41,7 @@ from torch.export.graph_signature import InputKind, OutputKind, TensorArgument
 
 from spikeport.errors import ConversionError
 from spikeport.frontends.registry import Registry, module_name
+from spikeport.layers import CappedReLU
 
 __all__ = ["ATEN_OPS", "load_exported"]
 
@@ -607,6 +608,20 @@ class _Rebuilder:
     @ATEN_OPS.register(aten.relu.default, aten.relu_.default)
     def _relu(self, node: fx.Node, a: dict[str, Any]) -> fx.Node:
         return self._call(node, nn.ReLU(), a["self"])
+
+    @ATEN_OPS.register(aten.relu6.default, aten.hardtanh.default, aten.hardtanh_.default, aten.clamp.default)
+    def _clip(self, node: fx.Node, a: dict[str, Any]) -> fx.Node:
+        """ReLU6 (relu6 or hardtanh(0, 6); core ATen: clamp(0, 6)): a ReLU capped at the upper bound."""
+        if node.target is aten.relu6.default:
+            low, high = 0, 6.0
+        elif "min_val" in a:
+            low, high = a["min_val"], a["max_val"]
+        else:
+            low, high = a.get("min"), a.get("max")
+        if low != 0 or (high is not None and not high > 0):
+            raise _error(node, f"clips to [{low}, {high}]; a clip from 0 converts (a ReLU, or ReLU6)")
+        module = nn.ReLU() if high is None else CappedReLU(float(high))
+        return self._call(node, module, a["self"])
 
     @ATEN_OPS.register(
         aten.silu.default,

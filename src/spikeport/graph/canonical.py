@@ -19,6 +19,7 @@ from spikeport.graph.ops import (
     ACTIVATION_FUNCTIONS,
     ACTIVATION_METHODS,
     ACTIVATION_MODULES,
+    ACTIVATION_REPLACEMENTS,
     MAX_POOL_MODULES,
     Role,
     describe,
@@ -165,6 +166,9 @@ def canonicalize_activations(gm: fx.GraphModule) -> None:
     calls = module_call_counts(gm)
     for node in list(gm.graph.nodes):
         module = modules.get(node.target) if node.op == "call_module" else None
+        if type(module) in ACTIVATION_REPLACEMENTS:  # ReLU6, Hardtanh: the activation they compute
+            replace_with_module(gm, node, ACTIVATION_REPLACEMENTS[type(module)](module), "relu")
+            continue
         if isinstance(module, ACTIVATION_MODULES):
             fresh = copy.deepcopy(module)
             if hasattr(fresh, "inplace"):

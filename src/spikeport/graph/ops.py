@@ -17,9 +17,11 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
+from spikeport.errors import ConversionError
 from spikeport.layers import (
     QCFS,
     AnalogProduct,
+    CappedReLU,
     MatMul,
     PaddedMaxPool2d,
     ScaledDotProductAttention,
@@ -66,6 +68,9 @@ MODULE_ROLES: dict[type[nn.Module], Role] = {
     nn.BatchNorm1d: Role.AFFINE,
     nn.BatchNorm2d: Role.AFFINE,
     nn.ReLU: Role.ACTIVATION,
+    CappedReLU: Role.ACTIVATION,
+    nn.ReLU6: Role.ACTIVATION,  # canonicalisation makes it a CappedReLU
+    nn.Hardtanh: Role.ACTIVATION,  # from 0 only: checked there
     nn.SiLU: Role.ACTIVATION,
     nn.Sigmoid: Role.ACTIVATION,
     nn.GELU: Role.ACTIVATION,
@@ -105,6 +110,21 @@ def _leaky_relu(node: fx.Node) -> nn.Module:
     return nn.LeakyReLU(slope)
 
 
+def _hardtanh(node: fx.Node) -> nn.Module:
+    low = node.kwargs.get("min_val", node.args[1] if len(node.args) > 1 else -1.0)
+    high = node.kwargs.get("max_val", node.args[2] if len(node.args) > 2 else 1.0)
+    return capped_relu(low, high, f"F.hardtanh(min_val={low}, max_val={high})")
+
+
+def capped_relu(low: float, high: float, what: str) -> nn.Module:
+    """``clamp(x, low, high)`` as an activation: a ReLU capped at ``high`` when ``low`` is 0."""
+    if low != 0 or not high > 0:
+        raise ConversionError(
+            f"{what} does not convert: a clip converts when it starts at 0 (a ReLU, or ReLU6 / Hardtanh(0, c))"
+        )
+    return CappedReLU(high)
+
+
 def _gelu(node: fx.Node) -> nn.Module:
     return nn.GELU(approximate=node.kwargs.get("approximate", "none"))
 
@@ -118,6 +138,8 @@ ACTIVATION_FUNCTIONS: dict[object, object] = {
     **dict.fromkeys([F.hardswish], lambda node: nn.Hardswish()),
     **dict.fromkeys([F.gelu], _gelu),
     **dict.fromkeys([F.leaky_relu, F.leaky_relu_], _leaky_relu),
+    **dict.fromkeys([F.relu6], lambda node: CappedReLU(6.0)),
+    **dict.fromkeys([F.hardtanh, F.hardtanh_], _hardtanh),
 }
 ACTIVATION_METHODS: dict[str, object] = {
     **dict.fromkeys(RELU_METHODS, lambda node: nn.ReLU()),
@@ -125,6 +147,13 @@ ACTIVATION_METHODS: dict[str, object] = {
     **dict.fromkeys(["tanh", "tanh_"], lambda node: nn.Tanh()),
 }
 ACTIVATION_MODULES = (nn.ReLU, nn.SiLU, nn.Sigmoid, nn.GELU, nn.Hardswish, nn.Tanh, nn.LeakyReLU, QCFS)
+# Modules canonicalisation replaces by the activation they compute.
+ACTIVATION_REPLACEMENTS = {
+    nn.ReLU6: lambda m: CappedReLU(6.0),
+    nn.Hardtanh: lambda m: capped_relu(
+        m.min_val, m.max_val, f"nn.Hardtanh(min_val={m.min_val}, max_val={m.max_val})"
+    ),
+}
 
 FUNCTION_ROLES: dict[object, Role] = {
     **dict.fromkeys(ACTIVATION_FUNCTIONS, Role.ACTIVATION),

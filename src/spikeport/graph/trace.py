@@ -8,7 +8,7 @@ import torch
 from torch import fx, nn
 
 from spikeport.errors import ConversionError
-from spikeport.layers import QCFS, PaddedMaxPool2d
+from spikeport.layers import QCFS, CappedReLU, PaddedMaxPool2d
 
 
 def check_finite(model: nn.Module) -> None:
@@ -24,7 +24,8 @@ class _Tracer(fx.Tracer):
     """torch.fx's tracer, with spikeport's own layers kept whole (the converter knows them as one op)."""
 
     def is_leaf_module(self, module: nn.Module, qualified_name: str) -> bool:
-        return isinstance(module, PaddedMaxPool2d | QCFS) or super().is_leaf_module(module, qualified_name)
+        kept_whole = isinstance(module, PaddedMaxPool2d | QCFS | CappedReLU)
+        return kept_whole or super().is_leaf_module(module, qualified_name)
 
 
 def trace(model: nn.Module) -> fx.GraphModule:

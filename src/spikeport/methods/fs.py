@@ -31,6 +31,7 @@ from spikeport.fs_codes import FITTED_ACTIVATIONS, FSActivation, activation_name
 from spikeport.fs_fit import fit_code
 from spikeport.graph.observers import MaxStatistic
 from spikeport.graph.prepare import PreparedModel
+from spikeport.layers import capped
 from spikeport.methods.base import Batches, Method, each_batch
 from spikeport.methods.statistics import data_based_thresholds, observe_activations
 from spikeport.network import SpikingNetwork
@@ -142,7 +143,8 @@ class FS(Method):
         neurons: dict[str, FSNeuron] = {}
         for node_name, activation in names.items():
             if activation in BINARY:  # spike sites: the magnitude's maximum or percentile is their scale
-                neurons[node_name] = FSNeuron(activation, scales[node_name], rounding=self.rounding)
+                scale = capped(scales[node_name], modules[layers[node_name]])  # ReLU6: at most 6
+                neurons[node_name] = FSNeuron(activation, scale, rounding=self.rounding)
             elif node_name in samples:
                 codes = self.codes_for(
                     layers[node_name], FITTED_ACTIVATIONS[activation], samples[node_name], prepared
