@@ -48,13 +48,15 @@ class FixedBatch(nn.Module):
         return self.fc(x.reshape(8, 16))
 
 
-class ReflectPad(nn.Module):
+class ConstantPad(nn.Module):
+    """Padding with a non-zero constant: a current no neuron sends."""
+
     def __init__(self):
         super().__init__()
         self.conv = nn.Conv2d(1, 2, 3)
 
     def forward(self, x):
-        return self.conv(torch.nn.functional.pad(torch.relu(x), (1, 1, 1, 1), mode="reflect")).flatten(1)
+        return self.conv(torch.nn.functional.pad(torch.relu(x), (1, 1, 1, 1), value=0.5)).flatten(1)
 
 
 def one_line(error: BaseException) -> str:
@@ -74,7 +76,7 @@ def one_line(error: BaseException) -> str:
             ["MaxPool1d module '2'", "return_indices=True"],
         ),
         (DividedBySignal(), (8, 4), ["node 'truediv'", "divides by a signal"]),
-        (ReflectPad(), (8, 1, 6, 6), ["mode='reflect'", "only zero padding"]),
+        (ConstantPad(), (8, 1, 6, 6), ["value=0.5", "a non-zero constant does not"]),
     ],
 )
 def test_unsupported_ops_are_named(model, x, words):

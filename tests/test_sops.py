@@ -116,3 +116,26 @@ def test_fanouts_follow_the_weights_a_method_zeroed():
         expected = (following.weight != 0).sum(dim=0).double()
         assert torch.equal(layer.fanout, expected)
     assert (neurons[0].fanout < 12).any()  # some 2-bit weights are zero: fewer synapses than the float net
+
+
+def test_border_copying_pads_count_every_path_of_a_spike():
+    """Reflect / replicate / circular padding copies a border spike: each copy's synapses are counted."""
+    torch.manual_seed(2)
+    for pad, conv in [
+        (nn.ReflectionPad2d(1), nn.Conv2d(3, 2, 3)),
+        (nn.ReplicationPad2d((1, 2, 0, 1)), nn.Conv2d(3, 2, 2)),
+        (nn.Identity(), nn.Conv2d(3, 2, 3, padding=1, padding_mode="circular")),
+    ]:
+        model = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), pad, conv, nn.ReLU(), nn.Flatten())
+        model.append(nn.LazyLinear(2))
+        x = torch.rand(4, 1, 5, 5)
+        model(x)
+        snn = sp.convert(model.eval(), x, "max", progress=False)
+        ones = connectivity_twin(conv)
+        expected = torch.zeros(3, 5, 5, dtype=torch.float64)
+        with torch.no_grad():
+            for index in itertools.product(range(3), range(5), range(5)):
+                e = torch.zeros(1, 3, 5, 5, dtype=torch.float64)
+                e[(0, *index)] = 1.0
+                expected[index] = ones(pad.double()(e)).sum()  # paths: a copied spike counts per copy
+        assert torch.equal(snn.neurons()["1"].fanout, expected.flatten())

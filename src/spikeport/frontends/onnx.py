@@ -492,23 +492,29 @@ class _Builder:
     @ONNX_OPS.register("Pad")
     def pad(self, node, attrs: dict[str, Any]) -> None:
         mode = attrs.get("mode", b"constant")
+        mode = mode.decode() if isinstance(mode, bytes) else mode
         if "pads" in attrs:  # opset < 11: pads and value are attributes
             pads, value = torch.tensor(attrs["pads"]), torch.tensor(attrs.get("value", 0.0))
         else:
             pads = self.constant(node.input[1]) if len(node.input) > 1 else None
             value = self.constant(node.input[2]) if len(node.input) > 2 and node.input[2] else None
-        if mode not in (b"constant", "constant") or pads is None or (value is not None and float(value) != 0):
-            raise self.fail(node, "only zero padding with constant pads converts")
+        if (
+            mode not in PAD_MODULES
+            or pads is None
+            or (mode == "constant" and value is not None and float(value))
+        ):
+            raise self.fail(
+                node, "only padding with zeros or copies (reflect, edge, wrap) by constant pads converts"
+            )
         pads = [int(p) for p in pads]
         half = len(pads) // 2
         if any(pads[:2]) or any(pads[half : half + 2]):
             raise self.fail(node, "padding of the batch or channel axis does not convert")
         begin, end = pads[2:half], pads[half + 2 :]
-        pad = (
-            nn.ZeroPad1d((begin[0], end[0]))
-            if len(begin) == 1
-            else nn.ZeroPad2d((begin[1], end[1], begin[0], end[0]))
-        )
+        if len(begin) not in (1, 2):
+            raise self.fail(node, f"{len(begin)}-d padding does not convert; 1-d and 2-d do")
+        one_d, two_d = PAD_MODULES[mode]
+        pad = one_d((begin[0], end[0])) if len(begin) == 1 else two_d((begin[1], end[1], begin[0], end[0]))
         self.call(node, pad, self.signal(node.input[0], node.name))
 
     @ONNX_OPS.register("Concat")
@@ -654,6 +660,13 @@ class _Builder:
         self.values[node.output[0]] = self.signal(node.input[0], node.name)
 
 
+# ONNX's Pad modes and the torch padding that does the same (1-d, 2-d): zeros, or copies of the border.
+PAD_MODULES = {
+    "constant": (nn.ZeroPad1d, nn.ZeroPad2d),
+    "reflect": (nn.ReflectionPad1d, nn.ReflectionPad2d),
+    "edge": (nn.ReplicationPad1d, nn.ReplicationPad2d),
+    "wrap": (nn.CircularPad1d, nn.CircularPad2d),
+}
 SAMPLE_BATCH = 2  # the batch of the sample run when the file names its batch size rather than fixing it
 
 

@@ -93,6 +93,13 @@ class _Symbolic:
 
 
 _SYMBOLIC = _Symbolic()
+# Padding modes and their modules (1-d, 2-d): zeros or copies of the border, all exact on spikes.
+_PADS = {
+    "constant": (nn.ZeroPad1d, nn.ZeroPad2d),
+    "reflect": (nn.ReflectionPad1d, nn.ReflectionPad2d),
+    "replicate": (nn.ReplicationPad1d, nn.ReplicationPad2d),
+    "circular": (nn.CircularPad1d, nn.CircularPad2d),
+}
 _Handler = Callable[["_Rebuilder", fx.Node, dict[str, Any]], Any]
 # Keyed by overload (aten.add.Tensor), listed by op (add).
 ATEN_OPS: Registry[torch._ops.OpOverload, _Handler] = Registry(
@@ -508,16 +515,38 @@ class _Rebuilder:
     def _unsqueeze(self, node: fx.Node, a: dict[str, Any]) -> fx.Node:
         return self._reshape(node, a)
 
-    @ATEN_OPS.register(aten.pad.default, aten.constant_pad_nd.default)
+    @ATEN_OPS.register(
+        aten.pad.default,
+        aten.constant_pad_nd.default,
+        aten.reflection_pad1d.default,
+        aten.reflection_pad2d.default,
+        aten.replication_pad1d.default,
+        aten.replication_pad2d.default,
+    )
     def _pad(self, node: fx.Node, a: dict[str, Any]) -> fx.Node:
-        mode, value = a.get("mode", "constant"), a.get("value") or 0.0
-        if mode != "constant" or value != 0:
-            raise _error(node, f"pads in mode {mode!r} with value {value}; only zero padding is supported")
-        pads = list(a["pad"])
-        if len(pads) > 2 * (_meta_tensor(node.args[0]).dim() - 1) - 2 or len(pads) not in (2, 4):
+        """Padding with zeros or with copies of the border (reflect, replicate, circular), last one or two axes."""
+        name = node.target.__name__.split(".")[0]
+        mode = {"reflection": "reflect", "replication": "replicate"}.get(
+            name.split("_")[0], a.get("mode", "constant")
+        )
+        value = a.get("value") or 0.0
+        if mode not in _PADS or (mode == "constant" and value != 0):
+            raise _error(
+                node, f"pads in mode {mode!r} with value {value}; zeros or copies of the border convert"
+            )
+        pads = list(a["padding" if "padding" in a else "pad"])
+        if len(pads) not in (2, 4) or len(pads) > 2 * (_meta_tensor(node.args[0]).dim() - 2):
             raise _error(node, f"pads {pads}: only the last one or two axes (width, height) may be padded")
-        module = nn.ZeroPad1d(tuple(pads)) if len(pads) == 2 else nn.ZeroPad2d(tuple(pads))
+        module = _PADS[mode][len(pads) // 2 - 1](tuple(pads))
         return self._call(node, module, a["self"])
+
+    @ATEN_OPS.register(aten.arange.start_step, aten.arange.default, aten.arange.start)
+    def _index_arithmetic(self, node: fx.Node, a: dict[str, Any]) -> None:
+        raise _error(
+            node,
+            "computes indices: core ATen writes reflect and replicate padding this way; save the program "
+            "before run_decompositions() (or export to ONNX), where the padding stays one op",
+        )
 
     @ATEN_OPS.register(aten.layer_norm.default, aten.native_layer_norm.default)
     def _layer_norm(self, node: fx.Node, a: dict[str, Any]) -> Any:

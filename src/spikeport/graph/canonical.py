@@ -93,13 +93,16 @@ def _max_pool_parameters(node: fx.Node) -> dict:
 
 
 def _check_zero_padding(node: fx.Node) -> None:
-    """F.pad is exact only as zero padding (an absent spike); reflect/replicate or a constant are not."""
+    """F.pad with zeros (an absent spike) or copies of the border (reflect, replicate, circular: spike
+    trains copied) is exact; a non-zero constant is a current no neuron sends."""
     mode = node.kwargs.get("mode", node.args[2] if len(node.args) > 2 else "constant")
     value = node.kwargs.get("value", node.args[3] if len(node.args) > 3 else None)
-    if mode != "constant" or value not in (None, 0, 0.0):
+    if mode not in ("constant", "reflect", "replicate", "circular") or (
+        mode == "constant" and value not in (None, 0, 0.0)
+    ):
         raise ConversionError(
-            f"node '{node.name}' pads with mode={mode!r}, value={value!r}; only zero padding "
-            "(F.pad(x, pad) or nn.ZeroPad2d) converts exactly"
+            f"node '{node.name}' pads with mode={mode!r}, value={value!r}; padding with zeros or copies "
+            "(mode reflect, replicate, circular) converts exactly, a non-zero constant does not"
         )
 
 

@@ -93,6 +93,13 @@ MODULE_ROLES: dict[type[nn.Module], Role] = {
     nn.Unflatten: Role.STRUCTURAL,
     nn.ZeroPad1d: Role.STRUCTURAL,  # zero padding: silent neurons at the border, exact
     nn.ZeroPad2d: Role.STRUCTURAL,
+    # Reflect, replicate and circular padding copy values (spikes, under rate coding): data movement, exact.
+    nn.ReflectionPad1d: Role.STRUCTURAL,
+    nn.ReflectionPad2d: Role.STRUCTURAL,
+    nn.ReplicationPad1d: Role.STRUCTURAL,
+    nn.ReplicationPad2d: Role.STRUCTURAL,
+    nn.CircularPad1d: Role.STRUCTURAL,
+    nn.CircularPad2d: Role.STRUCTURAL,
     nn.Dropout: Role.REMOVE,
     nn.Dropout1d: Role.REMOVE,
     nn.Dropout2d: Role.REMOVE,
@@ -183,7 +190,7 @@ FUNCTION_ROLES: dict[object, Role] = {
     torch.permute: Role.STRUCTURAL,
     torch.transpose: Role.STRUCTURAL,
     operator.getitem: Role.STRUCTURAL,
-    F.pad: Role.STRUCTURAL,  # zero padding only: checked per node
+    F.pad: Role.STRUCTURAL,  # zeros or copies of the border: checked per node
     torch.unbind: Role.STRUCTURAL,
     torch.chunk: Role.STRUCTURAL,
     torch.split: Role.STRUCTURAL,
@@ -278,7 +285,7 @@ def supported_summary() -> str:
         f"supported modules: {modules}; functions: relu, silu, sigmoid, tanh, gelu, hardswish, leaky_relu, "
         "add/sub, mul/div by a constant, products of two signals (x * y, x @ y, matmul/bmm), layer_norm, rms_norm, "
         "local_response_norm, softmax, scaled_dot_product_attention (no mask from data), mean/sum, avg and max "
-        "pools, flatten/reshape/view/cat/getitem/permute/transpose/expand/unbind/chunk/split, zero padding, dropout"
+        "pools, flatten/reshape/view/cat/getitem/permute/transpose/expand/unbind/chunk/split, zero, reflect, replicate or circular padding, dropout"
     )
 
 
