@@ -581,3 +581,28 @@ def test_preprocessing_separable_convs_and_global_max_pooling(tmp_path, suffix):
     np.testing.assert_allclose(ours(module, x), keras_output(model, x), atol=1e-4, rtol=1e-4)
     snn = sp.convert(module, torch.from_numpy(x).permute(0, 3, 1, 2), "ecc", progress=False)
     assert snn(torch.from_numpy(x).permute(0, 3, 1, 2), 8).shape == (8, 5, 3)
+
+
+@pytest.mark.parametrize("suffix", SUFFIXES)
+def test_layer_normalization_over_token_features(tmp_path, suffix):
+    model = keras.Sequential(
+        [
+            keras.Input((5, 6)),
+            layers.Dense(8, activation="relu"),
+            layers.LayerNormalization(),
+            layers.Dense(8, activation="relu"),
+            layers.Flatten(),
+            layers.Dense(3),
+        ]
+    )
+    for layer in model.layers:  # a non-trivial scale and centre
+        if isinstance(layer, layers.LayerNormalization):
+            layer.gamma.assign(np.linspace(0.5, 1.5, 8).astype(np.float32))
+            layer.beta.assign(np.linspace(-0.2, 0.2, 8).astype(np.float32))
+    path = save(model, tmp_path, suffix)
+    module = load_quietly(path)
+    x = images(4, (5, 6))
+    with torch.no_grad():
+        np.testing.assert_allclose(module(torch.from_numpy(x)).numpy(), keras_output(model, x), atol=ATOL)
+    snn = sp.convert(module, torch.from_numpy(x), "percentile[spike_bits=4]", progress=False)
+    assert snn.analog_layers()  # the normalisation is computed on values, counted apart

@@ -439,6 +439,36 @@ class GraphBuilder:
         value = Value(node, (*x.shape[:-1], units))
         return self.activation(call, value, config.get("activation", "linear"), fused=True)
 
+    @KERAS_LAYERS.register("LayerNormalization")
+    def layer_norm(self, call: Call, inputs: list[Value]) -> Value:
+        """Normalisation over the last axis (tokens' features, or an image's channels): an analog op."""
+        spec, config = call.spec, call.spec.config
+        x = inputs[0]
+        axis = config.get("axis", -1)
+        axis = axis[0] if isinstance(axis, list | tuple) and len(axis) == 1 else axis
+        if axis not in (-1, len(x.shape)) or len(x.shape) != 2 or x.shape[-1] is None:
+            raise self.fail(
+                spec,
+                f"axis={config.get('axis')!r} on (N, {_dims(x.shape)}) is not supported; only the last axis of "
+                "(N, tokens, features)",
+            )
+        if config.get("rms_scaling"):
+            raise self.fail(spec, "rms_scaling=True is not supported; use RMSNormalization's PyTorch form")
+        scale, center = bool(config.get("scale", True)), bool(config.get("center", True))
+        arrays = iter(self.arrays(spec, int(scale) + int(center)))
+        features = int(x.shape[-1])
+
+        def make() -> nn.Module:
+            norm = nn.LayerNorm(features, eps=float(config.get("epsilon", 1e-3)), bias=center)
+            with torch.no_grad():
+                norm.weight.copy_(_tensor(next(arrays)) if scale else torch.ones(features))
+                if center:
+                    norm.bias.copy_(_tensor(next(arrays)))
+            return norm
+
+        target = self.module(spec, "", make)
+        return Value(self.call_module(target, x.node), x.shape, x.flat_hwc)
+
     @KERAS_LAYERS.register("BatchNormalization")
     def batch_norm(self, call: Call, inputs: list[Value]) -> Value:
         spec, config = call.spec, call.spec.config
