@@ -279,10 +279,10 @@ def test_classic_cnns_load_match_onnxruntime_and_convert(tmp_path, name, opset):
             dynamic_axes=None if opset == 9 else {"data": {0: "batch"}},
         )
     loaded = sp.load_model(path)
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    runtime = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     with torch.no_grad():
         for sample in x.split(1):
-            expected = session.run(None, {"data": sample.numpy()})[0]
+            expected = runtime.run(None, {"data": sample.numpy()})[0]
             np.testing.assert_allclose(loaded(sample).numpy(), expected, atol=1e-4, rtol=1e-4)
         np.testing.assert_allclose(loaded(x).numpy(), model(x).numpy(), atol=1e-4, rtol=1e-4)
     if opset == 17:  # converting once per architecture is enough

@@ -119,8 +119,8 @@ def export(model: nn.Module, path, exporter: str) -> None:
 
 
 def runtime_output(path, x: torch.Tensor) -> np.ndarray:
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    runtime = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return runtime.run(None, {runtime.get_inputs()[0].name: x.numpy()})[0]
 
 
 @pytest.mark.parametrize("exporter", ["torchscript", "torchscript-opset9", "dynamo"])
