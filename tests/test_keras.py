@@ -606,3 +606,19 @@ def test_layer_normalization_over_token_features(tmp_path, suffix):
         np.testing.assert_allclose(module(torch.from_numpy(x)).numpy(), keras_output(model, x), atol=ATOL)
     snn = sp.convert(module, torch.from_numpy(x), "percentile[spike_bits=4]", progress=False)
     assert snn.analog_layers()  # the normalisation is computed on values, counted apart
+
+
+def test_per_feature_preprocessing_after_a_flatten_is_refused(tmp_path):
+    """Keras flattens channels-last: per-feature values there would need reordering, which is not done."""
+    model = keras.Sequential(
+        [
+            keras.Input((2, 2, 3)),
+            layers.Flatten(),
+            layers.Normalization(mean=np.zeros(12), variance=np.ones(12), name="norm"),
+            layers.Dense(2),
+        ]
+    )
+    with pytest.raises(
+        ConversionError, match=r"'norm' \(Normalization\): its scale has 12 values for \(N, 12\)"
+    ):
+        sp.load_model(save(model, tmp_path, ".keras"))

@@ -689,8 +689,16 @@ class GraphBuilder:
             raise self.fail(
                 call.spec, f"expects an image (N, H, W, C) or (N, features), got (N, {_dims(x.shape)})"
             )
-        scale = torch.as_tensor(np.asarray(scale, dtype=np.float32)).reshape(-1).expand(int(features))
-        offset = torch.as_tensor(np.asarray(offset, dtype=np.float32)).reshape(-1).expand(int(features))
+        scale = torch.as_tensor(np.asarray(scale, dtype=np.float32)).reshape(-1)
+        offset = torch.as_tensor(np.asarray(offset, dtype=np.float32)).reshape(-1)
+        for values, what in ((scale, "scale"), (offset, "offset")):
+            if values.numel() not in (1, features) or (x.flat_hwc is not None and values.numel() > 1):
+                raise self.fail(
+                    call.spec,
+                    f"its {what} has {values.numel()} values for (N, {_dims(x.shape)}); one value, or one per "
+                    "channel of an image or feature of an unflattened vector, converts",
+                )
+        scale, offset = scale.expand(int(features)), offset.expand(int(features))
 
         def make() -> nn.Module:  # a batch norm of mean 0 and variance 1: weight * x + bias
             norm = (nn.BatchNorm2d if len(x.shape) == 3 else nn.BatchNorm1d)(int(features), eps=0.0)
