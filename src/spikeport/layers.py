@@ -4,6 +4,8 @@ conversion-aware training (``spikeport.qcfs``)."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -132,6 +134,24 @@ class CappedReLU(nn.ReLU):
 
     def forward(self, x: Tensor) -> Tensor:
         return x.clamp(0, self.ceiling)
+
+
+def clip_activation(low: float | None, high: float | None) -> nn.Module | None:
+    """``clamp(x, low, high)`` as an activation: from 0 a ReLU, capped where ``high`` is finite (ReLU6);
+    None for any other clip (it does not convert). The one rule every frontend and the tracer follow."""
+    if low != 0 or (high is not None and not high > 0):
+        return None
+    return nn.ReLU() if high is None or math.isinf(high) else CappedReLU(float(high))
+
+
+# Padding that converts exactly, by torch's mode names, as (1-d, 2-d) modules: zeros (absent spikes) or copies
+# of the border (copied spike trains). A non-zero constant would be a current no neuron sends.
+PADDING_MODULES: dict[str, tuple[type[nn.Module], type[nn.Module]]] = {
+    "constant": (nn.ZeroPad1d, nn.ZeroPad2d),
+    "reflect": (nn.ReflectionPad1d, nn.ReflectionPad2d),
+    "replicate": (nn.ReplicationPad1d, nn.ReplicationPad2d),
+    "circular": (nn.CircularPad1d, nn.CircularPad2d),
+}
 
 
 def capped(threshold: Tensor, activation: nn.Module) -> Tensor:

@@ -27,18 +27,16 @@ from torch import Tensor, nn
 from spikeport.assembly.static_prefix import static_prefix
 from spikeport.coding import RateCoding
 from spikeport.network import SpikingNetwork
-from spikeport.neurons import SpikingLayer
 from spikeport.options import positive_int
 
 try:
+    from neurobench.blocks.layer import STATELESS_LAYERS
     from neurobench.models import NeuroBenchModel
 except ImportError as error:  # an optional extra: say how to get it
     raise ImportError(
         "spikeport.neurobench needs the neurobench package: pip install 'spikeport[neurobench]'"
     ) from error
 
-# The layers NeuroBench counts synaptic operations of (neurobench.blocks.layer.STATELESS_LAYERS).
-COUNTED_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 OUTPUTS = ("classes", "readout")
 
 
@@ -81,7 +79,8 @@ class NeuroBenchNetwork(NeuroBenchModel):
         self.synaptic: dict[str, tuple[nn.Module, bool]] = {}
         for node in gm.graph.nodes:
             module = modules.get(node.target) if node.op == "call_module" else None
-            if isinstance(module, COUNTED_LAYERS) and str(node.target) not in self.synaptic:
+            # the layers whose synaptic operations NeuroBench counts
+            if isinstance(module, STATELESS_LAYERS) and str(node.target) not in self.synaptic:
                 shown = copy.deepcopy(module).requires_grad_(False)
                 self.synaptic[str(node.target)] = (shown, spikes_only and node not in analog)
 
@@ -98,7 +97,7 @@ class NeuroBenchNetwork(NeuroBenchModel):
         return [
             {"layer_name": name, "layer": layer}
             for name, layer in self.snn.spiking_layers().items()
-            if isinstance(layer, SpikingLayer) and layer.is_neuron
+            if layer.is_neuron
         ]
 
     @torch.no_grad()

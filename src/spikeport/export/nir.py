@@ -25,8 +25,8 @@ What NIR cannot say, and what a consumer will therefore not reproduce:
 Import reads graphs of those nodes (Input, Output, Conv1d/2d, Affine, Linear, AvgPool2d, SumPool2d, Flatten,
 Scale, IF) back into a SpikingNetwork with binary spikes; an export (``scales="nodes"``) followed by an
 import reproduces the network's outputs exactly (tested with hard and soft reset). Node names have no dots
-and nodes come in execution order, and IF's ``v_reset`` is left out where it is 0 (NIR's default, which
-readers before nir 1.0.5 do not know): what the readers of Norse, sinabs and snnTorch need.
+(the readers of Norse and sinabs name torch modules after them) and IF's ``v_reset`` is left out of a file
+where it is 0 (NIR's default, which readers before nir 1.0.5, as sinabs pins, do not know).
 """
 
 from __future__ import annotations
@@ -138,7 +138,8 @@ class _Exporter:
             while flat in renamed.values() or (flat != name and flat in self.nodes):
                 flat += "_"
             renamed[name] = flat
-        # Nodes in execution order (input first, output last): some readers run them in the order given.
+        # The returned graph lists its nodes in execution order, input first (a file keeps no order: HDF5
+        # sorts the names).
         order = _topological(
             [renamed[n] for n in self.nodes], [(renamed[a], renamed[b]) for a, b in self.edges]
         )

@@ -27,7 +27,7 @@ from torch import Tensor, fx, nn
 
 from spikeport.errors import ConversionError
 from spikeport.frontends.registry import Registry, module_name
-from spikeport.layers import CappedReLU, PaddedMaxPool2d
+from spikeport.layers import PADDING_MODULES, PaddedMaxPool2d, clip_activation
 
 __all__ = ["ONNX_OPS", "load_onnx"]
 
@@ -475,15 +475,16 @@ class _Builder:
         if sizes is None:  # equal parts, the last one smaller
             part = -(-x.shape[axis] // len(node.output))
             sizes = [min(part, x.shape[axis] - i * part) for i in range(len(node.output))]
-        source, start = self.signal(node.input[0], node.name), 0
+        start = 0
         for name, size in zip(node.output, sizes, strict=True):
-            index = (*[slice(None)] * axis, slice(start, start + int(size)))
-            self.values[name] = self.graph.call_function(operator.getitem, (source, index))
+            self.index(node, [*[slice(None)] * axis, slice(start, start + int(size))], name)
             start += int(size)
 
-    def index(self, node, index: list[Any]) -> None:
+    def index(self, node, index: list[Any], output: str | None = None) -> None:
+        """``input[index]`` as the node's (first, or the named) output."""
         source = self.signal(node.input[0], node.name)
-        self.values[node.output[0]] = self.graph.call_function(operator.getitem, (source, tuple(index)))
+        target = node.output[0] if output is None else output
+        self.values[target] = self.graph.call_function(operator.getitem, (source, tuple(index)))
 
     @ONNX_OPS.register("Dropout", "Identity")
     def identity(self, node, attrs: dict[str, Any]) -> None:
@@ -499,7 +500,7 @@ class _Builder:
             pads = self.constant(node.input[1]) if len(node.input) > 1 else None
             value = self.constant(node.input[2]) if len(node.input) > 2 and node.input[2] else None
         if (
-            mode not in PAD_MODULES
+            mode not in PAD_MODES
             or pads is None
             or (mode == "constant" and value is not None and float(value))
         ):
@@ -513,7 +514,7 @@ class _Builder:
         begin, end = pads[2:half], pads[half + 2 :]
         if len(begin) not in (1, 2):
             raise self.fail(node, f"{len(begin)}-d padding does not convert; 1-d and 2-d do")
-        one_d, two_d = PAD_MODULES[mode]
+        one_d, two_d = PADDING_MODULES[PAD_MODES[mode]]
         pad = one_d((begin[0], end[0])) if len(begin) == 1 else two_d((begin[1], end[1], begin[0], end[0]))
         self.call(node, pad, self.signal(node.input[0], node.name))
 
@@ -616,12 +617,12 @@ class _Builder:
                     raise self.fail(node, "its bounds must be constants")
                 bounds[i] = float(constant)
         low, high = bounds
-        if low != 0 or (high is not None and not high > 0):
+        module = clip_activation(low, high)
+        if module is None:
             raise self.fail(
                 node, f"a clip to [{low}, {high}] does not convert; a clip from 0 does (a ReLU, or ReLU6)"
             )
-        capped = high is not None and np.isfinite(high)
-        self.call(node, CappedReLU(high) if capped else nn.ReLU(), self.signal(node.input[0], node.name))
+        self.call(node, module, self.signal(node.input[0], node.name))
 
     @ONNX_OPS.register("LRN")
     def local_response_norm(self, node, attrs: dict[str, Any]) -> None:
@@ -660,13 +661,8 @@ class _Builder:
         self.values[node.output[0]] = self.signal(node.input[0], node.name)
 
 
-# ONNX's Pad modes and the torch padding that does the same (1-d, 2-d): zeros, or copies of the border.
-PAD_MODULES = {
-    "constant": (nn.ZeroPad1d, nn.ZeroPad2d),
-    "reflect": (nn.ReflectionPad1d, nn.ReflectionPad2d),
-    "edge": (nn.ReplicationPad1d, nn.ReplicationPad2d),
-    "wrap": (nn.CircularPad1d, nn.CircularPad2d),
-}
+# ONNX's Pad modes by torch's names for them (``layers.PADDING_MODULES``).
+PAD_MODES = {"constant": "constant", "reflect": "reflect", "edge": "replicate", "wrap": "circular"}
 SAMPLE_BATCH = 2  # the batch of the sample run when the file names its batch size rather than fixing it
 
 

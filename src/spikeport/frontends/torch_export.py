@@ -41,7 +41,7 @@ from torch.export.graph_signature import InputKind, OutputKind, TensorArgument
 
 from spikeport.errors import ConversionError
 from spikeport.frontends.registry import Registry, module_name
-from spikeport.layers import CappedReLU
+from spikeport.layers import PADDING_MODULES, clip_activation
 
 __all__ = ["ATEN_OPS", "load_exported"]
 
@@ -93,13 +93,6 @@ class _Symbolic:
 
 
 _SYMBOLIC = _Symbolic()
-# Padding modes and their modules (1-d, 2-d): zeros or copies of the border, all exact on spikes.
-_PADS = {
-    "constant": (nn.ZeroPad1d, nn.ZeroPad2d),
-    "reflect": (nn.ReflectionPad1d, nn.ReflectionPad2d),
-    "replicate": (nn.ReplicationPad1d, nn.ReplicationPad2d),
-    "circular": (nn.CircularPad1d, nn.CircularPad2d),
-}
 _Handler = Callable[["_Rebuilder", fx.Node, dict[str, Any]], Any]
 # Keyed by overload (aten.add.Tensor), listed by op (add).
 ATEN_OPS: Registry[torch._ops.OpOverload, _Handler] = Registry(
@@ -511,10 +504,6 @@ class _Rebuilder:
             start += size
         return _Parts(parts, node.name)
 
-    @ATEN_OPS.register(aten.unsqueeze.default, aten.squeeze.dim, aten.squeeze.dims)
-    def _unsqueeze(self, node: fx.Node, a: dict[str, Any]) -> fx.Node:
-        return self._reshape(node, a)
-
     @ATEN_OPS.register(
         aten.pad.default,
         aten.constant_pad_nd.default,
@@ -530,14 +519,14 @@ class _Rebuilder:
             name.split("_")[0], a.get("mode", "constant")
         )
         value = a.get("value") or 0.0
-        if mode not in _PADS or (mode == "constant" and value != 0):
+        if mode not in PADDING_MODULES or (mode == "constant" and value != 0):
             raise _error(
                 node, f"pads in mode {mode!r} with value {value}; zeros or copies of the border convert"
             )
         pads = list(a["padding" if "padding" in a else "pad"])
         if len(pads) not in (2, 4) or len(pads) > 2 * (_meta_tensor(node.args[0]).dim() - 2):
             raise _error(node, f"pads {pads}: only the last one or two axes (width, height) may be padded")
-        module = _PADS[mode][len(pads) // 2 - 1](tuple(pads))
+        module = PADDING_MODULES[mode][len(pads) // 2 - 1](tuple(pads))
         return self._call(node, module, a["self"])
 
     @ATEN_OPS.register(aten.arange.start_step, aten.arange.default, aten.arange.start)
@@ -647,9 +636,9 @@ class _Rebuilder:
             low, high = a["min_val"], a["max_val"]
         else:
             low, high = a.get("min"), a.get("max")
-        if low != 0 or (high is not None and not high > 0):
+        module = clip_activation(low, high)
+        if module is None:
             raise _error(node, f"clips to [{low}, {high}]; a clip from 0 converts (a ReLU, or ReLU6)")
-        module = nn.ReLU() if high is None else CappedReLU(float(high))
         return self._call(node, module, a["self"])
 
     @ATEN_OPS.register(
@@ -711,7 +700,14 @@ class _Rebuilder:
         result = self._call(node, pool, a["self"])
         return result if node.target is aten.max_pool2d.default else _Tuple(result, node.name)
 
-    @ATEN_OPS.register(aten.view.default, aten.reshape.default, aten._unsafe_view.default)
+    @ATEN_OPS.register(
+        aten.view.default,
+        aten.reshape.default,
+        aten._unsafe_view.default,
+        aten.unsqueeze.default,
+        aten.squeeze.dim,
+        aten.squeeze.dims,
+    )
     def _reshape(self, node: fx.Node, a: dict[str, Any]) -> fx.Node:
         """Sizes from the output metadata, with the batch dimension freed (see the module docstring)."""
         sizes = [_as_int(d) for d in _meta_tensor(node).shape]

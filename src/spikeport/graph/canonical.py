@@ -26,7 +26,15 @@ from spikeport.graph.ops import (
     role_of,
     supported_summary,
 )
-from spikeport.layers import QCFS, MatMul, PaddedMaxPool2d, ScaledDotProductAttention, Softmax, SpikeSite
+from spikeport.layers import (
+    PADDING_MODULES,
+    QCFS,
+    MatMul,
+    PaddedMaxPool2d,
+    ScaledDotProductAttention,
+    Softmax,
+    SpikeSite,
+)
 
 POOL_MODULES = {
     F.avg_pool1d: nn.AvgPool1d,
@@ -97,9 +105,7 @@ def _check_zero_padding(node: fx.Node) -> None:
     trains copied) is exact; a non-zero constant is a current no neuron sends."""
     mode = node.kwargs.get("mode", node.args[2] if len(node.args) > 2 else "constant")
     value = node.kwargs.get("value", node.args[3] if len(node.args) > 3 else None)
-    if mode not in ("constant", "reflect", "replicate", "circular") or (
-        mode == "constant" and value not in (None, 0, 0.0)
-    ):
+    if mode not in PADDING_MODULES or (mode == "constant" and value not in (None, 0, 0.0)):
         raise ConversionError(
             f"node '{node.name}' pads with mode={mode!r}, value={value!r}; padding with zeros or copies "
             "(mode reflect, replicate, circular) converts exactly, a non-zero constant does not"

@@ -19,6 +19,7 @@ from torch import fx, nn
 
 from spikeport.errors import ConversionError
 from spikeport.layers import (
+    PADDING_MODULES,
     QCFS,
     AnalogProduct,
     CappedReLU,
@@ -29,6 +30,7 @@ from spikeport.layers import (
     SpikeSite,
     TiledAvgPool2d,
     TiledMaxPool2d,
+    clip_activation,
 )
 from spikeport.neurons import IFNeuron, SpikingMaxPool
 from spikeport.neurons.fs import FSMaxPool, FSNeuron
@@ -91,15 +93,8 @@ MODULE_ROLES: dict[type[nn.Module], Role] = {
     nn.LocalResponseNorm: Role.ANALOG,
     nn.Flatten: Role.STRUCTURAL,
     nn.Unflatten: Role.STRUCTURAL,
-    nn.ZeroPad1d: Role.STRUCTURAL,  # zero padding: silent neurons at the border, exact
-    nn.ZeroPad2d: Role.STRUCTURAL,
-    # Reflect, replicate and circular padding copy values (spikes, under rate coding): data movement, exact.
-    nn.ReflectionPad1d: Role.STRUCTURAL,
-    nn.ReflectionPad2d: Role.STRUCTURAL,
-    nn.ReplicationPad1d: Role.STRUCTURAL,
-    nn.ReplicationPad2d: Role.STRUCTURAL,
-    nn.CircularPad1d: Role.STRUCTURAL,
-    nn.CircularPad2d: Role.STRUCTURAL,
+    # zeros (silent neurons at the border) or copies of the border (copied spike trains): data movement, exact
+    **dict.fromkeys((m for pair in PADDING_MODULES.values() for m in pair), Role.STRUCTURAL),
     nn.Dropout: Role.REMOVE,
     nn.Dropout1d: Role.REMOVE,
     nn.Dropout2d: Role.REMOVE,
@@ -124,12 +119,13 @@ def _hardtanh(node: fx.Node) -> nn.Module:
 
 
 def capped_relu(low: float, high: float, what: str) -> nn.Module:
-    """``clamp(x, low, high)`` as an activation: a ReLU capped at ``high`` when ``low`` is 0."""
-    if low != 0 or not high > 0:
+    """``clamp(x, low, high)`` as an activation (``layers.clip_activation``), or a ConversionError naming ``what``."""
+    module = clip_activation(low, high)
+    if module is None:
         raise ConversionError(
             f"{what} does not convert: a clip converts when it starts at 0 (a ReLU, or ReLU6 / Hardtanh(0, c))"
         )
-    return CappedReLU(high)
+    return module
 
 
 def _gelu(node: fx.Node) -> nn.Module:
